@@ -1,0 +1,42 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Errors that stores return, wrapped with the driver and operation. Test for
+// them with [errors.Is].
+var (
+	// ErrNotFound: the event or dead letter does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrVersionConflict: an [Expect] did not hold. The error is a
+	// *VersionConflictError that tells the actual version.
+	ErrVersionConflict = errors.New("version conflict")
+	// ErrDuplicateID: an event ID is already stored with different content.
+	ErrDuplicateID = errors.New("event ID already stored with different content")
+	// ErrCursorExpired: the cursor points before the oldest retained record,
+	// so reading on would silently skip deleted events.
+	ErrCursorExpired = errors.New("cursor expired: events after it were deleted by retention")
+	// ErrInvalidCursor: the cursor was not produced by this store.
+	ErrInvalidCursor = errors.New("invalid cursor")
+	// ErrInvalidRecord: a record cannot be stored as it is.
+	ErrInvalidRecord = errors.New("invalid record")
+	// ErrClosed: the store has been closed.
+	ErrClosed = errors.New("store closed")
+)
+
+// VersionConflictError reports an [Expect] that did not hold. It matches
+// [ErrVersionConflict].
+type VersionConflictError struct {
+	AggregateID string
+	Expected    int64 // the version the caller expected
+	Actual      int64 // the aggregate's version at the time of the append
+}
+
+func (e *VersionConflictError) Error() string {
+	return fmt.Sprintf("version conflict on aggregate %q: expected version %d, actual %d", e.AggregateID, e.Expected, e.Actual)
+}
+
+// Is makes errors.Is(err, ErrVersionConflict) true.
+func (e *VersionConflictError) Is(target error) bool { return target == ErrVersionConflict }

@@ -1,0 +1,63 @@
+package store
+
+import "fmt"
+
+// MaxIDLen, MaxAggregateIDLen and MaxKindLen bound the identifying fields of a
+// [Record], in bytes.
+const (
+	MaxIDLen          = 128
+	MaxAggregateIDLen = 255
+	MaxKindLen        = 64
+)
+
+// ValidateRecords checks a batch for [Store.Append]: it must be non-empty,
+// every record needs an ID, a valid topic and a non-zero Time, identifying
+// fields must fit their limits, payloads must not exceed maxPayload bytes, IDs
+// must be unique within the batch, and every Expect must name an aggregate
+// with a non-negative version, at most once. Errors match [ErrInvalidRecord]
+// and name the record and field at fault. Drivers call it before touching
+// the database, so a bad batch writes nothing.
+func ValidateRecords(recs []Record, expect []Expect, maxPayload int) error {
+	if len(recs) == 0 {
+		return fmt.Errorf("%w: empty batch", ErrInvalidRecord)
+	}
+	seen := make(map[string]struct{}, len(recs))
+	for i := range recs {
+		r := &recs[i]
+		switch {
+		case r.ID == "":
+			return fmt.Errorf("%w: record %d: empty ID", ErrInvalidRecord, i)
+		case len(r.ID) > MaxIDLen:
+			return fmt.Errorf("%w: record %d: ID is %d bytes, longer than %d", ErrInvalidRecord, i, len(r.ID), MaxIDLen)
+		case len(r.AggregateID) > MaxAggregateIDLen:
+			return fmt.Errorf("%w: record %d (%s): aggregate ID is %d bytes, longer than %d", ErrInvalidRecord, i, r.ID, len(r.AggregateID), MaxAggregateIDLen)
+		case len(r.Kind) > MaxKindLen:
+			return fmt.Errorf("%w: record %d (%s): kind is %d bytes, longer than %d", ErrInvalidRecord, i, r.ID, len(r.Kind), MaxKindLen)
+		case r.Time.IsZero():
+			return fmt.Errorf("%w: record %d (%s): zero time", ErrInvalidRecord, i, r.ID)
+		case maxPayload > 0 && len(r.Payload) > maxPayload:
+			return fmt.Errorf("%w: record %d (%s): payload is %d bytes, larger than the %d-byte limit", ErrInvalidRecord, i, r.ID, len(r.Payload), maxPayload)
+		}
+		if err := ValidateTopic(r.Topic); err != nil {
+			return fmt.Errorf("%w: record %d (%s): %w", ErrInvalidRecord, i, r.ID, err)
+		}
+		if _, dup := seen[r.ID]; dup {
+			return fmt.Errorf("%w: record %d: ID %s appears twice in the batch", ErrInvalidRecord, i, r.ID)
+		}
+		seen[r.ID] = struct{}{}
+	}
+	agg := make(map[string]struct{}, len(expect))
+	for _, e := range expect {
+		switch {
+		case e.AggregateID == "":
+			return fmt.Errorf("%w: expectation with empty aggregate ID", ErrInvalidRecord)
+		case e.Version < 0:
+			return fmt.Errorf("%w: expectation for aggregate %q has negative version %d", ErrInvalidRecord, e.AggregateID, e.Version)
+		}
+		if _, dup := agg[e.AggregateID]; dup {
+			return fmt.Errorf("%w: two expectations for aggregate %q", ErrInvalidRecord, e.AggregateID)
+		}
+		agg[e.AggregateID] = struct{}{}
+	}
+	return nil
+}
