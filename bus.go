@@ -1,0 +1,308 @@
+package event
+
+import (
+	"context"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Lifecycle states of a bus.
+const (
+	stateOpen    int32 = iota // accepting events
+	stateClosing              // Close called: only handlers may still publish
+	stateStopped              // drained, or about to be: nothing is accepted
+)
+
+// Bus is an event bus that carries payloads of type T. A concrete T gives a
+// fully typed bus; an interface T (any, or an application's own event
+// interface) carries many event types on one bus, and [Subscribe] can pick
+// out one of them.
+//
+// A Bus is safe for concurrent use by multiple goroutines. Create one with
+// [New] and release it with [Bus.Close].
+type Bus[T any] struct {
+	cfg config
+	log *slog.Logger
+
+	subMu  sync.Mutex // serialises changes to routes
+	routes atomic.Pointer[routes[T]]
+
+	// Events without an aggregate ID wait in shared, for any worker; events
+	// with one wait in the queue of the worker their key hashes to, which
+	// keeps each key's events in order.
+	shared  chan *delivery[T]
+	workers []*worker[T]
+	seed    maphash.Seed
+	rr      atomic.Uint32 // round-robin for keyed queue choice fallback
+	spill   spill[T]      // shared queue overflow for handlers' own publishes
+
+	state    atomic.Int32
+	inflight atomic.Int64 // Publish calls in progress + events not yet handled
+	drained  chan struct{}
+	drainMu  sync.Once
+	abort    context.Context // cancelled when Close gives up
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+
+	stats counters
+}
+
+// New returns a bus configured by opts, with its workers started.
+func New[T any](opts ...Option) (*Bus[T], error) {
+	cfg := defaultConfig()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	b := &Bus[T]{cfg: cfg, log: cfg.logger, drained: make(chan struct{}), seed: maphash.MakeSeed()}
+	if b.log == nil {
+		b.log = slog.New(slog.DiscardHandler)
+	}
+	b.abort, b.cancel = context.WithCancel(context.Background())
+	b.routes.Store(&routes[T]{})
+	if cfg.sync {
+		return b, nil
+	}
+	b.shared = make(chan *delivery[T], cfg.bufferSize)
+	own := max(cfg.bufferSize/cfg.workers, 64)
+	if cfg.bufferSize == 0 {
+		own = 0
+	}
+	b.workers = make([]*worker[T], cfg.workers)
+	for i := range b.workers {
+		b.workers[i] = &worker[T]{bus: b, own: make(chan *delivery[T], own), wake: make(chan struct{}, 1)}
+	}
+	b.wg.Add(len(b.workers))
+	for _, w := range b.workers {
+		go w.run()
+	}
+	return b, nil
+}
+
+// Publish publishes payload to topic. It stamps the envelope (a new UUIDv7
+// ID, the time, and the options), then delivers it: synchronous
+// subscriptions run before Publish returns, asynchronous ones are queued for
+// the workers. An event that no subscription matches is counted in
+// [Stats].NoSubscriber and is not an error.
+//
+// When the queue is full Publish waits for room until ctx is done, and then
+// returns ctx's error; with [WithFailFast] it returns [ErrQueueFull] at once.
+// Either way the event was not published. A handler that publishes with the
+// context it was given never waits for room, so handlers cannot deadlock the
+// bus, and the new event records the handled one as its cause.
+//
+// Publish returns an error matching [ErrInvalidTopic] for an invalid topic,
+// and [ErrClosed] once Close has begun (except from handlers still draining).
+// A handler's failure is not Publish's: it is retried and dead-lettered per
+// the subscription.
+func (b *Bus[T]) Publish(ctx context.Context, topic string, payload T, opts ...PublishOption) error {
+	parent, _ := ctx.Value(ctxKey{}).(deliveryInfo)
+	nested := parent.id != [16]byte{}
+	b.inflight.Add(1)
+	if st := b.state.Load(); st == stateStopped || (st == stateClosing && !nested) {
+		b.done()
+		return ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		b.done()
+		return fmt.Errorf("event: publish %s: %w", topic, err)
+	}
+	rt, err := b.routes.Load().lookup(topic)
+	if err != nil {
+		b.done()
+		return fmt.Errorf("event: publish: %w", err)
+	}
+	d := &delivery[T]{bus: b, parent: ctx, route: rt, async: !b.cfg.sync}
+	ev := &d.ev
+	ev.Topic = topic
+	ev.Kind = KindDomain
+	ev.Payload = payload
+	for i := range opts {
+		d.apply(&opts[i])
+	}
+	if ev.Time.IsZero() {
+		ev.Time = time.Now()
+	}
+	if ev.ID == [16]byte{} {
+		ev.ID = newID(ev.Time)
+	}
+	if nested {
+		ev.CausationID = parent.id
+		if ev.CorrelationID == [16]byte{} {
+			ev.CorrelationID = parent.correlation
+		}
+	}
+	if ev.CorrelationID == [16]byte{} {
+		ev.CorrelationID = ev.ID
+	}
+	b.stats.published.Add(1)
+
+	if !rt.wants(payload) {
+		b.stats.noSubscriber.Add(1)
+		b.done()
+		return nil
+	}
+	if len(rt.sync) > 0 {
+		sd := d
+		if d.async {
+			// A synchronous subscription on an asynchronous bus gets the
+			// publisher's context, like any synchronous delivery.
+			sd = &delivery[T]{bus: b, parent: ctx, route: rt, ev: d.ev}
+		}
+		for _, s := range rt.sync {
+			if !s.removed.Load() && (s.accepts == nil || s.accepts(payload)) {
+				b.deliver(s, sd)
+			}
+		}
+	}
+	if !rt.wantsAsync(payload) {
+		b.done()
+		return nil
+	}
+	if err := b.enqueue(ctx, d, nested); err != nil {
+		b.done()
+		return fmt.Errorf("event: publish %s: %w", topic, err)
+	}
+	return nil
+}
+
+func (d *delivery[T]) apply(o *PublishOption) {
+	ev := &d.ev
+	switch o.op {
+	case opAggregate:
+		ev.AggregateID = o.s
+	case opKind:
+		ev.Kind = Kind(o.s)
+	case opMeta:
+		if ev.Metadata == nil {
+			ev.Metadata = make(map[string]string, 1)
+		}
+		ev.Metadata[o.s] = o.v
+	case opMetadata:
+		if ev.Metadata == nil {
+			ev.Metadata = make(map[string]string, len(o.m))
+		}
+		for k, v := range o.m {
+			ev.Metadata[k] = v
+		}
+	case opID:
+		ev.ID = o.id
+	case opTime:
+		ev.Time = o.t
+	case opCorrelation:
+		ev.CorrelationID = o.id
+	}
+}
+
+// enqueue queues d for the workers.
+func (b *Bus[T]) enqueue(ctx context.Context, d *delivery[T], nested bool) error {
+	ch, w := b.shared, (*worker[T])(nil)
+	if d.ev.AggregateID != "" {
+		w = b.workers[maphash.String(b.seed, d.ev.AggregateID)%uint64(len(b.workers))]
+		ch = w.own
+	}
+	if nested {
+		// A handler must never wait for room: the workers that would make
+		// room may be the ones waiting. Its events spill over instead, in
+		// order behind what is queued.
+		if w != nil {
+			w.spill.push(d, ch)
+			w.nudge()
+		} else {
+			b.spill.push(d, ch)
+			b.nudgeAny()
+		}
+		return nil
+	}
+	select {
+	case ch <- d:
+		return nil
+	default:
+	}
+	if b.cfg.failFast {
+		return ErrQueueFull
+	}
+	select {
+	case ch <- d:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// nudgeAny wakes one idle worker to look at the shared spill.
+func (b *Bus[T]) nudgeAny() {
+	for _, w := range b.workers {
+		select {
+		case w.wake <- struct{}{}:
+			return
+		default:
+		}
+	}
+}
+
+// done ends one unit of in-flight work, and finishes a Close waiting for
+// the last one.
+func (b *Bus[T]) done() {
+	if b.inflight.Add(-1) != 0 || b.state.Load() == stateOpen {
+		return
+	}
+	b.state.CompareAndSwap(stateClosing, stateStopped)
+	if b.inflight.Load() == 0 {
+		b.drainMu.Do(func() { close(b.drained) })
+	}
+}
+
+// Close stops the bus. Publish returns [ErrClosed] from then on, except for
+// handlers that are still running, whose follow-up events are accepted and
+// handled as part of the drain. Close waits until every accepted event has
+// been handled (retries included) and the workers have exited, or until ctx
+// is done.
+//
+// If ctx is done first, Close cancels the contexts of running handlers,
+// drops the events still queued (counting them in [Stats].Dropped and
+// passing them to the [WithDeadLetter] function), and returns ctx's error
+// without waiting further: handlers that ignore their context finish in the
+// background.
+//
+// Close is safe to call more than once and concurrently with Publish; later
+// calls wait like the first.
+func (b *Bus[T]) Close(ctx context.Context) error {
+	if b.state.CompareAndSwap(stateOpen, stateClosing) {
+		b.inflight.Add(1) // Close's own unit, so that done sees the change of state
+		b.done()
+	}
+	select {
+	case <-b.drained:
+		b.wg.Wait()
+		b.cancel()
+		return nil
+	case <-ctx.Done():
+		b.cancel()
+		return fmt.Errorf("event: close: gave up waiting for %d in-flight events: %w", max(b.inflight.Load(), 0), ctx.Err())
+	}
+}
+
+// Publisher is what a service needs to publish events. *Bus[T] and the
+// test double eventtest.MockBus[T] implement it; depend on it rather than
+// on *Bus[T] to test a service without a bus.
+type Publisher[T any] interface {
+	Publish(ctx context.Context, topic string, payload T, opts ...PublishOption) error
+}
+
+// Subscriber is what a service needs to register handlers of the bus's
+// payload type. *Bus[T] and eventtest.MockBus[T] implement it.
+type Subscriber[T any] interface {
+	Handle(pattern string, h Handler[T], opts ...SubscribeOption) (*Subscription, error)
+}
+
+var (
+	_ Publisher[any]  = (*Bus[any])(nil)
+	_ Subscriber[any] = (*Bus[any])(nil)
+)

@@ -1,0 +1,298 @@
+package event
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// delivery is one published event on its way to its subscriptions. It is
+// the one allocation of an asynchronous publish, and it doubles as the
+// context its handlers receive, which carries the event's identity (for
+// causation) and the publisher's context values (for tracing).
+type delivery[T any] struct {
+	bus    *Bus[T]
+	parent context.Context // the publisher's context
+	route  *route[T]
+	async  bool
+	ev     Event[T]
+}
+
+type ctxKey struct{}
+
+// deliveryInfo is what Publish reads from a handler's context.
+type deliveryInfo struct{ id, correlation uuid.UUID }
+
+// Deadline, Done and Err make a synchronous delivery's context the
+// publisher's, and an asynchronous one's independent of the publisher (which
+// has usually returned) but cancelled when Close gives up.
+func (d *delivery[T]) Deadline() (time.Time, bool) {
+	if d.async {
+		return time.Time{}, false
+	}
+	return d.parent.Deadline()
+}
+
+func (d *delivery[T]) Done() <-chan struct{} {
+	if d.async {
+		return d.bus.abort.Done()
+	}
+	return d.parent.Done()
+}
+
+func (d *delivery[T]) Err() error {
+	if d.async {
+		return d.bus.abort.Err()
+	}
+	return d.parent.Err()
+}
+
+func (d *delivery[T]) Value(key any) any {
+	if key == (ctxKey{}) {
+		return deliveryInfo{d.ev.ID, d.ev.CorrelationID}
+	}
+	if d.async && d.parent.Done() != nil {
+		// Hide the publisher's cancellation (including from context.Cause)
+		// while keeping its values.
+		return context.WithoutCancel(d.parent).Value(key)
+	}
+	return d.parent.Value(key)
+}
+
+// AfterFunc lets context.WithTimeout and friends derive from a delivery
+// without a goroutine per derived context.
+func (d *delivery[T]) AfterFunc(f func()) func() bool {
+	if d.async {
+		return context.AfterFunc(d.bus.abort, f)
+	}
+	return context.AfterFunc(d.parent, f)
+}
+
+func (d *delivery[T]) String() string { return "event.delivery(" + d.ev.Topic + ")" }
+
+// worker runs handlers for queued events.
+type worker[T any] struct {
+	bus   *Bus[T]
+	own   chan *delivery[T] // events whose aggregate ID hashes here
+	spill spill[T]          // overflow of own, in order behind it
+	wake  chan struct{}
+}
+
+func (w *worker[T]) nudge() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (w *worker[T]) run() {
+	b := w.bus
+	defer b.wg.Done()
+	for {
+		// Keyed events first, each key in order: own queue, then what spilt
+		// over behind it. Then the shared queue and its spill.
+		select {
+		case d := <-w.own:
+			b.handle(d)
+			continue
+		default:
+		}
+		if d := w.spill.pop(); d != nil {
+			b.handle(d)
+			continue
+		}
+		select {
+		case d := <-b.shared:
+			b.handle(d)
+			continue
+		default:
+		}
+		if d := b.spill.pop(); d != nil {
+			b.handle(d)
+			continue
+		}
+		select {
+		case d := <-w.own:
+			b.handle(d)
+		case d := <-b.shared:
+			b.handle(d)
+		case <-w.wake:
+		case <-b.drained:
+			return
+		}
+	}
+}
+
+// handle delivers d to its asynchronous subscriptions.
+func (b *Bus[T]) handle(d *delivery[T]) {
+	defer b.done()
+	for _, s := range d.route.async {
+		if s.removed.Load() || (s.accepts != nil && !s.accepts(d.ev.Payload)) {
+			continue
+		}
+		if b.abort.Err() != nil {
+			b.drop(s, d)
+			continue
+		}
+		b.deliver(s, d)
+	}
+}
+
+// deliver runs one subscription's handler for d, with retries, and
+// dead-letters it after the last attempt.
+func (b *Bus[T]) deliver(s *subscription[T], d *delivery[T]) {
+	b.stats.delivered.Add(1)
+	if s.sem != nil {
+		select {
+		case s.sem <- struct{}{}:
+		case <-d.Done():
+			b.fail(s, d, 0, fmt.Errorf("event: waiting for a concurrency slot: %w", context.Cause(d)))
+			return
+		}
+		defer func() { <-s.sem }()
+	}
+	for attempt := 1; ; attempt++ {
+		err := b.attempt(s, d)
+		if err == nil {
+			b.stats.processed.Add(1)
+			return
+		}
+		if attempt > s.retry.MaxRetries || d.Err() != nil {
+			b.fail(s, d, attempt, err)
+			return
+		}
+		b.stats.retried.Add(1)
+		wait := s.retry.backoff(attempt)
+		b.log.LogAttrs(context.Background(), slog.LevelDebug, "event: handler failed, will retry",
+			slog.String("subscription", s.name), slog.String("topic", d.ev.Topic),
+			slog.String("event_id", d.ev.ID.String()), slog.Int("attempt", attempt),
+			slog.Duration("backoff", wait), slog.Any("error", err))
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-d.Done():
+			t.Stop()
+			b.fail(s, d, attempt, fmt.Errorf("%w (no retry: %w)", err, context.Cause(d)))
+			return
+		}
+	}
+}
+
+// attempt calls the handler once, under the subscription's timeout,
+// turning a panic into a *PanicError. An attempt that outlives its timeout
+// fails even if the handler then returns nil: its work may have been cut
+// short by the cancelled context.
+func (b *Bus[T]) attempt(s *subscription[T], d *delivery[T]) error {
+	if s.timeout <= 0 {
+		return safeCall(s.call, d, &d.ev)
+	}
+	ctx, cancel := context.WithTimeout(d, s.timeout)
+	defer cancel()
+	err := safeCall(s.call, ctx, &d.ev)
+	if errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
+		if err == nil || !errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("event: handler exceeded its %v timeout: %w", s.timeout, errors.Join(context.DeadlineExceeded, err))
+		}
+	}
+	return err
+}
+
+func safeCall[T any](call func(context.Context, *Event[T]) error, ctx context.Context, ev *Event[T]) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &PanicError{Value: v, Stack: debug.Stack()}
+		}
+	}()
+	return call(ctx, ev)
+}
+
+// fail records a delivery that will not be retried and hands it to the
+// dead-letter function.
+func (b *Bus[T]) fail(s *subscription[T], d *delivery[T], attempts int, err error) {
+	b.stats.failed.Add(1)
+	b.log.LogAttrs(context.Background(), slog.LevelError, "event: handler failed, dead-lettering",
+		slog.String("subscription", s.name), slog.String("topic", d.ev.Topic),
+		slog.String("event_id", d.ev.ID.String()), slog.Int("attempts", attempts), slog.Any("error", err))
+	b.deadLetter(s, d, attempts, err)
+}
+
+// drop records a queued delivery abandoned because Close gave up.
+func (b *Bus[T]) drop(s *subscription[T], d *delivery[T]) {
+	b.stats.dropped.Add(1)
+	b.log.LogAttrs(context.Background(), slog.LevelWarn, "event: bus closed before delivery, dropping",
+		slog.String("subscription", s.name), slog.String("topic", d.ev.Topic), slog.String("event_id", d.ev.ID.String()))
+	b.deadLetter(s, d, 0, ErrClosed)
+}
+
+func (b *Bus[T]) deadLetter(s *subscription[T], d *delivery[T], attempts int, err error) {
+	if b.cfg.deadLetter == nil {
+		return
+	}
+	ev, _ := convert[any](&d.ev)
+	b.cfg.deadLetter(context.WithoutCancel(d), DeadLetter{Subscription: s.name, Event: ev, Err: err, Attempts: attempts, Time: time.Now()})
+	b.stats.deadLettered.Add(1)
+}
+
+// DeadLetter is an event that a subscription failed to handle.
+type DeadLetter struct {
+	// Subscription is the name of the subscription that failed.
+	Subscription string
+	// Event is the event, with its payload as an any.
+	Event Event[any]
+	// Err is the last attempt's error, or [ErrClosed] for an event dropped
+	// because [Bus.Close] gave up before it was delivered.
+	Err error
+	// Attempts is how many times the handler was called.
+	Attempts int
+	// Time is when the event was dead-lettered.
+	Time time.Time
+}
+
+// spill is an unbounded FIFO for events that handlers publish while a queue
+// is full. Events go there rather than into the channel while it is not
+// empty, so events of one key stay in order.
+type spill[T any] struct {
+	n  atomic.Int32
+	mu sync.Mutex
+	q  []*delivery[T]
+}
+
+// push appends d, or sends it to ch if nothing has spilt and ch has room.
+func (s *spill[T]) push(d *delivery[T], ch chan *delivery[T]) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.q) == 0 {
+		select {
+		case ch <- d:
+			return
+		default:
+		}
+	}
+	s.q = append(s.q, d)
+	s.n.Add(1)
+}
+
+func (s *spill[T]) pop() *delivery[T] {
+	if s.n.Load() == 0 {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.q) == 0 {
+		return nil
+	}
+	d := s.q[0]
+	s.q[0] = nil
+	s.q = s.q[1:]
+	s.n.Add(-1)
+	return d
+}
+
+func (s *spill[T]) len() int { return int(s.n.Load()) }

@@ -1,0 +1,133 @@
+package event
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/ncore-io/event/store"
+)
+
+// A Handler reacts to an event. It returns nil when the event is handled,
+// and an error to have it retried per the subscription's [RetryPolicy] and,
+// after the last attempt, dead-lettered. A panic counts as an error (see
+// [PanicError]).
+//
+// The context is done when the attempt's [Timeout] expires or when
+// [Bus.Close] gives up waiting. Publish with it from inside the handler:
+// the new event then records this one as its cause.
+type Handler[T any] func(ctx context.Context, ev Event[T]) error
+
+// Subscription is a registered handler. It is safe for concurrent use.
+type Subscription struct {
+	name, pattern string
+	stop          func()
+}
+
+// Name returns the subscription's name: the one given with [Name], or its
+// pattern.
+func (s *Subscription) Name() string { return s.name }
+
+// Pattern returns the topic pattern the subscription was made with.
+func (s *Subscription) Pattern() string { return s.pattern }
+
+// Unsubscribe removes the subscription: no delivery to it starts after
+// Unsubscribe returns, while deliveries already running finish. Calling it
+// again does nothing.
+func (s *Subscription) Unsubscribe() { s.stop() }
+
+// Subscribe registers h for events whose topic matches pattern and returns
+// the subscription.
+//
+// On a bus of an interface type T (such as any), h's payload type E may be
+// a concrete type: h then receives only the events whose payload is an E,
+// and events of other types on the same topic are not delivered to it. On a
+// bus of a concrete type, E is that type.
+//
+// Patterns are topics whose segments may be wildcards: "*" matches one
+// segment and a final ">" matches one or more (see [store.ValidatePattern]).
+// An invalid pattern or option returns an error matching [ErrInvalidTopic]
+// or naming the option; a nil h panics, as it is a programming error.
+func Subscribe[E, T any](b *Bus[T], pattern string, h Handler[E], opts ...SubscribeOption) (*Subscription, error) {
+	if h == nil {
+		panic("event: Subscribe with nil handler")
+	}
+	if direct, ok := any(h).(Handler[T]); ok {
+		return b.subscribe(pattern, func(ctx context.Context, ev *Event[T]) error { return direct(ctx, *ev) }, nil, opts)
+	}
+	accepts := func(p T) bool { _, ok := any(p).(E); return ok }
+	call := func(ctx context.Context, ev *Event[T]) error {
+		e, ok := convert[E](ev)
+		if !ok {
+			return nil // unreachable: accepts filtered it out
+		}
+		return h(ctx, e)
+	}
+	return b.subscribe(pattern, call, accepts, opts)
+}
+
+// Handle registers h for events whose topic matches pattern. It is
+// [Subscribe] for a handler of the bus's own payload type, as a method, so
+// that *Bus[T] satisfies [Subscriber].
+func (b *Bus[T]) Handle(pattern string, h Handler[T], opts ...SubscribeOption) (*Subscription, error) {
+	return Subscribe(b, pattern, h, opts...)
+}
+
+// subscription is the engine's view of a registered handler.
+type subscription[T any] struct {
+	name    string
+	pattern string
+	call    func(context.Context, *Event[T]) error
+	accepts func(T) bool // nil: every payload
+	retry   RetryPolicy
+	timeout time.Duration
+	sem     chan struct{} // nil: no concurrency cap
+	sync    bool
+	removed atomic.Bool
+}
+
+func (b *Bus[T]) subscribe(pattern string, call func(context.Context, *Event[T]) error, accepts func(T) bool, opts []SubscribeOption) (*Subscription, error) {
+	if err := store.ValidatePattern(pattern); err != nil {
+		return nil, fmt.Errorf("event: subscribe: %w", err)
+	}
+	var c subConfig
+	for _, o := range opts {
+		o(&c)
+	}
+	s := &subscription[T]{
+		name:    c.name,
+		pattern: pattern,
+		call:    call,
+		accepts: accepts,
+		retry:   b.cfg.retry,
+		timeout: b.cfg.timeout,
+		sync:    c.sync || b.cfg.sync,
+	}
+	if s.name == "" {
+		s.name = pattern
+	}
+	if c.retry != nil {
+		if err := c.retry.validate(); err != nil {
+			return nil, fmt.Errorf("event: subscribe %s: %w", s.name, err)
+		}
+		s.retry = *c.retry
+	}
+	if c.timeout != nil {
+		if *c.timeout < 0 {
+			return nil, fmt.Errorf("event: subscribe %s: timeout must be zero (none) or positive, got %v", s.name, *c.timeout)
+		}
+		s.timeout = *c.timeout
+	}
+	switch {
+	case c.concurrency < 0:
+		return nil, fmt.Errorf("event: subscribe %s: concurrency must be zero (no cap) or positive, got %d", s.name, c.concurrency)
+	case c.concurrency > 0:
+		s.sem = make(chan struct{}, c.concurrency)
+	}
+	if b.state.Load() != stateOpen {
+		return nil, fmt.Errorf("event: subscribe %s: %w", s.name, ErrClosed)
+	}
+	b.addSub(s)
+	return &Subscription{name: s.name, pattern: pattern, stop: func() { b.removeSub(s) }}, nil
+}

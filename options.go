@@ -1,0 +1,245 @@
+package event
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Defaults of a bus created with no options.
+const (
+	DefaultBufferSize = 1000
+	DefaultWorkers    = 10
+)
+
+// An Option configures a bus in [New].
+type Option func(*config)
+
+type config struct {
+	bufferSize int
+	workers    int
+	failFast   bool
+	sync       bool
+	logger     *slog.Logger
+	retry      RetryPolicy
+	timeout    time.Duration
+	deadLetter func(context.Context, DeadLetter)
+}
+
+func defaultConfig() config {
+	return config{bufferSize: DefaultBufferSize, workers: DefaultWorkers}
+}
+
+func (c *config) validate() error {
+	switch {
+	case c.bufferSize < 0:
+		return fmt.Errorf("event: new: buffer size must be zero or more, got %d", c.bufferSize)
+	case c.workers < 1:
+		return fmt.Errorf("event: new: workers must be at least 1, got %d", c.workers)
+	case c.timeout < 0:
+		return fmt.Errorf("event: new: timeout must be zero (none) or positive, got %v", c.timeout)
+	}
+	if err := c.retry.validate(); err != nil {
+		return fmt.Errorf("event: new: %w", err)
+	}
+	return nil
+}
+
+// WithBufferSize sets how many events may wait for a worker before
+// [Bus.Publish] blocks (or, with [WithFailFast], fails). Events without an
+// aggregate ID share one queue of this size; events with one wait in their
+// worker's queue, each a share of this size (at least 64). Zero makes every
+// publish wait for a free worker. Default [DefaultBufferSize].
+func WithBufferSize(n int) Option { return func(c *config) { c.bufferSize = n } }
+
+// WithWorkers sets how many goroutines run handlers for asynchronous
+// subscriptions. Default [DefaultWorkers].
+func WithWorkers(n int) Option { return func(c *config) { c.workers = n } }
+
+// WithFailFast makes [Bus.Publish] return [ErrQueueFull] instead of waiting
+// when the queue is full. By default Publish waits until there is room or
+// its context is done. Either way no event is dropped silently.
+func WithFailFast() Option { return func(c *config) { c.failFast = true } }
+
+// WithSync makes every subscription synchronous: [Bus.Publish] runs the
+// handlers, retries included, in the publisher's goroutine and returns when
+// they are done. No worker goroutines are started. Default asynchronous.
+func WithSync() Option { return func(c *config) { c.sync = true } }
+
+// WithLogger sets the logger for retries, dead letters and dropped events.
+// Default nil: the bus logs nothing.
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
+
+// WithRetry sets the retry policy of subscriptions that do not set their
+// own with [Retry]. Default: no retries.
+func WithRetry(p RetryPolicy) Option { return func(c *config) { c.retry = p } }
+
+// WithTimeout sets the per-attempt timeout of subscriptions that do not set
+// their own with [Timeout]. Default 0: no timeout.
+func WithTimeout(d time.Duration) Option { return func(c *config) { c.timeout = d } }
+
+// WithDeadLetter sets the function called with each event that a
+// subscription failed to handle after its last attempt, and with each
+// queued event dropped because [Bus.Close] gave up. It runs in the worker
+// (or, for synchronous subscriptions, the publisher) goroutine and must not
+// block for long. Default nil: dead letters are counted in [Stats] and
+// logged.
+func WithDeadLetter(f func(ctx context.Context, dl DeadLetter)) Option {
+	return func(c *config) { c.deadLetter = f }
+}
+
+// RetryPolicy says how often and how soon a failed handler is tried again.
+// The zero value means no retries.
+//
+// The wait before retry n (from 1) is InitialInterval × Multiplier^(n-1),
+// capped at MaxInterval, then spread by ±Jitter of itself at random, so that
+// handlers failing together do not retry together.
+type RetryPolicy struct {
+	// MaxRetries is how many times a failed delivery is retried: a handler
+	// is called at most 1+MaxRetries times per event.
+	MaxRetries int
+	// InitialInterval is the wait before the first retry. Default 100ms.
+	InitialInterval time.Duration
+	// MaxInterval caps the wait. Default 10s.
+	MaxInterval time.Duration
+	// Multiplier grows the wait after each retry. Default 2.
+	Multiplier float64
+	// Jitter, from 0 to 1, is the fraction of the wait that is randomised.
+	// Default 0.2; a negative value disables jitter.
+	Jitter float64
+}
+
+func (p RetryPolicy) validate() error {
+	switch {
+	case p.MaxRetries < 0:
+		return fmt.Errorf("retry: MaxRetries must be zero or more, got %d", p.MaxRetries)
+	case p.InitialInterval < 0 || p.MaxInterval < 0:
+		return fmt.Errorf("retry: intervals must not be negative, got %v and %v", p.InitialInterval, p.MaxInterval)
+	case p.Multiplier != 0 && p.Multiplier < 1:
+		return fmt.Errorf("retry: Multiplier must be 1 or more, got %v", p.Multiplier)
+	case p.Jitter > 1:
+		return fmt.Errorf("retry: Jitter must be at most 1, got %v", p.Jitter)
+	}
+	return nil
+}
+
+// backoff returns the wait before retry n, from 1.
+func (p RetryPolicy) backoff(n int) time.Duration {
+	d, maxd, mul, jit := p.InitialInterval, p.MaxInterval, p.Multiplier, p.Jitter
+	if d == 0 {
+		d = 100 * time.Millisecond
+	}
+	if maxd == 0 {
+		maxd = 10 * time.Second
+	}
+	if mul == 0 {
+		mul = 2
+	}
+	if jit == 0 {
+		jit = 0.2
+	}
+	w := float64(d)
+	for i := 1; i < n && w < float64(maxd); i++ {
+		w *= mul
+	}
+	w = min(w, float64(maxd))
+	if jit > 0 {
+		w += w * jit * (2*rand.Float64() - 1)
+	}
+	return time.Duration(w)
+}
+
+// A SubscribeOption configures one subscription in [Subscribe].
+type SubscribeOption func(*subConfig)
+
+type subConfig struct {
+	name        string
+	retry       *RetryPolicy
+	timeout     *time.Duration
+	concurrency int
+	sync        bool
+}
+
+// Name names a subscription in [Stats], logs and dead letters. Default: the
+// pattern.
+func Name(name string) SubscribeOption { return func(c *subConfig) { c.name = name } }
+
+// Retry sets the subscription's retry policy, overriding [WithRetry].
+func Retry(p RetryPolicy) SubscribeOption { return func(c *subConfig) { c.retry = &p } }
+
+// Timeout bounds each attempt of the subscription's handler: its context is
+// cancelled after d, and an attempt that outlives d counts as failed (with an
+// error matching [context.DeadlineExceeded]) even if the handler then returns
+// nil. A handler that ignores its context keeps its worker busy until it
+// returns: Go cannot stop a goroutine from outside. Zero means no timeout.
+// Overrides [WithTimeout].
+func Timeout(d time.Duration) SubscribeOption { return func(c *subConfig) { c.timeout = &d } }
+
+// Concurrency caps how many events the subscription's handler processes at
+// once, across all workers. Default 0: up to the bus's worker count.
+func Concurrency(n int) SubscribeOption { return func(c *subConfig) { c.concurrency = n } }
+
+// Sync makes the subscription synchronous: its handler runs in the
+// publisher's goroutine, inside [Bus.Publish], while the bus's other
+// subscriptions stay asynchronous.
+func Sync() SubscribeOption { return func(c *subConfig) { c.sync = true } }
+
+// A PublishOption sets a field of the event envelope in [Bus.Publish]. Build
+// one with [Aggregate], [AsKind], [Meta], [Metadata], [EventID], [EventTime]
+// or [Correlation].
+type PublishOption struct {
+	op   publishOp
+	s, v string
+	m    map[string]string
+	id   uuid.UUID
+	t    time.Time
+}
+
+type publishOp uint8
+
+const (
+	opAggregate publishOp = iota + 1
+	opKind
+	opMeta
+	opMetadata
+	opID
+	opTime
+	opCorrelation
+)
+
+// Aggregate sets the event's aggregate ID: the entity it is about, and the
+// key that orders delivery. Events with the same aggregate ID reach each
+// subscription in publish order; events with different ones are handled in
+// parallel.
+func Aggregate(id string) PublishOption { return PublishOption{op: opAggregate, s: id} }
+
+// AsKind sets the event's kind. Default [KindDomain].
+func AsKind(k Kind) PublishOption { return PublishOption{op: opKind, s: string(k)} }
+
+// Meta adds one metadata key.
+func Meta(key, value string) PublishOption { return PublishOption{op: opMeta, s: key, v: value} }
+
+// Metadata adds the keys of m (copied; later changes to m are not seen).
+func Metadata(m map[string]string) PublishOption {
+	return PublishOption{op: opMetadata, m: maps.Clone(m)}
+}
+
+// EventID sets the event's ID instead of a new UUIDv7, for importing events
+// that already have one. To keep an ID that is not a UUID, derive one with
+// [uuid.NewSHA1].
+func EventID(id uuid.UUID) PublishOption { return PublishOption{op: opID, id: id} }
+
+// EventTime sets when the event happened instead of now, for importing
+// events.
+func EventTime(t time.Time) PublishOption { return PublishOption{op: opTime, t: t} }
+
+// Correlation sets the event's correlation ID, for an event that continues
+// a conversation begun elsewhere (for example in a request header). By
+// default an event published from a handler's context inherits the handled
+// event's correlation ID, and any other event starts its own.
+func Correlation(id uuid.UUID) PublishOption { return PublishOption{op: opCorrelation, id: id} }
