@@ -3,11 +3,9 @@ package event
 import (
 	"context"
 	"fmt"
-	"hash/maphash"
-	"log/slog"
+		"log/slog"
 	"sync"
 	"sync/atomic"
-	"time"
 )
 
 // Lifecycle states of a bus.
@@ -31,14 +29,9 @@ type Bus[T any] struct {
 	subMu  sync.Mutex // serialises changes to routes
 	routes atomic.Pointer[routes[T]]
 
-	// Events without an aggregate ID wait in shared, for any worker; events
-	// with one wait in the queue of the worker their key hashes to, which
-	// keeps each key's events in order.
-	shared  chan *delivery[T]
-	workers []*worker[T]
-	seed    maphash.Seed
-	rr      atomic.Uint32 // round-robin for keyed queue choice fallback
-	spill   spill[T]      // shared queue overflow for handlers' own publishes
+	queue chan *delivery[T] // events waiting for a worker
+	spill spill[T]          // overflow of queue for handlers' own publishes
+	keys  keyTable[T]       // per-aggregate order
 
 	state    atomic.Int32
 	inflight atomic.Int64 // Publish calls in progress + events not yet handled
@@ -60,7 +53,7 @@ func New[T any](opts ...Option) (*Bus[T], error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	b := &Bus[T]{cfg: cfg, log: cfg.logger, drained: make(chan struct{}), seed: maphash.MakeSeed()}
+	b := &Bus[T]{cfg: cfg, log: cfg.logger, drained: make(chan struct{})}
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
 	}
@@ -69,18 +62,11 @@ func New[T any](opts ...Option) (*Bus[T], error) {
 	if cfg.sync {
 		return b, nil
 	}
-	b.shared = make(chan *delivery[T], cfg.bufferSize)
-	own := max(cfg.bufferSize/cfg.workers, 64)
-	if cfg.bufferSize == 0 {
-		own = 0
-	}
-	b.workers = make([]*worker[T], cfg.workers)
-	for i := range b.workers {
-		b.workers[i] = &worker[T]{bus: b, own: make(chan *delivery[T], own), wake: make(chan struct{}, 1)}
-	}
-	b.wg.Add(len(b.workers))
-	for _, w := range b.workers {
-		go w.run()
+	b.keys.init()
+	b.queue = make(chan *delivery[T], cfg.bufferSize)
+	b.wg.Add(cfg.workers)
+	for range cfg.workers {
+		go b.work()
 	}
 	return b, nil
 }
@@ -127,7 +113,7 @@ func (b *Bus[T]) Publish(ctx context.Context, topic string, payload T, opts ...P
 		d.apply(&opts[i])
 	}
 	if ev.Time.IsZero() {
-		ev.Time = time.Now()
+		ev.Time = now()
 	}
 	if ev.ID == [16]byte{} {
 		ev.ID = newID(ev.Time)
@@ -202,48 +188,45 @@ func (d *delivery[T]) apply(o *PublishOption) {
 
 // enqueue queues d for the workers.
 func (b *Bus[T]) enqueue(ctx context.Context, d *delivery[T], nested bool) error {
-	ch, w := b.shared, (*worker[T])(nil)
 	if d.ev.AggregateID != "" {
-		w = b.workers[maphash.String(b.seed, d.ev.AggregateID)%uint64(len(b.workers))]
-		ch = w.own
+		b.keys.reserve(d)
+	}
+	err := b.send(ctx, d, nested)
+	if err != nil && d.key != nil {
+		if next := b.keys.release(d); next != nil {
+			// A later event of the key was queued by another publisher and
+			// is parked waiting for this one, which will never come: run it
+			// here rather than strand it.
+			b.runKeyed(next)
+		}
+	}
+	return err
+}
+
+func (b *Bus[T]) send(ctx context.Context, d *delivery[T], nested bool) error {
+	select {
+	case b.queue <- d:
+		return nil
+	default:
 	}
 	if nested {
 		// A handler must never wait for room: the workers that would make
-		// room may be the ones waiting. Its events spill over instead, in
-		// order behind what is queued.
-		if w != nil {
-			w.spill.push(d, ch)
-			w.nudge()
-		} else {
-			b.spill.push(d, ch)
-			b.nudgeAny()
+		// room may be the ones waiting.
+		b.spill.push(d)
+		select {
+		case b.queue <- nil: // wake a worker in case the queue just emptied
+		default: // full: workers are busy and look at the spill after each event
 		}
 		return nil
-	}
-	select {
-	case ch <- d:
-		return nil
-	default:
 	}
 	if b.cfg.failFast {
 		return ErrQueueFull
 	}
 	select {
-	case ch <- d:
+	case b.queue <- d:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
-	}
-}
-
-// nudgeAny wakes one idle worker to look at the shared spill.
-func (b *Bus[T]) nudgeAny() {
-	for _, w := range b.workers {
-		select {
-		case w.wake <- struct{}{}:
-			return
-		default:
-		}
 	}
 }
 
@@ -255,7 +238,14 @@ func (b *Bus[T]) done() {
 	}
 	b.state.CompareAndSwap(stateClosing, stateStopped)
 	if b.inflight.Load() == 0 {
-		b.drainMu.Do(func() { close(b.drained) })
+		// Stopped with nothing in flight: no Publish can be between its
+		// check of the state and its send, so the queue can be closed.
+		b.drainMu.Do(func() {
+			if b.queue != nil {
+				close(b.queue)
+			}
+			close(b.drained)
+		})
 	}
 }
 

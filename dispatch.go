@@ -22,6 +22,8 @@ type delivery[T any] struct {
 	parent context.Context // the publisher's context
 	route  *route[T]
 	async  bool
+	key    *keyState[T] // set for events with an aggregate ID
+	seq    uint64       // the event's number within its key
 	ev     Event[T]
 }
 
@@ -77,62 +79,49 @@ func (d *delivery[T]) AfterFunc(f func()) func() bool {
 
 func (d *delivery[T]) String() string { return "event.delivery(" + d.ev.Topic + ")" }
 
-// worker runs handlers for queued events.
-type worker[T any] struct {
-	bus   *Bus[T]
-	own   chan *delivery[T] // events whose aggregate ID hashes here
-	spill spill[T]          // overflow of own, in order behind it
-	wake  chan struct{}
-}
-
-func (w *worker[T]) nudge() {
-	select {
-	case w.wake <- struct{}{}:
-	default:
-	}
-}
-
-func (w *worker[T]) run() {
-	b := w.bus
+// work runs queued events until the queue is closed.
+func (b *Bus[T]) work() {
 	defer b.wg.Done()
 	for {
-		// Keyed events first, each key in order: own queue, then what spilt
-		// over behind it. Then the shared queue and its spill.
-		select {
-		case d := <-w.own:
-			b.handle(d)
-			continue
-		default:
-		}
-		if d := w.spill.pop(); d != nil {
-			b.handle(d)
-			continue
-		}
-		select {
-		case d := <-b.shared:
-			b.handle(d)
-			continue
-		default:
-		}
 		if d := b.spill.pop(); d != nil {
 			b.handle(d)
 			continue
 		}
-		select {
-		case d := <-w.own:
-			b.handle(d)
-		case d := <-b.shared:
-			b.handle(d)
-		case <-w.wake:
-		case <-b.drained:
+		d, ok := <-b.queue
+		if !ok {
 			return
+		}
+		if d != nil {
+			b.handle(d)
 		}
 	}
 }
 
-// handle delivers d to its asynchronous subscriptions.
+// handle runs a dequeued event, or parks it behind its key's earlier ones.
 func (b *Bus[T]) handle(d *delivery[T]) {
-	defer b.done()
+	if d.key == nil {
+		b.deliverAll(d)
+		b.done()
+		return
+	}
+	if b.keys.acquire(d) {
+		b.runKeyed(d)
+	}
+}
+
+// runKeyed runs d, whose key the caller holds, and then the key's parked
+// successors.
+func (b *Bus[T]) runKeyed(d *delivery[T]) {
+	for d != nil {
+		b.deliverAll(d)
+		next := b.keys.finish(d)
+		b.done()
+		d = next
+	}
+}
+
+// deliverAll delivers d to its asynchronous subscriptions.
+func (b *Bus[T]) deliverAll(d *delivery[T]) {
 	for _, s := range d.route.async {
 		if s.removed.Load() || (s.accepts != nil && !s.accepts(d.ev.Payload)) {
 			continue
@@ -255,28 +244,19 @@ type DeadLetter struct {
 	Time time.Time
 }
 
-// spill is an unbounded FIFO for events that handlers publish while a queue
-// is full. Events go there rather than into the channel while it is not
-// empty, so events of one key stay in order.
+// spill is an unbounded FIFO for events that handlers publish while the
+// queue is full.
 type spill[T any] struct {
 	n  atomic.Int32
 	mu sync.Mutex
 	q  []*delivery[T]
 }
 
-// push appends d, or sends it to ch if nothing has spilt and ch has room.
-func (s *spill[T]) push(d *delivery[T], ch chan *delivery[T]) {
+func (s *spill[T]) push(d *delivery[T]) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.q) == 0 {
-		select {
-		case ch <- d:
-			return
-		default:
-		}
-	}
 	s.q = append(s.q, d)
 	s.n.Add(1)
+	s.mu.Unlock()
 }
 
 func (s *spill[T]) pop() *delivery[T] {

@@ -52,9 +52,7 @@ func (c *config) validate() error {
 
 // WithBufferSize sets how many events may wait for a worker before
 // [Bus.Publish] blocks (or, with [WithFailFast], fails). Events without an
-// aggregate ID share one queue of this size; events with one wait in their
-// worker's queue, each a share of this size (at least 64). Zero makes every
-// publish wait for a free worker. Default [DefaultBufferSize].
+// Default [DefaultBufferSize].
 func WithBufferSize(n int) Option { return func(c *config) { c.bufferSize = n } }
 
 // WithWorkers sets how many goroutines run handlers for asynchronous

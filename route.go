@@ -18,12 +18,14 @@ const maxCachedTopics = 4096
 // replace the snapshot, so Publish reads it without a lock.
 type routes[T any] struct {
 	subs   []*subscription[T]
+	last   atomic.Pointer[route[T]] // the last route looked up: a bus often publishes one topic in a row
 	cache  sync.Map // topic -> *route[T]
 	cached atomic.Int32
 }
 
 // route is the subscriptions matching one topic.
 type route[T any] struct {
+	topic string
 	async []*subscription[T]
 	sync  []*subscription[T]
 }
@@ -32,13 +34,18 @@ type route[T any] struct {
 // lookup returns the route of a topic, validating the topic the first time
 // it is seen.
 func (rs *routes[T]) lookup(topic string) (*route[T], error) {
+	if rt := rs.last.Load(); rt != nil && rt.topic == topic {
+		return rt, nil
+	}
 	if v, ok := rs.cache.Load(topic); ok {
-		return v.(*route[T]), nil
+		rt := v.(*route[T])
+		rs.last.Store(rt)
+		return rt, nil
 	}
 	if err := store.ValidateTopic(topic); err != nil {
 		return nil, err
 	}
-	rt := &route[T]{}
+	rt := &route[T]{topic: topic}
 	for _, s := range rs.subs {
 		if store.MatchTopic(s.pattern, topic) {
 			if s.sync {

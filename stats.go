@@ -69,10 +69,7 @@ func (b *Bus[T]) Stats() Stats {
 	st.NoSubscriber = b.stats.noSubscriber.Load()
 	st.Published = b.stats.published.Load()
 	st.InFlight = int(st.Delivered - st.Processed - st.Failed - st.Dropped)
-	st.QueueDepth = len(b.shared) + b.spill.len()
-	for _, w := range b.workers {
-		st.QueueDepth += len(w.own) + w.spill.len()
-	}
+	st.QueueDepth = len(b.queue) + b.spill.len()
 	st.Subscribers = make(map[string]int)
 	for _, s := range b.routes.Load().subs {
 		st.Subscribers[s.pattern]++
