@@ -3,7 +3,7 @@ package event
 import (
 	"context"
 	"fmt"
-		"log/slog"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 )

@@ -19,7 +19,7 @@ const maxCachedTopics = 4096
 type routes[T any] struct {
 	subs   []*subscription[T]
 	last   atomic.Pointer[route[T]] // the last route looked up: a bus often publishes one topic in a row
-	cache  sync.Map // topic -> *route[T]
+	cache  sync.Map                 // topic -> *route[T]
 	cached atomic.Int32
 }
 
@@ -29,7 +29,6 @@ type route[T any] struct {
 	async []*subscription[T]
 	sync  []*subscription[T]
 }
-
 
 // lookup returns the route of a topic, validating the topic the first time
 // it is seen.
