@@ -1,0 +1,93 @@
+// Package event is an in-process event bus with typed events, asynchronous
+// workers, per-subscription retry, timeout and dead letters, and per-key
+// ordering. Its sub-packages add a durable event log on SQLite or
+// PostgreSQL (package store and its drivers) and a test double
+// (package eventtest).
+//
+// # Publishing and subscribing
+//
+// A [Bus] carries payloads of one Go type T. [New] creates one; [Subscribe]
+// registers a [Handler] for a topic pattern; [Bus.Publish] sends an event:
+//
+//	bus, err := event.New[UserRegistered]()
+//	...
+//	event.Subscribe(bus, "user.registered", func(ctx context.Context, ev event.Event[UserRegistered]) error {
+//		return sendWelcomeEmail(ctx, ev.Payload.Email)
+//	})
+//	err = bus.Publish(ctx, "user.registered", UserRegistered{UserID: "42", Email: "ada@example.com"})
+//
+// Each handler receives an [Event]: the payload in an envelope with a
+// time-ordered ID, the topic, the time, the [Kind], an optional aggregate ID
+// and the correlation and causation IDs that tie events together.
+//
+// # Many event types on one bus
+//
+// With an interface type T (any, or an application's own event interface)
+// one bus carries many event types. A handler for a concrete type then
+// receives only events whose payload has that type:
+//
+//	bus, _ := event.New[any]()
+//	event.Subscribe(bus, "user.>", func(ctx context.Context, ev event.Event[UserRegistered]) error { ... })
+//
+// # Topics and patterns
+//
+// A topic is a dot-separated name such as "user.registered". A pattern may
+// use "*" for exactly one segment ("user.*") and a final ">" for one or more
+// ("user.>"). Invalid topics and patterns are rejected with an error
+// matching [ErrInvalidTopic]; see [store.ValidatePattern] for the rules.
+//
+// # Delivery
+//
+// By default handlers run on a pool of workers ([WithWorkers]) fed by a
+// bounded queue ([WithBufferSize]). When the queue is full, Publish waits
+// until its context is done, or with [WithFailFast] fails with
+// [ErrQueueFull]; an event is never dropped silently. [WithSync] or a
+// subscription's [Sync] option runs handlers in the publisher's goroutine
+// instead.
+//
+// Every event reaches every matching subscription once (plus retries).
+// Events published with the same [Aggregate] ID reach each subscription in
+// publish order, one at a time, while events of different aggregates are
+// handled in parallel.
+//
+// # Failures
+//
+// A handler that returns an error or panics is retried per its
+// [RetryPolicy] ([Retry], [WithRetry]), each attempt bounded by its
+// [Timeout]. After the last attempt the event is counted as failed and
+// handed to the [WithDeadLetter] function. A panic becomes a [PanicError]
+// carrying the stack.
+//
+// # Events caused by events
+//
+// A handler that publishes with the context it was given creates an event
+// whose CausationID is the handled event's ID and whose CorrelationID is
+// inherited, so a chain of reactions can be traced back to its origin.
+// Such publishes never wait for queue room, so handlers cannot deadlock the
+// bus.
+//
+// # Shutting down
+//
+// [Bus.Close] stops intake, waits for queued and running events to finish,
+// and stops the workers. If its context ends first, it cancels running
+// handlers' contexts, drops what is still queued (counted and
+// dead-lettered), and returns.
+//
+// # Observing
+//
+// [Bus.Stats] returns exact counters: published, delivered, processed,
+// failed, retried, dead-lettered, dropped, the queue depth, in-flight
+// deliveries and subscribers per pattern. Retries and failures are logged
+// through the [log/slog.Logger] given with [WithLogger].
+//
+// # Testing services
+//
+// Services should depend on [Publisher] (and [Subscriber]) rather than on
+// *Bus, so that tests can pass an eventtest.MockBus instead.
+//
+// # Concurrency
+//
+// A Bus is safe for concurrent use. Handlers of an asynchronous subscription
+// run concurrently with each other (up to the worker count, or its
+// [Concurrency] cap) except for events of one aggregate.
+package event
