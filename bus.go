@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Lifecycle states of a bus.
@@ -112,11 +113,18 @@ func (b *Bus[T]) Publish(ctx context.Context, topic string, payload T, opts ...P
 	for i := range opts {
 		d.apply(&opts[i])
 	}
+	var stamp time.Time
 	if ev.Time.IsZero() {
-		ev.Time = now()
+		stamp = now()
+		ev.Time = stamp
 	}
 	if ev.ID == [16]byte{} {
-		ev.ID = newID(ev.Time)
+		if stamp.IsZero() {
+			// An imported event's time (EventTime) must not set the ID's:
+			// a future one would carry every later ID of the process along.
+			stamp = now()
+		}
+		ev.ID = newID(stamp)
 	}
 	if nested {
 		ev.CausationID = parent.id
