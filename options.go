@@ -118,9 +118,9 @@ func (p RetryPolicy) validate() error {
 		return fmt.Errorf("retry: MaxRetries must be zero or more, got %d", p.MaxRetries)
 	case p.InitialInterval < 0 || p.MaxInterval < 0:
 		return fmt.Errorf("retry: intervals must not be negative, got %v and %v", p.InitialInterval, p.MaxInterval)
-	case p.Multiplier != 0 && p.Multiplier < 1:
+	case p.Multiplier != 0 && !(p.Multiplier >= 1): // NaN too: it would make every wait NaN
 		return fmt.Errorf("retry: Multiplier must be 1 or more, got %v", p.Multiplier)
-	case p.Jitter > 1:
+	case !(p.Jitter <= 1):
 		return fmt.Errorf("retry: Jitter must be at most 1, got %v", p.Jitter)
 	}
 	return nil
