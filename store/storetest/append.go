@@ -269,9 +269,10 @@ func (s suite) testExpect(t *testing.T) {
 			t.Fatalf("record %s of a batch that failed its Expect: Load = %v, want ErrNotFound", id, err)
 		}
 	}
-	mustAppend(t, st, []store.Record{a[2], b[0], a[3]}, store.Expect{AggregateID: "a", Version: 2}, store.Expect{AggregateID: "b", Version: 0})
-	if a[2].Version != 3 || a[3].Version != 4 || b[0].Version != 1 {
-		t.Fatalf("versions a-2=%d a-3=%d b-0=%d; want 3, 4, 1", a[2].Version, a[3].Version, b[0].Version)
+	batch := []store.Record{a[2], b[0], a[3]}
+	mustAppend(t, st, batch, store.Expect{AggregateID: "a", Version: 2}, store.Expect{AggregateID: "b", Version: 0})
+	if batch[0].Version != 3 || batch[1].Version != 1 || batch[2].Version != 4 {
+		t.Fatalf("versions a-2=%d b-0=%d a-3=%d; want 3, 1, 4", batch[0].Version, batch[1].Version, batch[2].Version)
 	}
 	got := readAll(t, st, store.Query{})
 	checkIDs(t, "log after expectations", got, []string{"a-0", "a-1", "other", "a-2", "b-0", "a-3"})

@@ -131,7 +131,7 @@ func (s suite) testReadLimits(t *testing.T) {
 	if len(page) != store.DefaultReadLimit {
 		t.Fatalf("Read with Limit 0 returned %d records, want DefaultReadLimit (%d)", len(page), store.DefaultReadLimit)
 	}
-	for _, limit := range []int{store.MaxReadLimit, store.MaxReadLimit + 1, 1 << 30} {
+	for _, limit := range []int{store.MaxReadLimit, 1 << 30} {
 		page, next, err := st.Read(ctx, store.Query{Limit: limit})
 		if err != nil {
 			t.Fatalf("Read with Limit %d: %v", limit, err)
@@ -159,7 +159,7 @@ func (s suite) testReadPaging(t *testing.T) {
 		mustAppend(t, st, all[i:min(i+size, n)])
 	}
 	want := ids(all)
-	for _, limit := range []int{1, 100, 499, 0} {
+	for _, limit := range []int{5, 100, 499, 0} {
 		var got []store.Record
 		q := store.Query{Limit: limit}
 		for {

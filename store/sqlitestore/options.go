@@ -1,0 +1,118 @@
+package sqlitestore
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/ncore-io/event/store"
+)
+
+// Option configures a [Store] in [Open].
+type Option func(*config)
+
+type config struct {
+	maxPayload  int
+	sync        Sync
+	busyTimeout time.Duration
+	readConns   int
+	maxBatch    int
+	maxDelay    time.Duration
+	logger      *slog.Logger
+}
+
+func defaultConfig() config {
+	return config{
+		maxPayload:  store.DefaultMaxPayloadSize,
+		sync:        SyncFull,
+		busyTimeout: 5 * time.Second,
+		readConns:   4,
+		maxBatch:    1000,
+	}
+}
+
+func (c *config) validate() error {
+	switch {
+	case c.maxPayload <= 0:
+		return fmt.Errorf("max payload size %d is not positive", c.maxPayload)
+	case c.sync != SyncFull && c.sync != SyncNormal:
+		return fmt.Errorf("unknown synchronous mode %d", c.sync)
+	case c.busyTimeout < 0:
+		return fmt.Errorf("busy timeout %v is negative", c.busyTimeout)
+	case c.readConns < 1:
+		return fmt.Errorf("read pool size %d is less than 1", c.readConns)
+	case c.maxBatch < 1:
+		return fmt.Errorf("group commit max batch %d is less than 1", c.maxBatch)
+	case c.maxDelay < 0:
+		return fmt.Errorf("group commit max delay %v is negative", c.maxDelay)
+	}
+	return nil
+}
+
+// WithMaxPayloadSize sets the largest payload, in bytes, that Append
+// accepts. The default is [store.DefaultMaxPayloadSize]; 0 keeps it.
+func WithMaxPayloadSize(n int) Option {
+	return func(c *config) {
+		if n != 0 {
+			c.maxPayload = n
+		}
+	}
+}
+
+// Sync is SQLite's synchronous setting for the event database: how hard a
+// commit waits for the disk.
+type Sync int
+
+const (
+	// SyncFull makes every commit durable before Append returns: the
+	// write-ahead log is fsynced on each commit. This is the default.
+	SyncFull Sync = iota
+	// SyncNormal fsyncs the write-ahead log only at checkpoints. A process
+	// crash loses nothing, but a power loss or operating system crash can
+	// lose the last commits (never corrupt the database). Appends are
+	// faster.
+	SyncNormal
+)
+
+func (s Sync) pragma() string {
+	if s == SyncNormal {
+		return "NORMAL"
+	}
+	return "FULL"
+}
+
+// WithSync sets the synchronous mode. The default is [SyncFull].
+func WithSync(s Sync) Option {
+	return func(c *config) { c.sync = s }
+}
+
+// WithBusyTimeout sets how long an operation waits for a lock that another
+// process holds on the database file before failing with SQLITE_BUSY. The
+// default is 5s.
+func WithBusyTimeout(d time.Duration) Option {
+	return func(c *config) { c.busyTimeout = d }
+}
+
+// WithReadConns sets the size of the pool of read-only connections that
+// serve Load, LoadAggregate, Read and the other reads. Reads do not wait
+// for the writer (the database is in WAL mode). The default is 4.
+func WithReadConns(n int) Option {
+	return func(c *config) { c.readConns = n }
+}
+
+// WithGroupCommit tunes group commit. Appends that arrive while a commit is
+// in progress are queued and committed together in one transaction, up to
+// maxBatch records (a single larger Append still commits alone). When
+// maxDelay is positive the writer also waits up to maxDelay after the first
+// queued Append for others to join, trading latency for fewer commits under
+// light concurrency. The defaults are 1000 records and no delay: a commit
+// takes whatever is queued when it starts.
+func WithGroupCommit(maxBatch int, maxDelay time.Duration) Option {
+	return func(c *config) { c.maxBatch, c.maxDelay = maxBatch, maxDelay }
+}
+
+// WithLogger sets the logger for schema migrations and failed commits. The
+// default, nil, logs nothing.
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) { c.logger = l }
+}

@@ -1,0 +1,119 @@
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"modernc.org/sqlite"
+)
+
+// SchemaVersion is the version of the database schema this package creates
+// and understands. Open migrates older event databases to it and refuses
+// newer ones.
+const SchemaVersion = 1
+
+// application marks a database as an event database in event_meta.
+const application = "github.com/ncore-io/event/store/sqlitestore"
+
+// schemaFS holds one script per schema version: schema/N.sql migrates
+// version N-1 to N (version 0 being an empty file).
+//
+//go:embed schema/*.sql
+var schemaFS embed.FS
+
+// migrate brings the database to SchemaVersion, or explains why it cannot.
+// It runs in one IMMEDIATE transaction, so that of two processes opening a
+// new file at once one creates the schema and the other waits, then finds
+// it.
+func migrate(ctx context.Context, db *sql.DB, cfg *config, path string) error {
+	tx, err := db.BeginTx(ctx, nil) // BEGIN IMMEDIATE: the writer DSN sets _txlock
+	if err != nil {
+		return openError(path, err)
+	}
+	defer tx.Rollback()
+
+	var marked int
+	err = tx.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'event_meta'`).Scan(&marked)
+	if err != nil {
+		return openError(path, err)
+	}
+	version := 0
+	if marked == 0 {
+		var tables []string
+		rows, err := tx.QueryContext(ctx, `SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\_%' ESCAPE '\' ORDER BY name LIMIT 5`)
+		if err != nil {
+			return openError(path, err)
+		}
+		for rows.Next() {
+			var name string
+			if err := rows.Scan(&name); err != nil {
+				rows.Close()
+				return openError(path, err)
+			}
+			tables = append(tables, name)
+		}
+		if err := rows.Close(); err != nil {
+			return openError(path, err)
+		}
+		if len(tables) > 0 {
+			return fmt.Errorf("sqlitestore: open %s: not an event database: it has tables (%v) but no event_meta table; "+
+				"open a new file, or one that sqlitestore created, and create other tables after Open", path, tables)
+		}
+	} else {
+		var app, ver sql.NullString
+		err := tx.QueryRowContext(ctx, `SELECT (SELECT value FROM event_meta WHERE key = 'application'), (SELECT value FROM event_meta WHERE key = 'schema_version')`).Scan(&app, &ver)
+		if err != nil {
+			return fmt.Errorf("sqlitestore: open %s: not an event database: reading event_meta: %w", path, err)
+		}
+		if app.String != application {
+			return fmt.Errorf("sqlitestore: open %s: not an event database: event_meta names application %q, want %q", path, app.String, application)
+		}
+		version, err = strconv.Atoi(ver.String)
+		if err != nil || version < 1 {
+			return fmt.Errorf("sqlitestore: open %s: event database has an invalid schema version %q", path, ver.String)
+		}
+		if version > SchemaVersion {
+			return fmt.Errorf("sqlitestore: open %s: event database has schema version %d, newer than version %d that this version of sqlitestore supports; upgrade github.com/ncore-io/event",
+				path, version, SchemaVersion)
+		}
+	}
+	if version == SchemaVersion {
+		return nil // nothing to write; the deferred rollback ends the transaction
+	}
+	for v := version + 1; v <= SchemaVersion; v++ {
+		script, err := schemaFS.ReadFile(fmt.Sprintf("schema/%d.sql", v))
+		if err != nil {
+			return fmt.Errorf("sqlitestore: open %s: missing migration to schema version %d: %w", path, v, err)
+		}
+		if _, err := tx.ExecContext(ctx, string(script)); err != nil {
+			return fmt.Errorf("sqlitestore: open %s: migrating to schema version %d: %w", path, v, err)
+		}
+		if cfg.logger != nil {
+			cfg.logger.InfoContext(ctx, "sqlitestore: migrated event database", "path", path, "from", v-1, "to", v)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO event_meta (key, value) VALUES ('schema_version', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, strconv.Itoa(SchemaVersion)); err != nil {
+		return openError(path, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return openError(path, err)
+	}
+	return nil
+}
+
+// sqliteNotADB is SQLite's result code for a file that is not a database.
+const sqliteNotADB = 26
+
+// openError wraps an error from opening path, naming the likely cause when
+// the file is not an SQLite database.
+func openError(path string, err error) error {
+	var se *sqlite.Error
+	if errors.As(err, &se) && se.Code()&0xff == sqliteNotADB {
+		return fmt.Errorf("sqlitestore: open %s: not an SQLite database: %w", path, err)
+	}
+	return fmt.Errorf("sqlitestore: open %s: %w", path, err)
+}
