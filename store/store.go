@@ -199,3 +199,13 @@ type DeadLetterStore interface {
 	// ID, or fails with ErrNotFound.
 	DeleteDeadLetter(ctx context.Context, subscription, eventID string) error
 }
+
+// Watcher is implemented by stores that can signal appends, including those
+// of other processes, so that consumers need not poll. Watch returns a
+// channel that receives a value soon after appends commit; signals may
+// coalesce, so a receiver reads until it has caught up. The channel is
+// closed when ctx ends or the store is closed. Appends committed after
+// Watch returns are signalled.
+type Watcher interface {
+	Watch(ctx context.Context) (<-chan struct{}, error)
+}
