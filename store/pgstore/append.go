@@ -1,0 +1,380 @@
+package pgstore
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/ncore-io/event/store"
+)
+
+// SQLSTATEs that the append function raises: a failed expectation, and an
+// event ID already stored.
+const (
+	codeVersionConflict = "EV409"
+	codeStoredID        = "EV208"
+)
+
+// Append stores recs atomically, as [store.Store] describes. Concurrent
+// calls share one transaction (group commit); each call's batch is checked
+// on its own, so a conflict or duplicate in one fails only that call.
+//
+// When ctx ends while the batch is queued or being committed, Append returns
+// ctx's error and the batch may or may not have been stored; appending it
+// again is safe, since a stored ID with the same content is a no-op.
+//
+// When every record's ID is already stored with the same content, Append
+// succeeds without checking expect: it is a retry of an append that
+// succeeded. Otherwise already-stored records are skipped and expect is
+// checked against the aggregates' current versions.
+func (s *Store) Append(ctx context.Context, recs []store.Record, expect ...store.Expect) error {
+	if err := s.enter("append"); err != nil {
+		return err
+	}
+	defer s.exit()
+	a, err := s.encode(recs, expect)
+	if err != nil {
+		return fmt.Errorf("pgstore: append: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("pgstore: append: %w", err)
+	}
+	req := &request{ctx: ctx, args: a, done: make(chan struct{})}
+	if err := s.w.submit(req); err != nil {
+		return fmt.Errorf("pgstore: append: %w", err)
+	}
+	select {
+	case <-req.done:
+	case <-ctx.Done():
+		return fmt.Errorf("pgstore: append: %w", ctx.Err())
+	}
+	if req.err != nil {
+		return fmt.Errorf("pgstore: append: %w", req.err)
+	}
+	writeBack(recs, req.res)
+	return nil
+}
+
+// AppendTx appends recs in tx, the caller's transaction, for the
+// transactional outbox: the records commit or roll back with tx, and
+// readers see them once tx has committed. It follows the rules of
+// [Store.Append] but bypasses group commit. It runs in a savepoint, so when
+// it fails tx is still usable. tx must be on the store's database; it is
+// not safe to use tx concurrently with AppendTx.
+func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, recs []store.Record, expect ...store.Expect) error {
+	if err := s.enter("append"); err != nil {
+		return err
+	}
+	defer s.exit()
+	if tx == nil {
+		return errors.New("pgstore: append: nil transaction")
+	}
+	a, err := s.encode(recs, expect)
+	if err != nil {
+		return fmt.Errorf("pgstore: append: %w", err)
+	}
+	res, err := s.appendTx(ctx, tx, a)
+	if err != nil {
+		return fmt.Errorf("pgstore: append: %w", err)
+	}
+	writeBack(recs, res)
+	return nil
+}
+
+func writeBack(recs []store.Record, res []result) {
+	for i := range recs {
+		recs[i].Position = res[i].pos
+		recs[i].Version = res[i].ver
+	}
+}
+
+type result struct{ pos, ver int64 }
+
+// args is a batch as the append function takes it: one array per column.
+// It holds copies, so a caller that gives up on its Append may reuse its
+// records while the writer still encodes them.
+type args struct {
+	ids, topics, kinds, aggs, ptypes, ctypes []string
+	times                                    []time.Time
+	metas, payloads                          [][]byte
+	eaggs                                    []string
+	evers                                    []int64
+	eords                                    []int32
+}
+
+func (a *args) len() int { return len(a.ids) }
+
+func (a *args) params() []any {
+	return []any{a.ids, a.topics, a.kinds, a.aggs, a.times, a.metas, a.ptypes, a.ctypes, a.payloads, a.eaggs, a.evers, a.eords}
+}
+
+// add appends b's records after a's, with b's expectations applying just
+// before b's first record.
+func (a *args) add(b *args) {
+	off := int32(a.len())
+	a.ids = append(a.ids, b.ids...)
+	a.topics = append(a.topics, b.topics...)
+	a.kinds = append(a.kinds, b.kinds...)
+	a.aggs = append(a.aggs, b.aggs...)
+	a.ptypes = append(a.ptypes, b.ptypes...)
+	a.ctypes = append(a.ctypes, b.ctypes...)
+	a.times = append(a.times, b.times...)
+	a.metas = append(a.metas, b.metas...)
+	a.payloads = append(a.payloads, b.payloads...)
+	a.eaggs = append(a.eaggs, b.eaggs...)
+	a.evers = append(a.evers, b.evers...)
+	for _, o := range b.eords {
+		a.eords = append(a.eords, o+off)
+	}
+}
+
+// subset returns the records at idx, with all of a's expectations.
+func (a *args) subset(idx []int) *args {
+	b := &args{eaggs: a.eaggs, evers: a.evers, eords: a.eords}
+	for _, i := range idx {
+		b.ids = append(b.ids, a.ids[i])
+		b.topics = append(b.topics, a.topics[i])
+		b.kinds = append(b.kinds, a.kinds[i])
+		b.aggs = append(b.aggs, a.aggs[i])
+		b.ptypes = append(b.ptypes, a.ptypes[i])
+		b.ctypes = append(b.ctypes, a.ctypes[i])
+		b.times = append(b.times, a.times[i])
+		b.metas = append(b.metas, a.metas[i])
+		b.payloads = append(b.payloads, a.payloads[i])
+	}
+	return b
+}
+
+// encode validates a batch and converts it for the append function. Beyond
+// store.ValidateRecords it refuses what PostgreSQL text cannot hold:
+// invalid UTF-8 and NUL bytes.
+func (s *Store) encode(recs []store.Record, expect []store.Expect) (*args, error) {
+	if err := store.ValidateRecords(recs, expect, s.opts.maxPayload); err != nil {
+		return nil, err
+	}
+	n := len(recs)
+	a := &args{
+		ids: make([]string, n), topics: make([]string, n), kinds: make([]string, n), aggs: make([]string, n),
+		ptypes: make([]string, n), ctypes: make([]string, n), times: make([]time.Time, n),
+		metas: make([][]byte, n), payloads: make([][]byte, n),
+	}
+	for i := range recs {
+		r := &recs[i]
+		for _, f := range [...]struct{ name, v string }{
+			{"ID", r.ID}, {"kind", r.Kind}, {"aggregate ID", r.AggregateID},
+			{"payload type", r.PayloadType}, {"content type", r.ContentType},
+		} {
+			if err := checkText(f.v); err != nil {
+				return nil, fmt.Errorf("%w: record %d (%s): %s %w", store.ErrInvalidRecord, i, r.ID, f.name, err)
+			}
+		}
+		for k, v := range r.Metadata {
+			if err := checkText(k); err != nil {
+				return nil, fmt.Errorf("%w: record %d (%s): metadata key %q %w", store.ErrInvalidRecord, i, r.ID, k, err)
+			}
+			if err := checkText(v); err != nil {
+				return nil, fmt.Errorf("%w: record %d (%s): metadata %q value %w", store.ErrInvalidRecord, i, r.ID, k, err)
+			}
+		}
+		a.ids[i], a.topics[i], a.kinds[i], a.aggs[i] = r.ID, r.Topic, r.Kind, r.AggregateID
+		a.ptypes[i], a.ctypes[i] = r.PayloadType, r.ContentType
+		a.times[i] = r.Time.UTC().Truncate(time.Microsecond)
+		if len(r.Metadata) > 0 {
+			m, err := json.Marshal(r.Metadata)
+			if err != nil {
+				return nil, fmt.Errorf("%w: record %d (%s): metadata: %w", store.ErrInvalidRecord, i, r.ID, err)
+			}
+			a.metas[i] = m
+		}
+		// nil stays nil (stored as NULL), empty stays empty.
+		if r.Payload != nil {
+			a.payloads[i] = append(make([]byte, 0, len(r.Payload)), r.Payload...)
+		}
+	}
+	for _, e := range expect {
+		if err := checkText(e.AggregateID); err != nil {
+			return nil, fmt.Errorf("%w: expectation for aggregate %q: aggregate ID %w", store.ErrInvalidRecord, e.AggregateID, err)
+		}
+		a.eaggs = append(a.eaggs, e.AggregateID)
+		a.evers = append(a.evers, e.Version)
+		a.eords = append(a.eords, 1)
+	}
+	if a.eaggs == nil {
+		a.eaggs, a.evers, a.eords = []string{}, []int64{}, []int32{}
+	}
+	return a, nil
+}
+
+func checkText(s string) error {
+	if !utf8.ValidString(s) {
+		return errors.New("is not valid UTF-8")
+	}
+	if strings.IndexByte(s, 0) >= 0 {
+		return errors.New("contains a NUL byte")
+	}
+	return nil
+}
+
+// callAppend runs the append function on a and returns the records'
+// positions and versions in batch order.
+func (s *Store) callAppend(ctx context.Context, q querier, a *args) ([]result, error) {
+	rows, err := q.Query(ctx, s.sql.append, a.params()...)
+	if err != nil {
+		return nil, err
+	}
+	res := make([]result, 0, a.len())
+	var r result
+	_, err = pgx.ForEachRow(rows, []any{&r.pos, &r.ver}, func() error {
+		res = append(res, r)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(res) != a.len() {
+		return nil, fmt.Errorf("append function returned %d rows for %d records", len(res), a.len())
+	}
+	// Positions follow batch order (the function inserts in that order);
+	// rows need not.
+	slices.SortFunc(res, func(x, y result) int { return cmp.Compare(x.pos, y.pos) })
+	return res, nil
+}
+
+// querier is what pgxpool.Pool, pgx.Conn and pgx.Tx have in common.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// txBroken marks an error after which the transaction cannot go on.
+type txBroken struct{ err error }
+
+func (e txBroken) Error() string { return e.err.Error() }
+func (e txBroken) Unwrap() error { return e.err }
+
+// appendTx appends a in its own savepoint of tx: on failure only the
+// savepoint is rolled back. A unique violation on the event ID means
+// another transaction stored one of the IDs after we looked; looking again
+// then finds it.
+func (s *Store) appendTx(ctx context.Context, tx pgx.Tx, a *args) ([]result, error) {
+	for attempt := 1; ; attempt++ {
+		sp, err := tx.Begin(ctx)
+		if err != nil {
+			return nil, txBroken{err}
+		}
+		res, err := s.appendChecked(ctx, sp, a)
+		if err == nil {
+			if err := sp.Commit(ctx); err != nil {
+				return nil, txBroken{err}
+			}
+			return res, nil
+		}
+		if rbErr := sp.Rollback(ctx); rbErr != nil {
+			return nil, txBroken{errors.Join(err, rbErr)}
+		}
+		if isIDConflict(err) && attempt < 3 {
+			continue
+		}
+		return nil, err
+	}
+}
+
+// appendChecked appends a in tx after looking up the IDs already stored:
+// those with the same content are skipped (their stored position and
+// version are the result), one with different content fails the batch.
+func (s *Store) appendChecked(ctx context.Context, tx pgx.Tx, a *args) ([]result, error) {
+	rows, err := tx.Query(ctx, s.sql.loadIDs, a.ids)
+	if err != nil {
+		return nil, err
+	}
+	stored, err := pgx.CollectRows(rows, s.scanRecord)
+	if err != nil {
+		return nil, err
+	}
+	res := make([]result, a.len())
+	var fresh []int
+	if len(stored) > 0 {
+		byID := make(map[string]*store.Record, len(stored))
+		for i := range stored {
+			byID[stored[i].ID] = &stored[i]
+		}
+		for i, id := range a.ids {
+			old, ok := byID[id]
+			if !ok {
+				fresh = append(fresh, i)
+				continue
+			}
+			if !sameContent(a, i, old) {
+				return nil, fmt.Errorf("record %d (%s): %w", i, id, store.ErrDuplicateID)
+			}
+			res[i] = result{old.Position, old.Version}
+		}
+		if len(fresh) == 0 {
+			return res, nil
+		}
+		a = a.subset(fresh)
+	}
+	got, err := s.callAppend(ctx, tx, a)
+	if err != nil {
+		return nil, conflictError(err)
+	}
+	if fresh == nil {
+		return got, nil
+	}
+	for j, i := range fresh {
+		res[i] = got[j]
+	}
+	return res, nil
+}
+
+// sameContent reports whether record i of a is the stored record old,
+// apart from what the store assigns.
+func sameContent(a *args, i int, old *store.Record) bool {
+	var meta map[string]string
+	if a.metas[i] != nil {
+		if err := json.Unmarshal(a.metas[i], &meta); err != nil {
+			return false
+		}
+	}
+	return a.topics[i] == old.Topic && a.kinds[i] == old.Kind && a.aggs[i] == old.AggregateID &&
+		a.times[i].Equal(old.Time) && a.ptypes[i] == old.PayloadType && a.ctypes[i] == old.ContentType &&
+		bytes.Equal(a.payloads[i], old.Payload) && (a.payloads[i] == nil) == (old.Payload == nil) &&
+		maps.Equal(meta, old.Metadata)
+}
+
+// conflictError turns the append function's EV409 into a
+// *store.VersionConflictError.
+func conflictError(err error) error {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != codeVersionConflict {
+		return err
+	}
+	var d struct {
+		Aggregate string `json:"aggregate"`
+		Expected  int64  `json:"expected"`
+		Actual    int64  `json:"actual"`
+	}
+	if jerr := json.Unmarshal([]byte(pe.Detail), &d); jerr != nil {
+		return fmt.Errorf("%w: %s (detail %q unreadable: %v)", store.ErrVersionConflict, pe.Message, pe.Detail, jerr)
+	}
+	return &store.VersionConflictError{AggregateID: d.Aggregate, Expected: d.Expected, Actual: d.Actual}
+}
+
+// isIDConflict reports an event ID found already stored by the append
+// function, or stored concurrently by another transaction.
+func isIDConflict(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == codeStoredID || pe.Code == "23505" && pe.ConstraintName == "events_id_key")
+}

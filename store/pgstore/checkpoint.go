@@ -1,0 +1,54 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/ncore-io/event/store"
+)
+
+// Checkpoint returns the cursor last saved under name, or the zero Cursor.
+func (s *Store) Checkpoint(ctx context.Context, name string) (store.Cursor, error) {
+	if err := s.enter("checkpoint"); err != nil {
+		return "", err
+	}
+	defer s.exit()
+	if name == "" {
+		return "", errors.New("pgstore: checkpoint: empty name")
+	}
+	var c string
+	err := s.pool.QueryRow(ctx, "SELECT cursor FROM "+s.schema+".checkpoints WHERE name = $1", name).Scan(&c)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("pgstore: checkpoint %s: %w", name, err)
+	}
+	return store.Cursor(c), nil
+}
+
+// SetCheckpoint saves c under name, replacing what was there.
+func (s *Store) SetCheckpoint(ctx context.Context, name string, c store.Cursor) error {
+	if err := s.enter("set checkpoint"); err != nil {
+		return err
+	}
+	defer s.exit()
+	if name == "" {
+		return errors.New("pgstore: set checkpoint: empty name")
+	}
+	if err := checkText(name); err != nil {
+		return fmt.Errorf("pgstore: set checkpoint: name %w", err)
+	}
+	if err := checkText(string(c)); err != nil {
+		return fmt.Errorf("pgstore: set checkpoint %s: %w: cursor %w", name, store.ErrInvalidCursor, err)
+	}
+	_, err := s.pool.Exec(ctx, "INSERT INTO "+s.schema+".checkpoints (name, cursor) VALUES ($1, $2) "+
+		"ON CONFLICT (name) DO UPDATE SET cursor = excluded.cursor, updated_at = now()", name, string(c))
+	if err != nil {
+		return fmt.Errorf("pgstore: set checkpoint %s: %w", name, err)
+	}
+	return nil
+}

@@ -1,0 +1,250 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+
+	"github.com/ncore-io/event/store"
+)
+
+// request is one Append call waiting for the writer.
+type request struct {
+	ctx  context.Context
+	args *args
+	res  []result // set by the writer before done is closed
+	err  error
+	done chan struct{}
+}
+
+func (r *request) reply(res []result, err error) {
+	r.res, r.err = res, err
+	close(r.done)
+}
+
+// writer is the group-commit goroutine: it takes every Append queued while
+// the previous commit ran, up to maxBatch records, and stores them in one
+// transaction. It adds no delay of its own: under light load a group is one
+// call, under heavy load it grows with the queue.
+type writer struct {
+	s    *Store
+	wake chan struct{} // capacity 1: a pending wake-up
+	stop chan struct{}
+	done chan struct{}
+
+	mu     sync.Mutex
+	queue  []*request
+	closed bool
+}
+
+func startWriter(s *Store) *writer {
+	w := &writer{s: s, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	go w.run()
+	return w
+}
+
+func (w *writer) submit(r *request) error {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return store.ErrClosed
+	}
+	w.queue = append(w.queue, r)
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// close lets the group under way finish, fails the queued requests with
+// store.ErrClosed, and waits for the goroutine to end.
+func (w *writer) close() {
+	w.mu.Lock()
+	w.closed = true
+	w.mu.Unlock()
+	close(w.stop)
+	<-w.done
+}
+
+func (w *writer) run() {
+	defer close(w.done)
+	for {
+		select {
+		case <-w.wake:
+		case <-w.stop:
+		}
+		for {
+			select {
+			case <-w.stop:
+				w.mu.Lock()
+				q := w.queue
+				w.queue = nil
+				w.mu.Unlock()
+				for _, r := range q {
+					r.reply(nil, store.ErrClosed)
+				}
+				return
+			default:
+			}
+			group := w.take()
+			if len(group) == 0 {
+				break
+			}
+			w.s.commitGroup(group)
+		}
+	}
+}
+
+// take removes from the queue the requests of the next group: at least
+// one, then as many as fit in maxBatch records.
+func (w *writer) take() []*request {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n, total := 0, 0
+	for n < len(w.queue) {
+		k := w.queue[n].args.len()
+		if n > 0 && total+k > w.s.opts.maxBatch {
+			break
+		}
+		total += k
+		n++
+	}
+	group := make([]*request, n)
+	copy(group, w.queue)
+	rest := copy(w.queue, w.queue[n:])
+	clear(w.queue[rest:])
+	w.queue = w.queue[:rest]
+	return group
+}
+
+// commitGroup stores a group. The fast path merges the batches into one
+// call of the append function, one statement in its own transaction: one
+// round trip and one commit. If that fails for any reason (a conflict, a
+// stored ID, a bad value) nothing was stored, and each batch is retried in
+// its own savepoint of one transaction, so the failure stays with the
+// batch that caused it.
+func (s *Store) commitGroup(group []*request) {
+	live := group[:0:0]
+	for _, r := range group {
+		if err := r.ctx.Err(); err != nil {
+			r.reply(nil, err)
+			continue
+		}
+		live = append(live, r)
+	}
+	if len(live) == 0 {
+		return
+	}
+	ctx, cancel := groupContext(live)
+	defer cancel()
+
+	merged := live[0].args
+	if len(live) > 1 {
+		merged = &args{}
+		for _, r := range live {
+			merged.add(r.args)
+		}
+	}
+	res, err := s.callAppend(ctx, s.pool, merged)
+	if err == nil {
+		off := 0
+		for _, r := range live {
+			n := r.args.len()
+			r.reply(res[off:off+n:off+n], nil)
+			off += n
+		}
+		return
+	}
+	if len(live) == 1 {
+		// Alone in the group, a conflict is this caller's own.
+		if cerr := conflictError(err); cerr != err {
+			live[0].reply(nil, cerr)
+			return
+		}
+	}
+	if ctx.Err() != nil {
+		for _, r := range live {
+			r.reply(nil, err)
+		}
+		return
+	}
+	s.log.Debug("pgstore: group commit failed, retrying batch by batch", slog.Int("batches", len(live)), slog.Any("error", err))
+	s.commitOneByOne(ctx, live)
+}
+
+func (s *Store) commitOneByOne(ctx context.Context, group []*request) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		for _, r := range group {
+			r.reply(nil, err)
+		}
+		return
+	}
+	var ok []*request
+	for i, r := range group {
+		if err := r.ctx.Err(); err != nil {
+			r.reply(nil, err)
+			continue
+		}
+		res, err := s.appendTx(ctx, tx, r.args)
+		var broken txBroken
+		if errors.As(err, &broken) {
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+			for _, o := range ok {
+				o.reply(nil, err)
+			}
+			for _, o := range group[i:] {
+				o.reply(nil, err)
+			}
+			return
+		}
+		if err != nil {
+			r.reply(nil, err)
+			continue
+		}
+		r.res = res
+		ok = append(ok, r)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		for _, r := range ok {
+			r.reply(nil, err)
+		}
+		return
+	}
+	for _, r := range ok {
+		r.reply(r.res, nil)
+	}
+}
+
+// groupContext is done when every caller in the group has given up: the
+// work is then for nobody. It does not end otherwise, so Close waits for
+// the group under way.
+func groupContext(group []*request) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var mu sync.Mutex
+	left := len(group)
+	stops := make([]func() bool, 0, len(group))
+	for _, r := range group {
+		if r.ctx.Done() == nil {
+			continue // never gives up
+		}
+		stops = append(stops, context.AfterFunc(r.ctx, func() {
+			mu.Lock()
+			left--
+			all := left == 0
+			mu.Unlock()
+			if all {
+				cancel()
+			}
+		}))
+	}
+	return ctx, func() {
+		for _, stop := range stops {
+			stop()
+		}
+		cancel()
+	}
+}
