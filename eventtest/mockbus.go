@@ -46,7 +46,8 @@ var (
 
 // FailedPublish is a call to [MockBus.Publish] that returned an error: one
 // configured with [MockBus.FailNext] or [MockBus.FailTopic], or one the bus
-// itself returned (an invalid topic, a done context, a closed bus).
+// itself returned (an invalid topic, a done context, a closed bus). It is a
+// copy, owned by the caller of [MockBus.FailedPublishes].
 type FailedPublish[T any] struct {
 	// Topic is the topic passed to Publish.
 	Topic string
@@ -61,7 +62,8 @@ type topicFailure struct {
 	err     error
 }
 
-// An Option configures a [MockBus] in [NewMockBus].
+// An Option configures a [MockBus] in [NewMockBus]. Options are values
+// without state of their own and may be reused.
 type Option func(*config)
 
 type config struct {
@@ -149,7 +151,9 @@ func (m *MockBus[T]) configuredFailure(topic string) error {
 	if len(m.failNext) > 0 {
 		err := m.failNext[0]
 		m.failNext = slices.Delete(m.failNext, 0, 1)
-		return err
+		if err != nil {
+			return err
+		}
 	}
 	for _, f := range m.failTopic {
 		if store.MatchTopic(f.pattern, topic) {
@@ -191,10 +195,10 @@ func (m *MockBus[T]) Subscriptions() []*event.Subscription {
 }
 
 // FailNext makes the next call to [MockBus.Publish], whatever its topic,
-// return err without publishing. Calls queue up: n calls to FailNext fail
-// the next n publishes, in order. It takes precedence over
-// [MockBus.FailTopic]. A nil err makes that publish succeed (if no topic
-// failure applies).
+// return err without publishing. Calls queue up: n calls to FailNext decide
+// the next n publishes, in order, so FailNext(nil) then FailNext(err) lets
+// one publish through (unless [MockBus.FailTopic] fails it) and fails the
+// one after. A non-nil err takes precedence over FailTopic.
 func (m *MockBus[T]) FailNext(err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -160,6 +160,25 @@ func TestMockBusFailNext(t *testing.T) {
 		failed[1].Topic != "x.two" || failed[1].Err != errB {
 		t.Errorf("FailedPublishes = %+v", failed)
 	}
+
+	// A nil entry lets one publish through, and defers to topic failures.
+	bus.Reset()
+	errTopic := errors.New("topic")
+	bus.FailTopic("x.blocked", errTopic)
+	bus.FailNext(nil)
+	bus.FailNext(nil)
+	bus.FailNext(errA)
+	for _, c := range []struct {
+		topic string
+		want  error
+	}{{"x.open", nil}, {"x.blocked", errTopic}, {"x.open", errA}, {"x.open", nil}} {
+		if err := bus.Publish(ctx, c.topic, "p"); err != c.want {
+			t.Errorf("publish %s: err = %v, want %v", c.topic, err, c.want)
+		}
+	}
+	if n := bus.PublishedCount("x.open"); n != 2 {
+		t.Errorf("PublishedCount(x.open) = %d, want 2", n)
+	}
 }
 
 func TestMockBusFailTopic(t *testing.T) {

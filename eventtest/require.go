@@ -31,7 +31,8 @@ func RequirePublished[E, T any](tb testing.TB, bus *MockBus[T], topic string) ev
 // RequirePublishedN returns the n events published on bus to topics
 // matching topic whose payloads are E, in the order they were published. It
 // fails the test with tb.Fatalf, listing what was published, unless there
-// are exactly n.
+// are exactly n. Like every Require helper, it must be called from the
+// test's goroutine.
 func RequirePublishedN[E, T any](tb testing.TB, bus *MockBus[T], topic string, n int) []event.Event[E] {
 	tb.Helper()
 	if n < 0 {
@@ -43,7 +44,8 @@ func RequirePublishedN[E, T any](tb testing.TB, bus *MockBus[T], topic string, n
 // RequirePublishedFunc returns the one event published on bus to a topic
 // matching topic whose payload is an E and for which match returns true, to
 // pick one event out of several on a topic. It fails the test with
-// tb.Fatalf, listing what was published, unless there is exactly one.
+// tb.Fatalf, listing what was published, unless there is exactly one. It
+// must be called from the test's goroutine.
 func RequirePublishedFunc[E, T any](tb testing.TB, bus *MockBus[T], topic string, match func(event.Event[E]) bool) event.Event[E] {
 	tb.Helper()
 	if match == nil {
@@ -54,7 +56,7 @@ func RequirePublishedFunc[E, T any](tb testing.TB, bus *MockBus[T], topic string
 
 // RequireNotPublished fails the test with tb.Fatalf, listing the events
 // found, if any event of any payload type was published on bus to a topic
-// matching topic.
+// matching topic. It must be called from the test's goroutine.
 func RequireNotPublished[T any](tb testing.TB, bus *MockBus[T], topic string) {
 	tb.Helper()
 	if err := store.ValidatePattern(topic); err != nil {

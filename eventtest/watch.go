@@ -41,7 +41,7 @@ type Watcher[T any] struct {
 // pattern, and stops when the test ends (in tb.Cleanup). Events published
 // before Watch returns are not seen, so call it before the code under test
 // publishes. It fails the test with tb.Fatalf if pattern is invalid or bus
-// is closed.
+// is closed, so it must be called from the test's goroutine.
 //
 // The recorder is a synchronous subscription (see [event.Sync]): it runs in
 // the publisher's goroutine, never waits, and does not take a worker from
