@@ -2,3 +2,9 @@ package sqlitestore
 
 // Commits returns how many group-commit transactions s has committed.
 func Commits(s *Store) int64 { return s.commits.Load() }
+
+// Queued returns how many Appends wait in s's queue, not counting the one
+// the writer holds.
+func Queued(s *Store) int { return len(s.queue) }
+
+var DecodeCursor = decodeCursor
