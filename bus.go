@@ -135,33 +135,46 @@ func (b *Bus[T]) Publish(ctx context.Context, topic string, payload T, opts ...P
 	if ev.CorrelationID == [16]byte{} {
 		ev.CorrelationID = ev.ID
 	}
-	b.stats.published.Add(1)
-
 	if !rt.wants(payload) {
+		b.stats.published.Add(1)
 		b.stats.noSubscriber.Add(1)
 		b.done()
 		return nil
 	}
+	var sd *delivery[T]
 	if len(rt.sync) > 0 {
-		sd := d
+		sd = d
 		if d.async {
 			// A synchronous subscription on an asynchronous bus gets the
 			// publisher's context, like any synchronous delivery.
 			sd = &delivery[T]{bus: b, parent: ctx, route: rt, ev: d.ev}
 		}
+	}
+	if rt.wantsAsync(payload) {
+		if sd != nil {
+			// The queued event takes this call's unit of in-flight work
+			// to its worker; the synchronous deliveries below need one too.
+			b.inflight.Add(1)
+		}
+		// Queue first: an event the queue refuses must reach no handler,
+		// or a caller retrying the failed Publish would run the
+		// synchronous handlers twice.
+		if err := b.enqueue(ctx, d, nested); err != nil {
+			if sd != nil {
+				b.done()
+			}
+			b.done()
+			return fmt.Errorf("event: publish %s: %w", topic, err)
+		}
+	}
+	b.stats.published.Add(1)
+	if sd != nil {
 		for _, s := range rt.sync {
 			if !s.removed.Load() && (s.accepts == nil || s.accepts(payload)) {
 				b.deliver(s, sd)
 			}
 		}
-	}
-	if !rt.wantsAsync(payload) {
 		b.done()
-		return nil
-	}
-	if err := b.enqueue(ctx, d, nested); err != nil {
-		b.done()
-		return fmt.Errorf("event: publish %s: %w", topic, err)
 	}
 	return nil
 }
