@@ -214,6 +214,7 @@ func (b *Bus[T]) fail(s *subscription[T], d *delivery[T], attempts int, err erro
 
 // drop records a queued delivery abandoned because Close gave up.
 func (b *Bus[T]) drop(s *subscription[T], d *delivery[T]) {
+	b.stats.delivered.Add(1) // before its outcome, as Stats reads them in the other order
 	b.stats.dropped.Add(1)
 	b.log.LogAttrs(context.Background(), slog.LevelWarn, "event: bus closed before delivery, dropping",
 		slog.String("subscription", s.name), slog.String("topic", d.ev.Topic), slog.String("event_id", d.ev.ID.String()))
