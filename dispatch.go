@@ -157,7 +157,6 @@ func (b *Bus[T]) deliver(s *subscription[T], d *delivery[T]) {
 			b.fail(s, d, attempt, err)
 			return
 		}
-		b.stats.retried.Add(1)
 		wait := s.retry.backoff(attempt)
 		b.log.LogAttrs(context.Background(), slog.LevelDebug, "event: handler failed, will retry",
 			slog.String("subscription", s.name), slog.String("topic", d.ev.Topic),
@@ -171,6 +170,7 @@ func (b *Bus[T]) deliver(s *subscription[T], d *delivery[T]) {
 			b.fail(s, d, attempt, fmt.Errorf("%w (no retry: %w)", err, context.Cause(d)))
 			return
 		}
+		b.stats.retried.Add(1) // only now: a retry that Close cut off never ran
 	}
 }
 
