@@ -208,16 +208,18 @@ func TestTypedSubscriptionOnInterfaceBus(t *testing.T) {
 	publish[domainEvent](t, b, "user.deleted", userDeletedEv{})   // only the interface handler
 	closeBus(t, b)
 
-	if g := regs.get(); !slices.Equal(g, []userRegisteredEv{{"a@x"}, {"fail@x"}}) {
+	g := regs.get()
+	slices.SortFunc(g, func(a, b userRegisteredEv) int { return strings.Compare(a.Email, b.Email) })
+	if !slices.Equal(g, []userRegisteredEv{{"a@x"}, {"fail@x"}}) {
 		t.Errorf("registration handler got %v", g)
 	}
 	if g := renames.get(); !slices.Equal(g, []string{"pointer"}) {
 		t.Errorf("*userRenamedEv handler got %q", g)
 	}
-	g := all.get()
-	slices.Sort(g)
-	if !slices.Equal(g, []string{"deleted", "registered", "registered", "renamed", "renamed"}) {
-		t.Errorf("interface handler got %q", g)
+	all2 := all.get()
+	slices.Sort(all2)
+	if !slices.Equal(all2, []string{"deleted", "registered", "registered", "renamed", "renamed"}) {
+		t.Errorf("interface handler got %q", all2)
 	}
 	st := b.Stats()
 	if st.Published != 6 || st.NoSubscriber != 1 {
