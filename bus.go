@@ -32,6 +32,7 @@ type Bus[T any] struct {
 
 	queue chan *delivery[T] // events waiting for a worker
 	spill spill[T]          // overflow of queue for handlers' own publishes
+	wake  chan struct{}     // tells an idle worker to look at the spill
 	keys  keyTable[T]       // per-aggregate order
 
 	state    atomic.Int32
@@ -65,6 +66,7 @@ func New[T any](opts ...Option) (*Bus[T], error) {
 	}
 	b.keys.init()
 	b.queue = make(chan *delivery[T], cfg.bufferSize)
+	b.wake = make(chan struct{}, 1)
 	b.wg.Add(cfg.workers)
 	for range cfg.workers {
 		go b.work()
@@ -234,9 +236,13 @@ func (b *Bus[T]) send(ctx context.Context, d *delivery[T], nested bool) error {
 		// A handler must never wait for room: the workers that would make
 		// room may be the ones waiting.
 		b.spill.push(d)
+		// Workers look at the spill before each wait, but one may be past
+		// that look and not yet waiting. A pending wake-up makes it look
+		// again. (A nil sent on the queue did this only when the queue had
+		// room, which an unbuffered queue never has.)
 		select {
-		case b.queue <- nil: // wake a worker in case the queue just emptied
-		default: // full: workers are busy and look at the spill after each event
+		case b.wake <- struct{}{}:
+		default: // a wake-up is pending already: the worker taking it sees d
 		}
 		return nil
 	}

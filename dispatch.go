@@ -87,12 +87,13 @@ func (b *Bus[T]) work() {
 			b.handle(d)
 			continue
 		}
-		d, ok := <-b.queue
-		if !ok {
-			return
-		}
-		if d != nil {
+		select {
+		case d, ok := <-b.queue:
+			if !ok {
+				return
+			}
 			b.handle(d)
+		case <-b.wake:
 		}
 	}
 }
