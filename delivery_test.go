@@ -735,3 +735,35 @@ func TestSyncSubscription(t *testing.T) {
 		t.Error("async handler ran in the publisher's goroutine")
 	}
 }
+
+// TestNestedPublishOutsideWorkers checks that a follow-up published with a
+// handler's context from outside the workers (here by a synchronous
+// subscription, in the publisher's goroutine) is delivered even when no
+// worker is busy to notice it: with an unbuffered queue, an idle worker
+// that was about to wait when the follow-up arrived used to sleep through
+// it, stranding it and making Close wait forever. The race is narrow, so
+// the test repeats it.
+func TestNestedPublishOutsideWorkers(t *testing.T) {
+	t.Parallel()
+	rounds := 20000
+	if testing.Short() {
+		rounds = 2000
+	}
+	for _, buffer := range []int{0, 1} {
+		b := newBus[int](t, event.WithBufferSize(buffer), event.WithWorkers(1))
+		got := make(chan int, 1)
+		subscribe(t, b, "root", func(ctx context.Context, ev event.Event[int]) error {
+			return b.Publish(ctx, "follow", ev.Payload)
+		}, event.Sync())
+		subscribe(t, b, "follow", func(_ context.Context, ev event.Event[int]) error { got <- ev.Payload; return nil })
+		for i := range rounds {
+			publish(t, b, "root", i)
+			select {
+			case <-got:
+			case <-time.After(waitTimeout):
+				t.Fatalf("buffer %d: follow-up %d never delivered", buffer, i)
+			}
+		}
+		closeBus(t, b)
+	}
+}
