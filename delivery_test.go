@@ -767,3 +767,33 @@ func TestNestedPublishOutsideWorkers(t *testing.T) {
 		closeBus(t, b)
 	}
 }
+
+// TestConcurrencyCap checks that Concurrency(n) lets at most n handler
+// calls of the subscription run at once, across all workers.
+func TestConcurrencyCap(t *testing.T) {
+	t.Parallel()
+	const limit = 2
+	b := newBus[int](t, event.WithWorkers(8))
+	var running, peak atomic.Int64
+	gate := make(chan struct{})
+	subscribe(t, b, "c", func(_ context.Context, ev event.Event[int]) error {
+		n := running.Add(1)
+		defer running.Add(-1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+		if ev.Payload < limit {
+			<-gate // hold the first ones until both run together
+		}
+		runtime.Gosched()
+		return nil
+	}, event.Concurrency(limit))
+	for i := range 200 {
+		publish(t, b, "c", i)
+	}
+	waitUntil(t, "two handler calls at once", func() bool { return running.Load() == limit })
+	close(gate)
+	closeBus(t, b)
+	if p := peak.Load(); p != limit {
+		t.Errorf("at most %d handler calls ran at once, want %d", p, limit)
+	}
+}
