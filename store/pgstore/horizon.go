@@ -1,30 +1,45 @@
 package pgstore
 
-// horizonCTE computes the read horizon once per statement, as the CTE h
-// with one column x (xid8): every transaction of this database whose ID is
-// below x has ended, and every later one gets an ID of at least x. Records
-// with txid < x are therefore final: none can still appear among them.
+import (
+	"context"
+	"fmt"
+)
+
+// horizonSQL computes the read horizon H: every transaction of this
+// database with an ID below H has ended, and every later one gets an ID of
+// at least H. Records with txid < H are therefore final: none can appear
+// among them any more, and a statement that starts after this one ends
+// sees them all.
 //
-// The plain answer is pg_snapshot_xmin of the statement's snapshot, the
-// oldest transaction running anywhere in the cluster. But transactions in
-// other databases cannot write this table, and counting them would let an
-// open transaction in any database stall every reader here. So the horizon
-// is the oldest transaction in the snapshot's in-progress list (xip) that
-// is not known to belong to another database, or the snapshot's xmax if
-// there is none. pg_stat_get_activity reports each backend's database and
-// current transaction ID (32 bits, hence the modulo). It is read after the
-// snapshot was taken, which errs on the safe side: a transaction that ended
-// in between is no longer listed and so counts as ours, holding the horizon
-// back for this one statement. Prepared transactions, backends whose
-// transaction IDs the role may not see, and anything else unidentified also
-// count as ours, which degrades to the cluster-wide xmin, never to a gap.
-const horizonCTE = `h AS MATERIALIZED (
-	SELECT coalesce((
-		SELECT t.x FROM pg_snapshot_xip(pg_current_snapshot()) AS t(x)
-		WHERE t.x::text::bigint % 4294967296 NOT IN (
-			SELECT a.backend_xid::text::bigint FROM pg_stat_get_activity(NULL) AS a
-			WHERE a.backend_xid IS NOT NULL
-			  AND a.datid <> (SELECT oid FROM pg_database WHERE datname = current_database()))
-		ORDER BY t.x LIMIT 1
-	), pg_snapshot_xmax(pg_current_snapshot())) AS x
-)`
+// The textbook horizon is pg_snapshot_xmin, the oldest transaction running
+// anywhere in the cluster. But transactions in other databases cannot write
+// this table, and counting them would let an open transaction in any
+// database stall every reader here. So H is the oldest transaction in this
+// statement's snapshot (its in-progress list, xip) that pg_stat_get_activity
+// shows running in this database, or is prepared (two-phase) here; if there
+// is none, the snapshot's xmax. The activity is read after the snapshot was
+// taken, so a transaction of the snapshot missing from it has ended by then,
+// which is before the reading statement takes its own snapshot. Backend
+// transaction IDs are 32 bits, hence the modulo; PostgreSQL shows them and
+// the database to every role.
+const horizonSQL = `SELECT coalesce((
+	SELECT t.x FROM pg_snapshot_xip(pg_current_snapshot()) AS t(x)
+	WHERE t.x::text::bigint % 4294967296 IN (
+		SELECT a.backend_xid::text::bigint FROM pg_stat_get_activity(NULL) AS a
+		WHERE a.backend_xid IS NOT NULL
+		  AND a.datid = (SELECT oid FROM pg_database WHERE datname = current_database())
+		UNION ALL
+		SELECT p.transaction::text::bigint FROM pg_prepared_xacts AS p
+		WHERE p.database = current_database())
+	ORDER BY t.x LIMIT 1
+), pg_snapshot_xmax(pg_current_snapshot()))`
+
+// horizon returns H (see horizonSQL). The statement that uses it must start
+// after this returns.
+func (s *Store) horizon(ctx context.Context) (uint64, error) {
+	var h uint64
+	if err := s.pool.QueryRow(ctx, horizonSQL).Scan(&h); err != nil {
+		return 0, fmt.Errorf("read horizon: %w", err)
+	}
+	return h, nil
+}

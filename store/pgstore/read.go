@@ -110,12 +110,13 @@ const (
 // describes.
 //
 // It only returns records of transactions older than the oldest
-// transaction of this database still running (see horizonCTE), in
+// transaction of this database still running (see horizonSQL), in
 // (transaction ID, position) order. Below that horizon no record can appear
-// any more, so a cursor never passes a record that commits later. A filtered read that
-// comes back short also moves the cursor past the records it looked at, so
-// the next read does not look at them again. The page, the horizon and the
-// retention check come from one statement, hence one snapshot.
+// any more, so a cursor never passes a record that commits later. A
+// filtered read that comes back short also moves the cursor past the
+// records it looked at, so the next read does not look at them again. The
+// page, the last record below the horizon and the retention check come from
+// one statement, hence one snapshot.
 func (s *Store) Read(ctx context.Context, q store.Query) ([]store.Record, store.Cursor, error) {
 	if err := s.enter("read"); err != nil {
 		return nil, q.After, err
@@ -139,7 +140,11 @@ func (s *Store) Read(ctx context.Context, q store.Query) ([]store.Record, store.
 			return nil, q.After, fmt.Errorf("pgstore: read: %w", err)
 		}
 	}
-	sql, params, filtered := s.readSQL(q, after, limit)
+	h, err := s.horizon(ctx)
+	if err != nil {
+		return nil, q.After, fmt.Errorf("pgstore: read: %w", err)
+	}
+	sql, params, filtered := s.readSQL(q, after, limit, h)
 	rows, err := s.pool.Query(ctx, sql, params...)
 	if err != nil {
 		return nil, q.After, fmt.Errorf("pgstore: read: %w", err)
@@ -199,8 +204,8 @@ func (s *Store) Read(ctx context.Context, q store.Query) ([]store.Record, store.
 // readSQL builds the Read statement: the page in a UNION ALL with, for a
 // filtered read, the last row below the horizon, and, after a cursor, the
 // retention watermark if the cursor is below it.
-func (s *Store) readSQL(q store.Query, after key, limit int) (string, []any, bool) {
-	params := []any{after.txid, after.pos, limit}
+func (s *Store) readSQL(q store.Query, after key, limit int, h uint64) (string, []any, bool) {
+	params := []any{after.txid, after.pos, limit, h}
 	var where strings.Builder
 	arg := func(v any) string {
 		params = append(params, v)
@@ -226,10 +231,10 @@ func (s *Store) readSQL(q store.Query, after key, limit int) (string, []any, boo
 		where.WriteString(" AND time >= " + arg(ceilMicro(q.Since)))
 	}
 	filtered := where.Len() > 0
-	const horizon = "txid < (SELECT x FROM h)"
+	const horizon = "txid < $4::xid8"
 	const after_ = "(txid, position) > ($1::xid8, $2::bigint)"
 	var b strings.Builder
-	b.WriteString("WITH " + horizonCTE + " (SELECT 0, txid, position, id, topic, kind, aggregate_id, version, time, metadata, payload_type, content_type, payload FROM ")
+	b.WriteString("(SELECT 0, txid, position, id, topic, kind, aggregate_id, version, time, metadata, payload_type, content_type, payload FROM ")
 	b.WriteString(s.sql.schema + ".events WHERE " + after_ + " AND " + horizon + where.String())
 	b.WriteString(" ORDER BY txid, position LIMIT $3)")
 	const blank = ", ''::text, ''::text, ''::text, ''::text, 0::bigint, 'epoch'::timestamptz, NULL::jsonb, ''::text, ''::text, ''::bytea"

@@ -28,11 +28,11 @@ func (s *Store) DeleteBefore(ctx context.Context, t time.Time) (int64, error) {
 		return 0, err
 	}
 	defer s.exit()
-	sql := `WITH ` + horizonCTE + `, d AS (
+	sql := `WITH d AS (
 	DELETE FROM ` + s.schema + `.events
 	WHERE (txid, position) IN (
 		SELECT txid, position FROM ` + s.schema + `.events
-		WHERE time < $1 AND txid < (SELECT x FROM h)
+		WHERE time < $1 AND txid < $3::xid8
 		ORDER BY time LIMIT $2)
 	RETURNING txid, position
 ), top AS (
@@ -48,8 +48,12 @@ SELECT count(*) FROM d`
 		if err := ctx.Err(); err != nil {
 			return total, fmt.Errorf("pgstore: delete before: %w", err)
 		}
+		h, err := s.horizon(ctx)
+		if err != nil {
+			return total, fmt.Errorf("pgstore: delete before: %w", err)
+		}
 		var n int64
-		if err := s.pool.QueryRow(ctx, sql, t, deleteBatch).Scan(&n); err != nil {
+		if err := s.pool.QueryRow(ctx, sql, t, deleteBatch, h).Scan(&n); err != nil {
 			return total, fmt.Errorf("pgstore: delete before: %w", err)
 		}
 		total += n

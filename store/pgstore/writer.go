@@ -59,12 +59,17 @@ func (w *writer) submit(r *request) error {
 	return nil
 }
 
-// close lets the group under way finish, fails the queued requests with
-// store.ErrClosed, and waits for the goroutine to end.
+// close fails the queued requests with store.ErrClosed at once, lets the
+// group under way finish, and waits for the goroutine to end.
 func (w *writer) close() {
 	w.mu.Lock()
 	w.closed = true
+	q := w.queue
+	w.queue = nil
 	w.mu.Unlock()
+	for _, r := range q {
+		r.reply(nil, store.ErrClosed)
+	}
 	close(w.stop)
 	<-w.done
 }
@@ -79,14 +84,7 @@ func (w *writer) run() {
 		for {
 			select {
 			case <-w.stop:
-				w.mu.Lock()
-				q := w.queue
-				w.queue = nil
-				w.mu.Unlock()
-				for _, r := range q {
-					r.reply(nil, store.ErrClosed)
-				}
-				return
+				return // close has failed what was queued
 			default:
 			}
 			group := w.take()

@@ -1,0 +1,645 @@
+package pgstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/ncore-io/event/internal/pgtest"
+	"github.com/ncore-io/event/store"
+	"github.com/ncore-io/event/store/pgstore"
+)
+
+var t0 = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+
+func rec(id string) store.Record {
+	return store.Record{ID: id, Topic: "test.created", Kind: store.KindDomain, Time: t0,
+		ContentType: "application/json", Payload: []byte(`{"id":"` + id + `"}`)}
+}
+
+// readIDs pages through the log from after until a page comes back empty
+// and returns the IDs read and the cursor to continue from.
+func readIDs(t *testing.T, s *pgstore.Store, q store.Query) ([]string, store.Cursor) {
+	t.Helper()
+	var got []string
+	for {
+		page, next, err := s.Read(t.Context(), q)
+		if err != nil {
+			t.Fatalf("Read: %v", err)
+		}
+		for _, r := range page {
+			got = append(got, r.ID)
+		}
+		if len(page) == 0 && next == q.After {
+			return got, next
+		}
+		q.After = next
+	}
+}
+
+// TestLateCommitNotSkipped interleaves two transactions directly with pgx:
+// A appends and stays open, B appends after it and commits. A reader that
+// pages by position (the naive way) skips A's event, which holds the lower
+// position but commits last; Read does not.
+func TestLateCommitNotSkipped(t *testing.T) {
+	ctx := t.Context()
+	s := open(t)
+	pool := s.Pool()
+
+	txA, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer txA.Rollback(context.Background())
+	a := []store.Record{rec("a")}
+	if err := s.AppendTx(ctx, txA, a); err != nil {
+		t.Fatal(err)
+	}
+	txB, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := []store.Record{rec("b")}
+	if err := s.AppendTx(ctx, txB, b); err != nil {
+		t.Fatal(err)
+	}
+	if err := txB.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if a[0].Position >= b[0].Position {
+		t.Fatalf("positions a=%d b=%d: the test needs A's position below B's", a[0].Position, b[0].Position)
+	}
+
+	// The naive reader: WHERE position > cursor ORDER BY position.
+	naive := func(after int64) ([]string, int64) {
+		rows, err := pool.Query(ctx, "SELECT id, position FROM event.events WHERE position > $1 ORDER BY position", after)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id, &after); err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, id)
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return ids, after
+	}
+
+	naive1, naiveCur := naive(0)
+	read1, cur := readIDs(t, s, store.Query{})
+	if strings.Join(naive1, ",") != "b" {
+		t.Fatalf("naive reader with A open got %v, want [b]", naive1)
+	}
+	if len(read1) != 0 {
+		t.Fatalf("Read with A open got %v, want nothing until A ends", read1)
+	}
+
+	if err := txA.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	naive2, _ := naive(naiveCur)
+	read2, _ := readIDs(t, s, store.Query{After: cur})
+	if len(naive2) != 0 {
+		t.Fatalf("naive reader after A committed got %v; expected it to skip a", naive2)
+	}
+	if got := strings.Join(append(read1, read2...), ","); got != "a,b" {
+		t.Fatalf("Read across the commit got %q, want every event once, in order: a,b", got)
+	}
+}
+
+// TestOwnTransactionNotRead checks that a reader inside a transaction that
+// appended does not see its own uncommitted events as readable.
+func TestOwnTransactionNotRead(t *testing.T) {
+	ctx := t.Context()
+	s := open(t)
+	tx, err := s.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	if err := s.AppendTx(ctx, tx, []store.Record{rec("mine")}); err != nil {
+		t.Fatal(err)
+	}
+	// The horizon excludes tx's own ID, so Read, on another connection,
+	// and a query in tx itself both leave the event out.
+	if got, _ := readIDs(t, s, store.Query{}); len(got) != 0 {
+		t.Fatalf("Read got %v while the appending transaction is open", got)
+	}
+	var n int
+	err = tx.QueryRow(ctx, `SELECT count(*) FROM event.events WHERE txid < pg_snapshot_xmin(pg_current_snapshot())`).Scan(&n)
+	if err != nil || n != 0 {
+		t.Fatalf("rows below the horizon inside the appending transaction: %d, %v; want 0", n, err)
+	}
+}
+
+// TestOtherDatabaseDoesNotStallReaders holds a write transaction open in
+// another database of the same server: readers here must not wait for it.
+func TestOtherDatabaseDoesNotStallReaders(t *testing.T) {
+	ctx := t.Context()
+	s := open(t)
+	other, err := pgx.Connect(ctx, pgtest.DSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close(context.Background())
+	tx, err := other.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(ctx, "SELECT pg_current_xact_id()"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Append(ctx, []store.Record{rec("x")}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := readIDs(t, s, store.Query{}); strings.Join(got, ",") != "x" {
+		t.Fatalf("Read with a transaction open in another database got %v, want [x]", got)
+	}
+}
+
+// TestTwoStoresKeepVersionsDense appends to the same aggregates from two
+// stores with their own pools, as two processes would, both blindly and
+// with optimistic concurrency.
+func TestTwoStoresKeepVersionsDense(t *testing.T) {
+	ctx := t.Context()
+	dsn := pgtest.DSN(t)
+	var stores [2]*pgstore.Store
+	for i := range stores {
+		s, err := pgstore.New(ctx, newPool(t, dsn))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		stores[i] = s
+	}
+	const workers, each = 4, 15
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*workers)
+	for i := range 2 * workers {
+		s := stores[i%2]
+		wg.Go(func() {
+			for j := range each {
+				// Blind appends to "blind", two records at a time.
+				r := []store.Record{rec(fmt.Sprintf("b-%d-%d-0", i, j)), rec(fmt.Sprintf("b-%d-%d-1", i, j))}
+				r[0].AggregateID, r[1].AggregateID = "blind", "blind"
+				if err := s.Append(ctx, r); err != nil {
+					errs <- err
+					return
+				}
+				// Read-modify-write on "occ": retry on conflict.
+				for {
+					cur, err := s.LoadAggregate(ctx, "occ", 0)
+					if err != nil {
+						errs <- err
+						return
+					}
+					o := []store.Record{rec(fmt.Sprintf("o-%d-%d", i, j))}
+					o[0].AggregateID = "occ"
+					err = s.Append(ctx, o, store.Expect{AggregateID: "occ", Version: int64(len(cur))})
+					if errors.Is(err, store.ErrVersionConflict) {
+						continue
+					}
+					if err != nil {
+						errs <- err
+						return
+					}
+					if o[0].Version != int64(len(cur))+1 {
+						errs <- fmt.Errorf("append after version %d got version %d", len(cur), o[0].Version)
+					}
+					break
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for agg, want := range map[string]int{"blind": 2 * workers * each * 2, "occ": 2 * workers * each} {
+		recs, err := stores[0].LoadAggregate(ctx, agg, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) != want {
+			t.Fatalf("aggregate %s has %d records, want %d", agg, len(recs), want)
+		}
+		for i, r := range recs {
+			if r.Version != int64(i+1) {
+				t.Fatalf("aggregate %s: record %d has version %d: versions not dense", agg, i, r.Version)
+			}
+		}
+	}
+}
+
+// TestGroupCommit blocks the writer, queues appends behind it, and checks
+// that they commit in one transaction, with a conflict and a duplicate
+// among them failing alone.
+func TestGroupCommit(t *testing.T) {
+	ctx := t.Context()
+	s := open(t)
+	first := []store.Record{rec("first"), rec("dup")}
+	first[0].AggregateID = "held"
+	if err := s.Append(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	// Lock the aggregate's row so that the next append to it blocks the
+	// writer.
+	lock, err := s.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Rollback(context.Background())
+	if _, err := lock.Exec(ctx, "SELECT * FROM event.aggregates WHERE aggregate_id = 'held' FOR UPDATE"); err != nil {
+		t.Fatal(err)
+	}
+	blocked := make(chan error, 1)
+	go func() {
+		r := []store.Record{rec("blocked")}
+		r[0].AggregateID = "held"
+		blocked <- s.Append(ctx, r)
+	}()
+	waitForLockWait(t, s)
+
+	const n = 8
+	batches := make([][]store.Record, n)
+	results := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		batches[i] = []store.Record{rec(fmt.Sprintf("g-%d", i))}
+		var expect []store.Expect
+		switch i {
+		case 3: // a stale expectation
+			expect = []store.Expect{{AggregateID: "held", Version: 0}}
+		case 5: // a stored ID with other content
+			batches[i] = []store.Record{rec("dup")}
+			batches[i][0].Payload = []byte(`{}`)
+		}
+		wg.Go(func() { results[i] = s.Append(ctx, batches[i], expect...) })
+	}
+	waitUntil(t, "all appends queued", func() bool { return pgstore.QueueLen(s) == n })
+	if err := lock.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if err := <-blocked; err != nil {
+		t.Fatalf("blocked append: %v", err)
+	}
+	for i, err := range results {
+		switch i {
+		case 3:
+			var vc *store.VersionConflictError
+			if !errors.As(err, &vc) || vc.Actual != 2 {
+				t.Errorf("append %d with a stale Expect: %v, want a conflict with actual version 2", i, err)
+			}
+		case 5:
+			if !errors.Is(err, store.ErrDuplicateID) {
+				t.Errorf("append %d of a stored ID: %v, want ErrDuplicateID", i, err)
+			}
+		default:
+			if err != nil {
+				t.Errorf("append %d: %v", i, err)
+			}
+		}
+	}
+	var txids int
+	if err := s.Pool().QueryRow(ctx, "SELECT count(DISTINCT txid) FROM event.events WHERE id LIKE 'g-%'").Scan(&txids); err != nil {
+		t.Fatal(err)
+	}
+	if txids != 1 {
+		t.Errorf("the %d queued appends committed in %d transactions, want 1", n-2, txids)
+	}
+}
+
+// waitForLockWait waits until a session of s's database waits for a lock.
+// (Not asked in a transaction: that would see one snapshot of
+// pg_stat_activity.)
+func waitForLockWait(t *testing.T, s *pgstore.Store) {
+	t.Helper()
+	waitUntil(t, "the writer waits for the row lock", func() bool {
+		var n int
+		_ = s.Pool().QueryRow(t.Context(), "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()").Scan(&n)
+		return n > 0
+	})
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestConcurrentMigration creates the schema from several stores at once,
+// as processes starting together would.
+func TestConcurrentMigration(t *testing.T) {
+	ctx := t.Context()
+	dsn := pgtest.DSN(t)
+	const n = 4
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		pool := newPool(t, dsn)
+		wg.Go(func() {
+			s, err := pgstore.New(ctx, pool)
+			if err == nil {
+				err = s.Append(ctx, []store.Record{rec(fmt.Sprintf("m-%d", i))})
+				s.Close()
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("store %d: %v", i, err)
+		}
+	}
+	var v string
+	if err := newPool(t, dsn).QueryRow(ctx, "SELECT value FROM event.meta WHERE key = 'schema_version'").Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	if v != fmt.Sprint(pgstore.SchemaVersion) {
+		t.Fatalf("schema version %s, want %d", v, pgstore.SchemaVersion)
+	}
+}
+
+// TestNewerSchema refuses a schema written by a newer version.
+func TestNewerSchema(t *testing.T) {
+	ctx := t.Context()
+	dsn := pgtest.DSN(t)
+	pool := newPool(t, dsn)
+	s, err := pgstore.New(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if _, err := pool.Exec(ctx, "UPDATE event.meta SET value = '99' WHERE key = 'schema_version'"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = pgstore.New(ctx, pool)
+	if err == nil {
+		t.Fatal("New on a schema at version 99 succeeded")
+	}
+	for _, want := range []string{"99", fmt.Sprintf("version %d", pgstore.SchemaVersion)} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+}
+
+// TestSchemaOption keeps two stores in one database apart and refuses bad
+// schema names.
+func TestSchemaOption(t *testing.T) {
+	ctx := t.Context()
+	pool := newPool(t, pgtest.DSN(t))
+	var stores []*pgstore.Store
+	for _, name := range []string{"one", "Two"} {
+		s, err := pgstore.New(ctx, pool, pgstore.WithSchema(name))
+		if err != nil {
+			t.Fatalf("New with schema %s: %v", name, err)
+		}
+		t.Cleanup(func() { s.Close() })
+		stores = append(stores, s)
+	}
+	if err := stores[0].Append(ctx, []store.Record{rec("in-one")}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := readIDs(t, stores[1], store.Query{}); len(got) != 0 {
+		t.Fatalf("store in schema Two reads %v, written to schema one", got)
+	}
+	if _, err := stores[1].Load(ctx, "in-one"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Load from the other schema: %v, want ErrNotFound", err)
+	}
+	// A cursor of one store is refused by the other.
+	_, cur := readIDs(t, stores[0], store.Query{})
+	if _, _, err := stores[1].Read(ctx, store.Query{After: cur}); !errors.Is(err, store.ErrInvalidCursor) {
+		t.Fatalf("Read with another store's cursor: %v, want ErrInvalidCursor", err)
+	}
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM "Two".events`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf(`"Two".events holds %d rows (%v), want 0`, n, err)
+	}
+
+	for _, bad := range []string{"", "1st", "a-b", "a b", `x"y`, "pg_events", strings.Repeat("a", 64)} {
+		if _, err := pgstore.New(ctx, pool, pgstore.WithSchema(bad)); err == nil || !strings.Contains(err.Error(), "schema") {
+			t.Errorf("New with schema %q: %v, want an error naming the schema", bad, err)
+		}
+	}
+	for _, o := range []pgstore.Option{pgstore.WithMaxPayloadSize(0), pgstore.WithMaxBatch(-1)} {
+		if _, err := pgstore.New(ctx, pool, o); err == nil {
+			t.Errorf("New with a non-positive size succeeded")
+		}
+	}
+}
+
+// TestPatternTranslation checks that LIKE and regular expression
+// metacharacters in topics are taken literally.
+func TestPatternTranslation(t *testing.T) {
+	ctx := t.Context()
+	s := open(t)
+	topics := []string{"user_1.a", "userX1.a", "a%b.c", "azb.c", "a+b.c", "aab.c", "x.(y)", "x.y", "dé.jà", "dé.jà.vu"}
+	for i, tp := range topics {
+		r := rec(fmt.Sprintf("t-%d", i))
+		r.Topic = tp
+		if err := s.Append(ctx, []store.Record{r}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, pattern := range []string{"user_1.*", "user_1.>", "a%b.*", "a+b.>", "*.(y)", "x.*", "dé.*", "dé.>", "*.*", ">", "*.jà.vu"} {
+		var want []string
+		for _, tp := range topics {
+			if store.MatchTopic(pattern, tp) {
+				want = append(want, tp)
+			}
+		}
+		var got []string
+		q := store.Query{Topic: pattern}
+		for r, err := range store.All(ctx, s, q) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, r.Topic)
+		}
+		if strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Errorf("pattern %q (regexp %s) read %v, want %v", pattern, pgstore.TopicRegexp(pattern), got, want)
+		}
+	}
+}
+
+// TestFilteredReadMovesCursor checks that a filtered read that finds
+// nothing still moves its cursor past the records it looked at.
+func TestFilteredReadMovesCursor(t *testing.T) {
+	ctx := t.Context()
+	s := open(t)
+	var recs []store.Record
+	for i := range 20 {
+		recs = append(recs, rec(fmt.Sprintf("f-%d", i)))
+	}
+	if err := s.Append(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	page, cur, err := s.Read(ctx, store.Query{Topic: "other.*", Limit: 5})
+	if err != nil || len(page) != 0 {
+		t.Fatalf("Read = %v, %v; want no records", page, err)
+	}
+	if cur == "" {
+		t.Fatal("cursor did not move past the records that did not match")
+	}
+	more := []store.Record{rec("late")}
+	more[0].Topic = "other.created"
+	if err := s.Append(ctx, more); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := readIDs(t, s, store.Query{After: cur})
+	if strings.Join(got, ",") != "late" {
+		t.Fatalf("reading on from the moved cursor got %v, want [late]", got)
+	}
+}
+
+// TestWatch checks that an append by another store (another process)
+// wakes a watcher, and that closing the store ends the watch.
+func TestWatch(t *testing.T) {
+	ctx := t.Context()
+	dsn := pgtest.DSN(t)
+	watcher, err := pgstore.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watcher.Close()
+	writer, err := pgstore.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer writer.Close()
+
+	ch, err := watcher.Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	ch2, err := watcher.Watch(wctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ch:
+		t.Fatal("signal before any append")
+	default:
+	}
+	if err := writer.Append(ctx, []store.Record{rec("w")}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []<-chan struct{}{ch, ch2} {
+		select {
+		case <-c:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no signal within 10s of an append")
+		}
+	}
+	// An outbox transaction signals at commit, not before.
+	tx, err := writer.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writer.AppendTx(ctx, tx, []store.Record{rec("w2")}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ch:
+		t.Fatal("signal before the transaction committed")
+	case <-time.After(100 * time.Millisecond):
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no signal within 10s of a commit")
+	}
+
+	cancel()
+	for range ch2 { // closed once its context ends
+	}
+	watcher.Close()
+	for range ch { // closed by Close
+	}
+	if _, err := watcher.Watch(ctx); !errors.Is(err, store.ErrClosed) {
+		t.Fatalf("Watch after Close: %v, want ErrClosed", err)
+	}
+}
+
+// TestClosePendingAppends closes the store while appends wait behind a
+// blocked writer: each gets its result or ErrClosed, and nothing leaks.
+func TestClosePendingAppends(t *testing.T) {
+	ctx := t.Context()
+	s := open(t)
+	first := []store.Record{rec("first")}
+	first[0].AggregateID = "held"
+	if err := s.Append(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	lock, err := s.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Rollback(context.Background())
+	if _, err := lock.Exec(ctx, "SELECT * FROM event.aggregates WHERE aggregate_id = 'held' FOR UPDATE"); err != nil {
+		t.Fatal(err)
+	}
+	const n = 5
+	errs := make(chan error, n)
+	appendOne := func(i int) {
+		r := []store.Record{rec(fmt.Sprintf("p-%d", i))}
+		r[0].AggregateID = "held"
+		errs <- s.Append(ctx, r)
+	}
+	go appendOne(0)
+	waitForLockWait(t, s)
+	for i := 1; i < n; i++ {
+		go appendOne(i)
+	}
+	waitUntil(t, "appends queued behind the blocked one", func() bool { return pgstore.QueueLen(s) == n-1 })
+	closed := make(chan struct{})
+	go func() {
+		s.Close()
+		close(closed)
+	}()
+	for range n - 1 {
+		if err := <-errs; !errors.Is(err, store.ErrClosed) {
+			t.Errorf("queued append during Close: %v, want ErrClosed", err)
+		}
+	}
+	select {
+	case <-closed:
+		t.Fatal("Close returned while a group commit was still running")
+	case <-time.After(50 * time.Millisecond):
+	}
+	if err := lock.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errs; err != nil {
+		t.Errorf("the append under way during Close: %v, want its result", err)
+	}
+	<-closed
+	if err := s.Append(ctx, []store.Record{rec("after")}); !errors.Is(err, store.ErrClosed) {
+		t.Fatalf("Append after Close: %v, want ErrClosed", err)
+	}
+}
