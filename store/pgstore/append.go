@@ -19,12 +19,8 @@ import (
 	"github.com/ncore-io/event/store"
 )
 
-// SQLSTATEs that the append function raises: a failed expectation, and an
-// event ID already stored.
-const (
-	codeVersionConflict = "EV409"
-	codeStoredID        = "EV208"
-)
+// SQLSTATE that the append function raises on a failed expectation.
+const codeVersionConflict = "EV409"
 
 // Append stores recs atomically, as [store.Store] describes. Concurrent
 // calls share one transaction (group commit); each call's batch is checked
@@ -372,9 +368,9 @@ func conflictError(err error) error {
 	return &store.VersionConflictError{AggregateID: d.Aggregate, Expected: d.Expected, Actual: d.Actual}
 }
 
-// isIDConflict reports an event ID found already stored by the append
-// function, or stored concurrently by another transaction.
+// isIDConflict reports a unique violation on the event ID: one of the IDs
+// is stored already.
 func isIDConflict(err error) bool {
 	var pe *pgconn.PgError
-	return errors.As(err, &pe) && (pe.Code == codeStoredID || pe.Code == "23505" && pe.ConstraintName == "events_id_key")
+	return errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "events_id_key"
 }

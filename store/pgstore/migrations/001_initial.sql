@@ -76,9 +76,8 @@ CREATE INDEX dead_letters_order ON {{schema}}.dead_letters (dead_at, seq);
 -- per record. Expectation k says aggregate p_eaggs[k] must be at version
 -- p_evers[k] just before record p_eords[k] (1-based), which lets one call
 -- carry the batches of several callers one after the other. An ID already
--- stored raises SQLSTATE EV208 (or, if another transaction stores it
--- concurrently, unique_violation on events_id_key); otherwise a failed
--- expectation raises EV409 with a JSON detail. Either way the call has
+-- stored raises unique_violation on events_id_key; otherwise a failed
+-- expectation raises SQLSTATE EV409 with a JSON detail. Either way the call has
 -- changed nothing. A NULL payload is a nil one, kept apart from an empty
 -- one.
 CREATE FUNCTION {{schema}}.append(
@@ -92,11 +91,6 @@ DECLARE
     v_old  bigint[] := '{}';
     v_bad  record;
 BEGIN
-    -- Stored IDs first: a replayed batch is not a version conflict.
-    IF EXISTS (SELECT 1 FROM {{schema}}.events WHERE id = ANY(p_ids)) THEN
-        RAISE EXCEPTION 'event ID already stored' USING ERRCODE = 'EV208';
-    END IF;
-
     IF cardinality(p_eaggs) > 0 OR EXISTS (SELECT 1 FROM unnest(p_aggs) AS a WHERE a <> '') THEN
         -- Lock and advance every aggregate touched, in aggregate_id order
         -- so that concurrent appenders cannot deadlock.
@@ -115,22 +109,6 @@ BEGIN
         SELECT array_agg(u.aggregate_id), array_agg(u.version - c.n)
         INTO v_aggs, v_old
         FROM u JOIN c ON c.agg = u.aggregate_id;
-
-        SELECT e.agg, e.ver, e.actual INTO v_bad
-        FROM (
-            SELECT x.agg, x.ver,
-                   o.old + (SELECT count(*) FROM unnest(p_aggs) WITH ORDINALITY AS r(a, i)
-                            WHERE r.a = x.agg AND r.i < x.ord) AS actual
-            FROM unnest(p_eaggs, p_evers, p_eords) AS x(agg, ver, ord)
-            JOIN unnest(v_aggs, v_old) AS o(agg, old) ON o.agg = x.agg
-        ) AS e
-        WHERE e.actual <> e.ver
-        LIMIT 1;
-        IF FOUND THEN
-            RAISE EXCEPTION 'version conflict on aggregate %', v_bad.agg
-                USING ERRCODE = 'EV409',
-                      DETAIL = json_build_object('aggregate', v_bad.agg, 'expected', v_bad.ver, 'actual', v_bad.actual)::text;
-        END IF;
     END IF;
 
     -- ORDER BY makes positions, drawn per row as it is inserted, follow
@@ -147,6 +125,27 @@ BEGIN
     LEFT JOIN unnest(v_aggs, v_old) AS o(agg, old) ON o.agg = r.agg
     ORDER BY r.i
     RETURNING ev.position, ev.version;
+
+    -- Expectations after the insert, so that a replayed batch fails on its
+    -- stored IDs (unique_violation) rather than on its stale expectation;
+    -- raising undoes the insert.
+    IF cardinality(p_eaggs) > 0 THEN
+        SELECT e.agg, e.ver, e.actual INTO v_bad
+        FROM (
+            SELECT x.agg, x.ver,
+                   o.old + (SELECT count(*) FROM unnest(p_aggs) WITH ORDINALITY AS r(a, i)
+                            WHERE r.a = x.agg AND r.i < x.ord) AS actual
+            FROM unnest(p_eaggs, p_evers, p_eords) AS x(agg, ver, ord)
+            JOIN unnest(v_aggs, v_old) AS o(agg, old) ON o.agg = x.agg
+        ) AS e
+        WHERE e.actual <> e.ver
+        LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'version conflict on aggregate %', v_bad.agg
+                USING ERRCODE = 'EV409',
+                      DETAIL = json_build_object('aggregate', v_bad.agg, 'expected', v_bad.ver, 'actual', v_bad.actual)::text;
+        END IF;
+    END IF;
 
     -- Delivered at commit, and only once per transaction.
     PERFORM pg_notify({{channel}}, '');

@@ -1,0 +1,193 @@
+package pgstore_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ncore-io/event/internal/pgtest"
+	"github.com/ncore-io/event/store"
+	"github.com/ncore-io/event/store/pgstore"
+)
+
+// appenders is the number of goroutines appending at once.
+const appenders = 16
+
+// userRegistered is the benchmark payload, about 200 bytes of JSON.
+type userRegistered struct {
+	UserID    string    `json:"user_id"`
+	Email     string    `json:"email"`
+	Name      string    `json:"name"`
+	Plan      string    `json:"plan"`
+	Referrer  string    `json:"referrer"`
+	Locale    string    `json:"locale"`
+	Marketing bool      `json:"marketing"`
+	At        time.Time `json:"at"`
+}
+
+func benchPayload(i int64) []byte {
+	b, _ := json.Marshal(userRegistered{
+		UserID: fmt.Sprintf("usr_%012d", i), Email: fmt.Sprintf("user%d@example.com", i), Name: "Ada Lovelace",
+		Plan: "pro-annual", Referrer: "newsletter-2025-01", Locale: "en-GB", Marketing: true,
+		At: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC),
+	})
+	return b
+}
+
+func benchRecord(i int64) store.Record {
+	return store.Record{
+		ID: fmt.Sprintf("evt-%012d", i), Topic: "user.registered", Kind: store.KindDomain,
+		AggregateID: fmt.Sprintf("usr_%012d", i), Time: time.Now(),
+		PayloadType: "bench.userRegistered", ContentType: "application/json", Payload: benchPayload(i),
+	}
+}
+
+// openBench opens a store on a fresh database with a pool large enough for
+// every appender to hold a connection.
+func openBench(b *testing.B) *pgstore.Store {
+	b.Helper()
+	dsn := pgtest.DSN(b)
+	if strings.Contains(dsn, "://") {
+		if strings.Contains(dsn, "?") {
+			dsn += "&pool_max_conns=" + fmt.Sprint(appenders+4)
+		} else {
+			dsn += "?pool_max_conns=" + fmt.Sprint(appenders+4)
+		}
+	} else {
+		dsn += fmt.Sprintf(" pool_max_conns=%d", appenders+4)
+	}
+	s, err := pgstore.Open(b.Context(), dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	return s
+}
+
+func parallelism() int { return (appenders + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0) }
+
+func reportRate(b *testing.B, events int) {
+	b.ReportMetric(float64(events)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkAppend compares durable appends of one event per call from 16
+// goroutines: the baseline is one autocommitted INSERT per event through
+// raw pgx into the same table, so one commit (and WAL flush) per event;
+// Append shares each commit among the callers waiting at the time.
+func BenchmarkAppend(b *testing.B) {
+	b.Run("baseline=pgx-insert-per-event", func(b *testing.B) {
+		s := openBench(b)
+		pool := s.Pool()
+		ctx := b.Context()
+		const sql = `INSERT INTO event.events (id, topic, kind, aggregate_id, version, time, metadata, payload_type, content_type, payload)
+VALUES ($1, $2, $3, $4, 1, $5, NULL, $6, $7, $8)`
+		var seq atomic.Int64
+		b.SetParallelism(parallelism())
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				r := benchRecord(seq.Add(1))
+				if _, err := pool.Exec(ctx, sql, r.ID, r.Topic, r.Kind, r.AggregateID, r.Time, r.PayloadType, r.ContentType, r.Payload); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+		reportRate(b, b.N)
+	})
+	b.Run("group-commit", func(b *testing.B) {
+		s := openBench(b)
+		ctx := b.Context()
+		var seq atomic.Int64
+		b.SetParallelism(parallelism())
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			recs := make([]store.Record, 1)
+			for pb.Next() {
+				recs[0] = benchRecord(seq.Add(1))
+				if err := s.Append(ctx, recs); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+		reportRate(b, b.N)
+	})
+}
+
+// BenchmarkRead reads a log of 100,000 events in order and decodes each
+// payload: the baseline is one raw pgx query over the whole table with
+// encoding/json; the store pages through it with Read.
+func BenchmarkRead(b *testing.B) {
+	const total = 100_000
+	s := openBench(b)
+	ctx := b.Context()
+	for i := int64(0); i < total; i += 1000 {
+		recs := make([]store.Record, 1000)
+		for j := range recs {
+			recs[j] = benchRecord(i + int64(j))
+		}
+		if err := s.Append(ctx, recs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if _, err := s.Pool().Exec(ctx, "VACUUM ANALYZE event.events"); err != nil {
+		b.Fatal(err)
+	}
+
+	b.Run("baseline=pgx-query-all", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			rows, err := s.Pool().Query(ctx, `SELECT position, id, topic, kind, aggregate_id, version, time, metadata, payload_type, content_type, payload
+FROM event.events ORDER BY txid, position`)
+			if err != nil {
+				b.Fatal(err)
+			}
+			n := 0
+			for rows.Next() {
+				var r store.Record
+				var meta []byte
+				if err := rows.Scan(&r.Position, &r.ID, &r.Topic, &r.Kind, &r.AggregateID, &r.Version, &r.Time, &meta, &r.PayloadType, &r.ContentType, &r.Payload); err != nil {
+					b.Fatal(err)
+				}
+				var p userRegistered
+				if err := json.Unmarshal(r.Payload, &p); err != nil {
+					b.Fatal(err)
+				}
+				n++
+			}
+			if err := rows.Err(); err != nil || n != total {
+				b.Fatalf("read %d events, err %v", n, err)
+			}
+		}
+		reportRate(b, total*b.N)
+	})
+	for _, limit := range []int{store.DefaultReadLimit, store.MaxReadLimit} {
+		b.Run(fmt.Sprintf("store-read/limit=%d", limit), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				n := 0
+				for r, err := range store.All(ctx, s, store.Query{Limit: limit}) {
+					if err != nil {
+						b.Fatal(err)
+					}
+					var p userRegistered
+					if err := json.Unmarshal(r.Payload, &p); err != nil {
+						b.Fatal(err)
+					}
+					n++
+				}
+				if n != total {
+					b.Fatalf("read %d events, want %d", n, total)
+				}
+			}
+			reportRate(b, total*b.N)
+		})
+	}
+}
