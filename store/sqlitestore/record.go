@@ -22,6 +22,8 @@ type row struct {
 	payloadType string
 	contentType string
 	payload     []byte
+
+	same *row // when appending: the stored row with this ID and content
 }
 
 func toRow(r *store.Record) (row, error) {

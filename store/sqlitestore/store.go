@@ -28,7 +28,9 @@ type Store struct {
 	w *sql.DB // the one writer connection; see DB
 	r *sql.DB // read-only pool
 
-	insert, getVersion, putVersion, loadID *sql.Stmt // prepared on w
+	stmtsMu sync.Mutex
+	stmts   map[stmtKey]*sql.Stmt // prepared on w; nil: wanted
+	wanted  int                   // nil entries in stmts
 
 	queue  chan *appendReq
 	quit   chan struct{} // closed by Close: stop taking batches
@@ -71,7 +73,9 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	// lock at BEGIN, so it never fails half-way trying to upgrade a read
 	// lock that another process's writer holds.
 	w, err := sql.Open("sqlite", path+"?"+url.Values{
-		"_pragma": {"busy_timeout(" + busy + ")", "journal_mode(WAL)", "synchronous(" + cfg.sync.pragma() + ")", "foreign_keys(1)"},
+		// temp_store(MEMORY): multi-row inserts keep their statement
+		// journal in memory instead of a temporary file.
+		"_pragma": {"busy_timeout(" + busy + ")", "journal_mode(WAL)", "synchronous(" + cfg.sync.pragma() + ")", "foreign_keys(1)", "temp_store(MEMORY)"},
 		"_txlock": {"immediate"},
 	}.Encode())
 	if err != nil {
@@ -86,7 +90,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		return nil, err
 	}
 	r, err := sql.Open("sqlite", path+"?"+url.Values{
-		"_pragma":     {"busy_timeout(" + busy + ")"},
+		"_pragma":     {"busy_timeout(" + busy + ")", "temp_store(MEMORY)"},
 		"_query_only": {"1"},
 	}.Encode())
 	if err != nil {
@@ -111,21 +115,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	for _, p := range []struct {
-		stmt **sql.Stmt
-		sql  string
-	}{
-		{&s.insert, insertSQL},
-		{&s.getVersion, getVersionSQL},
-		{&s.putVersion, putVersionSQL},
-		{&s.loadID, loadIDSQL},
-	} {
-		if *p.stmt, err = w.PrepareContext(ctx, p.sql); err != nil {
-			r.Close()
-			w.Close()
-			return nil, openError(path, err)
-		}
-	}
+	s.stmts = map[stmtKey]*sql.Stmt{}
 	go s.run()
 	return s, nil
 }
@@ -139,6 +129,13 @@ func (s *Store) Close() error {
 		s.closed.Store(true)
 		close(s.quit)
 		<-s.exited
+		s.stmtsMu.Lock()
+		for _, st := range s.stmts {
+			if st != nil {
+				st.Close()
+			}
+		}
+		s.stmtsMu.Unlock()
 		s.closeErr = errors.Join(s.r.Close(), s.w.Close())
 		if s.closeErr != nil {
 			s.closeErr = fmt.Errorf("sqlitestore: close: %w", s.closeErr)
