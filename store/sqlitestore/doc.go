@@ -1,0 +1,56 @@
+// Package sqlitestore is the embedded event log: a [store.Store] in one
+// SQLite file, on the pure-Go driver modernc.org/sqlite (no cgo).
+//
+//	s, err := sqlitestore.Open(ctx, "events.db")
+//	if err != nil { … }
+//	defer s.Close()
+//
+// # Durability and throughput
+//
+// The database runs in WAL mode with synchronous=FULL by default, so an
+// Append that returned is on disk. Concurrent Appends share transactions
+// (group commit): one writer goroutine commits everything queued while the
+// previous commit ran, in one transaction and one fsync, and each caller
+// gets its own result. An expectation that fails or a duplicate ID fails
+// only its own Append: the writer checks them in Go, against everything the
+// transaction has seen, before it writes anything. See [WithSync] to trade
+// the last commits on power loss for speed, and [WithGroupCommit] for batch
+// limits.
+//
+// Reads use a separate pool of read-only connections and never wait for the
+// writer. Several processes may open the same file; SQLite's file lock
+// makes them take turns writing.
+//
+// # Order
+//
+// Positions come from an AUTOINCREMENT key, so they are never reused, even
+// after retention deleted the records that had them. SQLite has one writer
+// at a time and commits in position order, so a reader paging by cursor
+// never skips a record that commits later.
+//
+// # Transactional outbox
+//
+// [Store.DB] is the handle of the store's single writer connection. Keep
+// the application's own tables in the same file, begin a transaction on DB,
+// write them, and append the events with [Store.AppendTx] in the same
+// transaction: both commit or roll back together. While such a transaction
+// is open it holds the writer, so group commit waits for it. Create the
+// application's tables after the first Open: Open refuses a file that has
+// tables but no event schema, so that it never writes into a database that
+// is not its own by mistake.
+//
+// # Schema
+//
+// The tables are named event_*. The schema version lives in the event_meta
+// table; Open creates or migrates the schema in one transaction, so two
+// processes may open a new file at once, and refuses a database of a newer
+// version.
+//
+// # Retention
+//
+// [Store.DeleteBefore] deletes in transactions of at most 1000 records and
+// remembers the highest position it deleted; a cursor below it fails with
+// [store.ErrCursorExpired] rather than silently skipping what was deleted.
+// Aggregate versions survive: an aggregate whose records were deleted goes
+// on from its last version.
+package sqlitestore
