@@ -254,6 +254,7 @@ func (s *Store) commit(connCtx context.Context, batch []*appendReq) error {
 	for _, req := range all {
 		req.done <- req.err
 	}
+	s.signal()
 	return nil
 }
 

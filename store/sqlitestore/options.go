@@ -12,22 +12,24 @@ import (
 type Option func(*config)
 
 type config struct {
-	maxPayload  int
-	sync        Sync
-	busyTimeout time.Duration
-	readConns   int
-	maxBatch    int
-	maxDelay    time.Duration
-	logger      *slog.Logger
+	maxPayload    int
+	sync          Sync
+	busyTimeout   time.Duration
+	readConns     int
+	maxBatch      int
+	maxDelay      time.Duration
+	watchInterval time.Duration
+	logger        *slog.Logger
 }
 
 func defaultConfig() config {
 	return config{
-		maxPayload:  store.DefaultMaxPayloadSize,
-		sync:        SyncFull,
-		busyTimeout: 5 * time.Second,
-		readConns:   4,
-		maxBatch:    1000,
+		maxPayload:    store.DefaultMaxPayloadSize,
+		sync:          SyncFull,
+		busyTimeout:   5 * time.Second,
+		readConns:     4,
+		maxBatch:      1000,
+		watchInterval: 50 * time.Millisecond,
 	}
 }
 
@@ -45,6 +47,8 @@ func (c *config) validate() error {
 		return fmt.Errorf("group commit max batch %d is less than 1", c.maxBatch)
 	case c.maxDelay < 0:
 		return fmt.Errorf("group commit max delay %v is negative", c.maxDelay)
+	case c.watchInterval <= 0:
+		return fmt.Errorf("watch interval %v is not positive", c.watchInterval)
 	}
 	return nil
 }
@@ -109,6 +113,13 @@ func WithReadConns(n int) Option {
 // takes whatever is queued when it starts.
 func WithGroupCommit(maxBatch int, maxDelay time.Duration) Option {
 	return func(c *config) { c.maxBatch, c.maxDelay = maxBatch, maxDelay }
+}
+
+// WithWatchInterval sets how often [Store.Watch] polls the database for
+// appends that did not go through this Store's group commit (AppendTx,
+// other processes). The default is 50ms.
+func WithWatchInterval(d time.Duration) Option {
+	return func(c *config) { c.watchInterval = d }
 }
 
 // WithLogger sets the logger for schema migrations and failed commits. The

@@ -573,3 +573,41 @@ func TestSetCheckpointValidates(t *testing.T) {
 		t.Error("Read with a negative limit succeeded")
 	}
 }
+
+// TestWatchSeesOtherWriters checks that Watch signals appends that do not go
+// through the store's group commit: AppendTx and another store on the file.
+func TestWatchSeesOtherWriters(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "events.db")
+	s := mustOpen(t, path, sqlitestore.WithWatchInterval(5*time.Millisecond))
+	other := mustOpen(t, path)
+	ch, err := s.Watch(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	expectSignal := func(what string) {
+		t.Helper()
+		select {
+		case <-ch:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("no signal for %s", what)
+		}
+	}
+
+	tx, err := s.DB().BeginTx(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AppendTx(t.Context(), tx, []store.Record{rec("tx")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	expectSignal("AppendTx")
+
+	if err := other.Append(t.Context(), []store.Record{rec("other")}); err != nil {
+		t.Fatal(err)
+	}
+	expectSignal("an append by another store")
+}

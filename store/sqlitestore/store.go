@@ -41,6 +41,12 @@ type Store struct {
 	closeErr  error
 
 	commits atomic.Int64 // group commit transactions, for tests
+
+	watchMu    sync.Mutex
+	watchers   map[chan struct{}]struct{}
+	watchCount atomic.Int64
+	watchWG    sync.WaitGroup
+	pollDB     *sql.DB // opened by the first Watch
 }
 
 // Open opens the event database at path, creating the file and its schema if
@@ -116,6 +122,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	s.stmts = map[stmtKey]*sql.Stmt{}
+	s.watchers = map[chan struct{}]struct{}{}
 	go s.run()
 	return s, nil
 }
@@ -129,6 +136,15 @@ func (s *Store) Close() error {
 		s.closed.Store(true)
 		close(s.quit)
 		<-s.exited
+		// A Watch that saw the store open has registered with watchWG once
+		// it releases watchMu.
+		s.watchMu.Lock()
+		pollDB := s.pollDB
+		s.watchMu.Unlock()
+		s.watchWG.Wait()
+		if pollDB != nil {
+			pollDB.Close()
+		}
 		s.stmtsMu.Lock()
 		for _, st := range s.stmts {
 			if st != nil {

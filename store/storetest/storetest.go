@@ -22,7 +22,8 @@
 // every field, dense per-aggregate versions under concurrency, optimistic
 // concurrency, idempotent appends, filtered and paged reads, cursors,
 // retention, checkpoints, dead letters (when the store implements
-// [store.DeadLetterStore]), rejection of bad input, contexts and closing.
+// [store.DeadLetterStore]), append signals (when it implements
+// [store.Watcher]), rejection of bad input, contexts and closing.
 // With [Harness.Begin] it also checks appends inside the caller's
 // transaction (the transactional outbox) and that a reader paging by cursor
 // never skips or repeats an event when transactions commit out of order.
@@ -108,6 +109,7 @@ func Run(t *testing.T, h Harness) {
 		{"InvalidCursor", s.testInvalidCursor},
 		{"Checkpoint", s.testCheckpoint},
 		{"DeadLetters", s.testDeadLetters},
+		{"Watch", s.testWatch},
 		{"Retention", s.testRetention},
 		{"RetentionKeepsNumbering", s.testRetentionKeepsNumbering},
 		{"RetentionManyRecords", s.testRetentionManyRecords},
