@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/ncore-io/event/store"
 )
 
 // Lifecycle states of a bus.
@@ -44,6 +47,14 @@ type Bus[T any] struct {
 	wg       sync.WaitGroup
 
 	stats counters
+
+	store       store.Store
+	codec       Codec
+	types       registry
+	payloadType reflect.Type
+	durables    atomic.Pointer[durables[T]]
+	bg          context.Context // cancelled by Close to stop background work
+	bgCancel    context.CancelFunc
 }
 
 // New returns a bus configured by opts, with its workers started.
@@ -60,7 +71,30 @@ func New[T any](opts ...Option) (*Bus[T], error) {
 		b.log = slog.New(slog.DiscardHandler)
 	}
 	b.abort, b.cancel = context.WithCancel(context.Background())
+	b.bg, b.bgCancel = context.WithCancel(b.abort)
 	b.routes.Store(&routes[T]{})
+	b.durables.Store(&durables[T]{})
+	b.store, b.codec = cfg.store, cfg.codec
+	b.payloadType = reflect.TypeFor[T]()
+	if err := b.types.add(b.payloadType); err != nil {
+		return nil, fmt.Errorf("event: new: %w", err)
+	}
+	for _, sample := range cfg.types {
+		t := reflect.TypeOf(sample)
+		if t == nil {
+			return nil, fmt.Errorf("event: new: WithTypes: nil sample")
+		}
+		if b.payloadType.Kind() == reflect.Interface && !t.Implements(b.payloadType) {
+			return nil, fmt.Errorf("event: new: WithTypes: %v does not implement %v", t, b.payloadType)
+		}
+		if err := b.types.add(t); err != nil {
+			return nil, fmt.Errorf("event: new: WithTypes: %w", err)
+		}
+	}
+	if cfg.retention > 0 {
+		b.wg.Add(1)
+		go b.prune()
+	}
 	if cfg.sync {
 		return b, nil
 	}
@@ -107,35 +141,16 @@ func (b *Bus[T]) Publish(ctx context.Context, topic string, payload T, opts ...P
 		b.done()
 		return fmt.Errorf("event: publish: %w", err)
 	}
-	d := &delivery[T]{bus: b, parent: ctx, route: rt, async: !b.cfg.sync}
-	ev := &d.ev
-	ev.Topic = topic
-	ev.Kind = KindDomain
-	ev.Payload = payload
-	for i := range opts {
-		d.apply(&opts[i])
-	}
-	var stamp time.Time
-	if ev.Time.IsZero() {
-		stamp = now()
-		ev.Time = stamp
-	}
-	if ev.ID == [16]byte{} {
-		if stamp.IsZero() {
-			// An imported event's time (EventTime) must not set the ID's:
-			// a future one would carry every later ID of the process along.
-			stamp = now()
+	d, exp := b.stamp(ctx, parent, topic, payload, opts)
+	d.route = rt
+	if b.store != nil {
+		if err := b.persist(ctx, d, exp); err != nil {
+			b.done()
+			return fmt.Errorf("event: publish %s: %w", topic, err)
 		}
-		ev.ID = newID(stamp)
-	}
-	if nested {
-		ev.CausationID = parent.id
-		if ev.CorrelationID == [16]byte{} {
-			ev.CorrelationID = parent.correlation
-		}
-	}
-	if ev.CorrelationID == [16]byte{} {
-		ev.CorrelationID = ev.ID
+	} else if exp.set {
+		b.done()
+		return fmt.Errorf("event: publish %s: ExpectVersion: %w", topic, ErrNoStore)
 	}
 	if !rt.wants(payload) {
 		b.stats.published.Add(1)
@@ -179,6 +194,53 @@ func (b *Bus[T]) Publish(ctx context.Context, topic string, payload T, opts ...P
 		b.done()
 	}
 	return nil
+}
+
+// expectation is an [ExpectVersion] option, if any.
+type expectation struct {
+	set     bool
+	version int64
+}
+
+// stamp builds the delivery of a new event: the envelope with its ID, time,
+// options, and causation from a handler's context.
+func (b *Bus[T]) stamp(ctx context.Context, parent deliveryInfo, topic string, payload T, opts []PublishOption) (*delivery[T], expectation) {
+	d := &delivery[T]{bus: b, parent: ctx, async: !b.cfg.sync}
+	ev := &d.ev
+	ev.Topic = topic
+	ev.Kind = KindDomain
+	ev.Payload = payload
+	var exp expectation
+	for i := range opts {
+		if opts[i].op == opExpect {
+			exp = expectation{set: true, version: opts[i].n}
+			continue
+		}
+		d.apply(&opts[i])
+	}
+	var stamp time.Time
+	if ev.Time.IsZero() {
+		stamp = now()
+		ev.Time = stamp
+	}
+	if ev.ID == [16]byte{} {
+		if stamp.IsZero() {
+			// An imported event's time (EventTime) must not set the ID's:
+			// a future one would carry every later ID of the process along.
+			stamp = now()
+		}
+		ev.ID = newID(stamp)
+	}
+	if parent.id != [16]byte{} {
+		ev.CausationID = parent.id
+		if ev.CorrelationID == [16]byte{} {
+			ev.CorrelationID = parent.correlation
+		}
+	}
+	if ev.CorrelationID == [16]byte{} {
+		ev.CorrelationID = ev.ID
+	}
+	return d, exp
 }
 
 func (d *delivery[T]) apply(o *PublishOption) {
@@ -292,6 +354,23 @@ func (b *Bus[T]) done() {
 // calls wait like the first.
 func (b *Bus[T]) Close(ctx context.Context) error {
 	if b.state.CompareAndSwap(stateOpen, stateClosing) {
+		// Durable subscriptions stop first, each after the event in hand,
+		// while their handlers' follow-up events are still accepted; what
+		// they have not read stays in the store for their next start.
+		list := b.durables.Load().list
+		for _, c := range list {
+			c.halt()
+		}
+		b.bgCancel()
+	wait:
+		for _, c := range list {
+			select {
+			case <-c.done:
+			case <-ctx.Done():
+				b.cancel()
+				break wait
+			}
+		}
 		b.inflight.Add(1) // Close's own unit, so that done sees the change of state
 		b.done()
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/ncore-io/event/store"
 )
 
 // delivery is one published event on its way to its subscriptions. It is
@@ -22,8 +23,10 @@ type delivery[T any] struct {
 	parent context.Context // the publisher's context
 	route  *route[T]
 	async  bool
-	key    *keyState[T] // set for events with an aggregate ID
-	seq    uint64       // the event's number within its key
+	rec    *store.Record   // the stored event, on a bus with a store
+	stop   <-chan struct{} // closed to abandon a durable delivery
+	key    *keyState[T]    // set for events with an aggregate ID
+	seq    uint64          // the event's number within its key
 	ev     Event[T]
 }
 
@@ -137,14 +140,15 @@ func (b *Bus[T]) deliverAll(d *delivery[T]) {
 
 // deliver runs one subscription's handler for d, with retries, and
 // dead-letters it after the last attempt.
-func (b *Bus[T]) deliver(s *subscription[T], d *delivery[T]) {
+func (b *Bus[T]) deliver(s *subscription[T], d *delivery[T]) outcome {
 	b.stats.delivered.Add(1)
 	if s.sem != nil {
 		select {
 		case s.sem <- struct{}{}:
 		case <-d.Done():
-			b.fail(s, d, 0, fmt.Errorf("event: waiting for a concurrency slot: %w", context.Cause(d)))
-			return
+			return b.giveUp(s, d, 0, fmt.Errorf("event: waiting for a concurrency slot: %w", context.Cause(d)))
+		case <-d.stop:
+			return b.abandon(s, d)
 		}
 		defer func() { <-s.sem }()
 	}
@@ -152,11 +156,14 @@ func (b *Bus[T]) deliver(s *subscription[T], d *delivery[T]) {
 		err := b.attempt(s, d)
 		if err == nil {
 			b.stats.processed.Add(1)
-			return
+			return succeeded
 		}
-		if attempt > s.retry.MaxRetries || d.Err() != nil {
+		if d.Err() != nil {
+			return b.giveUp(s, d, attempt, err)
+		}
+		if attempt > s.retry.MaxRetries {
 			b.fail(s, d, attempt, err)
-			return
+			return failed
 		}
 		wait := s.retry.backoff(attempt)
 		b.log.LogAttrs(context.Background(), slog.LevelDebug, "event: handler failed, will retry",
@@ -168,11 +175,42 @@ func (b *Bus[T]) deliver(s *subscription[T], d *delivery[T]) {
 		case <-t.C:
 		case <-d.Done():
 			t.Stop()
-			b.fail(s, d, attempt, fmt.Errorf("%w (no retry: %w)", err, context.Cause(d)))
-			return
+			return b.giveUp(s, d, attempt, fmt.Errorf("%w (no retry: %w)", err, context.Cause(d)))
+		case <-d.stop:
+			t.Stop()
+			return b.abandon(s, d)
 		}
 		b.stats.retried.Add(1) // only now: a retry that Close cut off never ran
 	}
+}
+
+// outcome is how a delivery ended.
+type outcome uint8
+
+const (
+	succeeded outcome = iota // the handler returned nil
+	failed                   // dead-lettered after the last attempt, or dropped at Close
+	abandoned                // a durable delivery cut short, to be handled on the next start
+)
+
+// giveUp ends a delivery whose context was cancelled because Close gave
+// up. A durable delivery is abandoned, as its event stays in the store; any
+// other is failed and dead-lettered.
+func (b *Bus[T]) giveUp(s *subscription[T], d *delivery[T], attempts int, err error) outcome {
+	if d.stop != nil {
+		return b.abandon(s, d)
+	}
+	b.fail(s, d, attempts, err)
+	return failed
+}
+
+// abandon ends a durable delivery unfinished; it is counted as dropped and
+// handled again when the subscription next starts.
+func (b *Bus[T]) abandon(s *subscription[T], d *delivery[T]) outcome {
+	b.stats.dropped.Add(1)
+	b.log.LogAttrs(context.Background(), slog.LevelInfo, "event: durable subscription stopped during delivery; it will be redelivered",
+		slog.String("subscription", s.name), slog.String("event_id", d.ev.ID.String()))
+	return abandoned
 }
 
 // attempt calls the handler once, under the subscription's timeout,
@@ -223,12 +261,18 @@ func (b *Bus[T]) drop(s *subscription[T], d *delivery[T]) {
 }
 
 func (b *Bus[T]) deadLetter(s *subscription[T], d *delivery[T], attempts int, err error) {
-	if b.cfg.deadLetter == nil {
-		return
+	kept := false
+	if b.store != nil {
+		kept = b.storeDeadLetter(s, d, attempts, err)
 	}
-	ev, _ := convert[any](&d.ev)
-	b.cfg.deadLetter(context.WithoutCancel(d), DeadLetter{Subscription: s.name, Event: ev, Err: err, Attempts: attempts, Time: time.Now()})
-	b.stats.deadLettered.Add(1)
+	if b.cfg.deadLetter != nil {
+		ev, _ := convert[any](&d.ev)
+		b.cfg.deadLetter(context.WithoutCancel(d), DeadLetter{Subscription: s.name, Event: ev, Err: err, Attempts: attempts, Time: time.Now()})
+		kept = true
+	}
+	if kept {
+		b.stats.deadLettered.Add(1)
+	}
 }
 
 // DeadLetter is an event that a subscription failed to handle.

@@ -3,6 +3,7 @@ package event
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"sync/atomic"
 	"time"
 
@@ -23,6 +24,18 @@ type Handler[T any] func(ctx context.Context, ev Event[T]) error
 type Subscription struct {
 	name, pattern string
 	stop          func()
+	err           func() error
+}
+
+// Err returns why a durable subscription stopped by itself, such as an
+// error matching [store.ErrCursorExpired] when retention deleted events it
+// had not yet handled; nil while it runs, and always nil for a subscription
+// that is not durable.
+func (s *Subscription) Err() error {
+	if s.err == nil {
+		return nil
+	}
+	return s.err()
 }
 
 // Name returns the subscription's name: the one given with [Name], or its
@@ -52,6 +65,12 @@ func (s *Subscription) Unsubscribe() { s.stop() }
 func Subscribe[E, T any](b *Bus[T], pattern string, h Handler[E], opts ...SubscribeOption) (*Subscription, error) {
 	if h == nil {
 		panic("event: Subscribe with nil handler")
+	}
+	if b.payloadType.Kind() == reflect.Interface {
+		// Learn E, so that stored events of that type can be decoded.
+		if err := b.types.add(reflect.TypeFor[E]()); err != nil {
+			return nil, fmt.Errorf("event: subscribe %s: %w", pattern, err)
+		}
 	}
 	if direct, ok := any(h).(Handler[T]); ok {
 		return b.subscribe(pattern, func(ctx context.Context, ev *Event[T]) error { return direct(ctx, *ev) }, nil, opts)
@@ -84,6 +103,7 @@ type subscription[T any] struct {
 	timeout time.Duration
 	sem     chan struct{} // nil: no concurrency cap
 	sync    bool
+	durable *durable[T] // set for a durable subscription, which reads the store
 	removed atomic.Bool
 }
 
@@ -127,6 +147,24 @@ func (b *Bus[T]) subscribe(pattern string, call func(context.Context, *Event[T])
 	}
 	if b.state.Load() != stateOpen {
 		return nil, fmt.Errorf("event: subscribe %s: %w", s.name, ErrClosed)
+	}
+	if c.durable != "" {
+		if c.sync {
+			return nil, fmt.Errorf("event: subscribe %s: a durable subscription cannot be synchronous", s.name)
+		}
+		if c.name == "" {
+			s.name = c.durable
+		}
+		dc, err := b.startDurable(s, &c)
+		if err != nil {
+			return nil, err
+		}
+		s.durable = dc
+		b.addSub(s)
+		return &Subscription{name: s.name, pattern: pattern, err: dc.Err, stop: func() {
+			b.removeSub(s)
+			b.stopDurable(dc)
+		}}, nil
 	}
 	b.addSub(s)
 	return &Subscription{name: s.name, pattern: pattern, stop: func() { b.removeSub(s) }}, nil

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/ncore-io/event/store"
 )
 
 // Defaults of a bus created with no options.
@@ -29,10 +30,17 @@ type config struct {
 	retry      RetryPolicy
 	timeout    time.Duration
 	deadLetter func(context.Context, DeadLetter)
+
+	store          store.Store
+	codec          Codec
+	types          []any
+	pollInterval   time.Duration
+	retention      time.Duration
+	retentionEvery time.Duration
 }
 
 func defaultConfig() config {
-	return config{bufferSize: DefaultBufferSize, workers: DefaultWorkers}
+	return config{bufferSize: DefaultBufferSize, workers: DefaultWorkers, codec: JSON{}, pollInterval: DefaultPollInterval}
 }
 
 func (c *config) validate() error {
@@ -43,6 +51,14 @@ func (c *config) validate() error {
 		return fmt.Errorf("event: new: workers must be at least 1, got %d", c.workers)
 	case c.timeout < 0:
 		return fmt.Errorf("event: new: timeout must be zero (none) or positive, got %v", c.timeout)
+	case c.codec == nil:
+		return fmt.Errorf("event: new: codec must not be nil")
+	case c.pollInterval <= 0:
+		return fmt.Errorf("event: new: poll interval must be positive, got %v", c.pollInterval)
+	case c.retention < 0 || c.retentionEvery < 0:
+		return fmt.Errorf("event: new: retention must not be negative, got %v every %v", c.retention, c.retentionEvery)
+	case c.retention > 0 && c.store == nil:
+		return fmt.Errorf("event: new: retention needs a store (WithStore)")
 	}
 	if err := c.retry.validate(); err != nil {
 		return fmt.Errorf("event: new: %w", err)
@@ -90,6 +106,33 @@ func WithTimeout(d time.Duration) Option { return func(c *config) { c.timeout = 
 func WithDeadLetter(f func(ctx context.Context, dl DeadLetter)) Option {
 	return func(c *config) { c.deadLetter = f }
 }
+
+// WithStore makes the bus durable: [Bus.Publish] appends each event to s
+// before it returns (concurrent publishes share the store's group commit),
+// and only then delivers it. A publish whose append fails returns the error
+// and delivers nothing. The store also enables [Durable] subscriptions,
+// [Replay], [PublishTx], [Fold], stored dead letters ([Bus.DeadLetters]) and
+// [WithRetention]. The bus does not close s. Default nil: events live in
+// memory only.
+func WithStore(s store.Store) Option { return func(c *config) { c.store = s } }
+
+// WithCodec sets how payloads are encoded in the store. Default [JSON].
+func WithCodec(codec Codec) Option { return func(c *config) { c.codec = codec } }
+
+// WithTypes registers the payload types of samples, so that a bus of an
+// interface type (such as any) can decode stored events of those types:
+// WithTypes(UserRegistered{}, &OrderPlaced{}). Subscribing a handler of a
+// concrete type registers that type too. See [Typer] for how types are
+// named.
+func WithTypes(samples ...any) Option {
+	return func(c *config) { c.types = append(c.types, samples...) }
+}
+
+// WithPollInterval sets how often durable subscriptions look for events
+// appended by other processes, when the store cannot signal them (see
+// [store.Watcher]). Appends through this bus wake them at once. Default
+// [DefaultPollInterval].
+func WithPollInterval(d time.Duration) Option { return func(c *config) { c.pollInterval = d } }
 
 // RetryPolicy says how often and how soon a failed handler is tried again.
 // The zero value means no retries.
@@ -161,6 +204,9 @@ type subConfig struct {
 	timeout     *time.Duration
 	concurrency int
 	sync        bool
+	durable     string
+	cpEvery     int
+	cpInterval  time.Duration
 }
 
 // Name names a subscription in [Stats], logs and dead letters. Default: the
@@ -196,6 +242,7 @@ type PublishOption struct {
 	m    map[string]string
 	id   uuid.UUID
 	t    time.Time
+	n    int64
 }
 
 type publishOp uint8
@@ -208,6 +255,7 @@ const (
 	opID
 	opTime
 	opCorrelation
+	opExpect
 )
 
 // Aggregate sets the event's aggregate ID: the entity it is about, and the

@@ -25,9 +25,10 @@ type routes[T any] struct {
 
 // route is the subscriptions matching one topic.
 type route[T any] struct {
-	topic string
-	async []*subscription[T]
-	sync  []*subscription[T]
+	topic   string
+	async   []*subscription[T]
+	sync    []*subscription[T]
+	durable []*subscription[T] // matched, but fed from the store
 }
 
 // lookup returns the route of a topic, validating the topic the first time
@@ -47,7 +48,9 @@ func (rs *routes[T]) lookup(topic string) (*route[T], error) {
 	rt := &route[T]{topic: topic}
 	for _, s := range rs.subs {
 		if store.MatchTopic(s.pattern, topic) {
-			if s.sync {
+			if s.durable != nil {
+				rt.durable = append(rt.durable, s)
+			} else if s.sync {
 				rt.sync = append(rt.sync, s)
 			} else {
 				rt.async = append(rt.async, s)
@@ -82,7 +85,9 @@ func (b *Bus[T]) removeSub(s *subscription[T]) {
 }
 
 // wants reports whether any subscription of the route takes payload p.
-func (r *route[T]) wants(p T) bool { return takes(r.sync, p) || takes(r.async, p) }
+func (r *route[T]) wants(p T) bool {
+	return takes(r.sync, p) || takes(r.async, p) || takes(r.durable, p)
+}
 
 // wantsAsync reports whether any asynchronous subscription takes p.
 func (r *route[T]) wantsAsync(p T) bool { return takes(r.async, p) }

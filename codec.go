@@ -1,0 +1,106 @@
+package event
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"sync"
+)
+
+// A Codec encodes payloads for a store and decodes them back. It must be
+// safe for concurrent use.
+type Codec interface {
+	// ContentType names the encoding, such as "application/json". It is
+	// stored with each event.
+	ContentType() string
+	// Marshal encodes v.
+	Marshal(v any) ([]byte, error)
+	// Unmarshal decodes data into v, a non-nil pointer.
+	Unmarshal(data []byte, v any) error
+}
+
+// JSON is the default [Codec]: encoding/json.
+type JSON struct{}
+
+// ContentType returns "application/json".
+func (JSON) ContentType() string { return "application/json" }
+
+// Marshal encodes v with [json.Marshal].
+func (JSON) Marshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+// Unmarshal decodes data with [json.Unmarshal].
+func (JSON) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
+
+// A Typer names its own event type in the store. Without it a payload's
+// type is named after its Go package path and type name, so moving or
+// renaming the type would orphan the events already stored; implement
+// EventType to keep the name stable.
+type Typer interface {
+	EventType() string
+}
+
+var typerType = reflect.TypeFor[Typer]()
+
+// typeName returns the stored name of a payload type.
+func typeName(t reflect.Type) string {
+	if t.Implements(typerType) {
+		v := reflect.New(t).Elem()
+		if t.Kind() == reflect.Pointer {
+			v = reflect.New(t.Elem())
+		}
+		if n := v.Interface().(Typer).EventType(); n != "" {
+			return n
+		}
+	}
+	ptr := ""
+	for t.Kind() == reflect.Pointer {
+		ptr += "*"
+		t = t.Elem()
+	}
+	if t.Name() == "" || t.PkgPath() == "" {
+		return ptr + t.String()
+	}
+	return ptr + t.PkgPath() + "." + t.Name()
+}
+
+// registry maps stored type names to Go types, so that a bus of an
+// interface type can decode each stored payload into its own type.
+type registry struct {
+	mu     sync.RWMutex
+	byName map[string]reflect.Type
+	names  sync.Map // reflect.Type -> string, a cache of typeName
+}
+
+func (r *registry) name(t reflect.Type) string {
+	if n, ok := r.names.Load(t); ok {
+		return n.(string)
+	}
+	n := typeName(t)
+	r.names.Store(t, n)
+	return n
+}
+
+// add registers t, failing if another type already has its name.
+func (r *registry) add(t reflect.Type) error {
+	if t.Kind() == reflect.Interface {
+		return nil // a handler for an interface decodes nothing of its own
+	}
+	n := r.name(t)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.byName == nil {
+		r.byName = make(map[string]reflect.Type)
+	}
+	if old, ok := r.byName[n]; ok && old != t {
+		return fmt.Errorf("event type name %q is used by both %v and %v", n, old, t)
+	}
+	r.byName[n] = t
+	return nil
+}
+
+func (r *registry) lookup(name string) (reflect.Type, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	t, ok := r.byName[name]
+	return t, ok
+}

@@ -1,0 +1,133 @@
+package event
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/ncore-io/event/store"
+)
+
+// storeDeadLetter keeps a failed delivery in the store, if the store keeps
+// dead letters.
+func (b *Bus[T]) storeDeadLetter(s *subscription[T], d *delivery[T], attempts int, cause error) bool {
+	dls, ok := b.store.(store.DeadLetterStore)
+	if !ok {
+		return false
+	}
+	rec := d.rec
+	if rec == nil {
+		r, err := b.encode(&d.ev)
+		if err != nil {
+			b.log.LogAttrs(context.Background(), slog.LevelError, "event: cannot encode dead letter",
+				slog.String("subscription", s.name), slog.String("event_id", d.ev.ID.String()), slog.Any("error", err))
+			return false
+		}
+		rec = &r
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := dls.PutDeadLetter(ctx, store.DeadLetter{Subscription: s.name, Record: *rec, Error: cause.Error(), Attempts: attempts, Time: time.Now()})
+	if err != nil {
+		b.log.LogAttrs(ctx, slog.LevelError, "event: cannot store dead letter",
+			slog.String("subscription", s.name), slog.String("event_id", d.ev.ID.String()), slog.Any("error", err))
+		return false
+	}
+	return true
+}
+
+func (b *Bus[T]) deadLetterStore(op string) (store.DeadLetterStore, error) {
+	if b.store == nil {
+		return nil, fmt.Errorf("event: %s: %w", op, ErrNoStore)
+	}
+	dls, ok := b.store.(store.DeadLetterStore)
+	if !ok {
+		return nil, fmt.Errorf("event: %s: the store (%T) does not keep dead letters", op, b.store)
+	}
+	return dls, nil
+}
+
+// DeadLetters lists the dead letters the store keeps for the subscription
+// named subscription (all subscriptions if empty), oldest first, at most
+// limit (0 means [store.DefaultReadLimit]).
+func (b *Bus[T]) DeadLetters(ctx context.Context, subscription string, limit int) ([]store.DeadLetter, error) {
+	dls, err := b.deadLetterStore("dead letters")
+	if err != nil {
+		return nil, err
+	}
+	list, err := dls.DeadLetters(ctx, subscription, limit)
+	if err != nil {
+		return nil, fmt.Errorf("event: dead letters: %w", err)
+	}
+	return list, nil
+}
+
+// Redrive hands the dead letter of the subscription and event ID back to
+// the subscription's handler, in the calling goroutine, with its retry
+// policy. If the handler succeeds the dead letter is deleted; if it fails
+// again the dead letter is replaced and Redrive returns the error. The
+// subscription must be registered on this bus.
+func (b *Bus[T]) Redrive(ctx context.Context, subscription, eventID string) error {
+	dls, err := b.deadLetterStore("redrive")
+	if err != nil {
+		return err
+	}
+	list, err := dls.DeadLetters(ctx, subscription, store.MaxReadLimit)
+	if err != nil {
+		return fmt.Errorf("event: redrive: %w", err)
+	}
+	for _, dl := range list {
+		if dl.Record.ID == eventID {
+			return b.redrive(ctx, dls, dl)
+		}
+	}
+	return fmt.Errorf("event: redrive %s of %s: %w", eventID, subscription, store.ErrNotFound)
+}
+
+// RedriveAll re-drives every dead letter of the subscription (see
+// [Bus.Redrive]) and returns how many succeeded. It goes on past failures
+// and returns them joined.
+func (b *Bus[T]) RedriveAll(ctx context.Context, subscription string) (int, error) {
+	dls, err := b.deadLetterStore("redrive")
+	if err != nil {
+		return 0, err
+	}
+	list, err := dls.DeadLetters(ctx, subscription, store.MaxReadLimit)
+	if err != nil {
+		return 0, fmt.Errorf("event: redrive: %w", err)
+	}
+	n := 0
+	var errs []error
+	for _, dl := range list {
+		if err := b.redrive(ctx, dls, dl); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		n++
+	}
+	return n, errors.Join(errs...)
+}
+
+func (b *Bus[T]) redrive(ctx context.Context, dls store.DeadLetterStore, dl store.DeadLetter) error {
+	s := b.findSub(dl.Subscription)
+	if s == nil {
+		return fmt.Errorf("event: redrive %s: no subscription %q on this bus", dl.Record.ID, dl.Subscription)
+	}
+	ev, err := b.decode(&dl.Record)
+	if err != nil {
+		return fmt.Errorf("event: redrive: %w", err)
+	}
+	if s.accepts != nil && !s.accepts(ev.Payload) {
+		return fmt.Errorf("event: redrive %s: subscription %q does not take a %T", dl.Record.ID, dl.Subscription, ev.Payload)
+	}
+	d := &delivery[T]{bus: b, parent: ctx, ev: ev, rec: &dl.Record}
+	if b.deliver(s, d) != succeeded {
+		return fmt.Errorf("event: redrive %s to %s: handler failed again", dl.Record.ID, dl.Subscription)
+	}
+	if err := dls.DeleteDeadLetter(ctx, dl.Subscription, dl.Record.ID); err != nil {
+		return fmt.Errorf("event: redrive %s: %w", dl.Record.ID, err)
+	}
+	return nil
+}

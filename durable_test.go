@@ -1,0 +1,349 @@
+package event_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/ncore-io/event"
+	"github.com/ncore-io/event/internal/pgtest"
+	"github.com/ncore-io/event/store"
+	"github.com/ncore-io/event/store/pgstore"
+	"github.com/ncore-io/event/store/sqlitestore"
+)
+
+// backend opens a fresh store of one kind for a test.
+type backend struct {
+	name string
+	open func(t testing.TB) store.Store
+}
+
+var backends = []backend{
+	{"sqlite", openSQLite},
+	{"postgres", openPG},
+}
+
+func openSQLite(t testing.TB) store.Store {
+	t.Helper()
+	s, err := sqlitestore.Open(t.Context(), filepath.Join(t.TempDir(), "events.db"))
+	if err != nil {
+		t.Fatalf("open sqlite store: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func openPG(t testing.TB) store.Store {
+	t.Helper()
+	s, err := pgstore.Open(t.Context(), pgtest.DSN(t))
+	if err != nil {
+		t.Fatalf("open postgres store: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func forEachBackend(t *testing.T, f func(t *testing.T, open func(testing.TB) store.Store)) {
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
+			f(t, be.open)
+		})
+	}
+}
+
+type Registered struct {
+	UserID string `json:"user_id"`
+	Email  string `json:"email"`
+	N      int    `json:"n"`
+}
+
+func newStoreBus[T any](t testing.TB, s store.Store, opts ...event.Option) *event.Bus[T] {
+	t.Helper()
+	bus, err := event.New[T](append([]event.Option{event.WithStore(s), event.WithPollInterval(20 * time.Millisecond)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bus.Close(context.Background()) })
+	return bus
+}
+
+// seen collects events a handler received, safely across goroutines.
+type seen[T any] struct {
+	mu     sync.Mutex
+	events []event.Event[T]
+	signal chan struct{}
+}
+
+func newSeen[T any]() *seen[T] { return &seen[T]{signal: make(chan struct{}, 1)} }
+
+func (s *seen[T]) handler(ctx context.Context, ev event.Event[T]) error {
+	s.mu.Lock()
+	s.events = append(s.events, ev)
+	s.mu.Unlock()
+	select {
+	case s.signal <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (s *seen[T]) snapshot() []event.Event[T] {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.events)
+}
+
+// waitFor waits until cond holds on the events seen, or fails the test.
+func (s *seen[T]) waitFor(t testing.TB, what string, cond func([]event.Event[T]) bool) []event.Event[T] {
+	t.Helper()
+	deadline := time.NewTimer(20 * time.Second)
+	defer deadline.Stop()
+	for {
+		evs := s.snapshot()
+		if cond(evs) {
+			return evs
+		}
+		select {
+		case <-s.signal:
+		case <-deadline.C:
+			t.Fatalf("timed out waiting for %s: have %d events", what, len(evs))
+		}
+	}
+}
+
+func atLeast[T any](n int) func([]event.Event[T]) bool {
+	return func(evs []event.Event[T]) bool { return len(evs) >= n }
+}
+
+func TestPersistedPublish(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		ctx := t.Context()
+		s := open(t)
+		bus := newStoreBus[Registered](t, s, event.WithSync())
+		got := newSeen[Registered]()
+		event.Subscribe(bus, "user.registered", got.handler)
+		for i := range 3 {
+			if err := bus.Publish(ctx, "user.registered", Registered{UserID: "u-1", N: i}, event.Aggregate("u-1"), event.Meta("k", "v")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		evs := got.snapshot()
+		if len(evs) != 3 {
+			t.Fatalf("handled %d events, want 3", len(evs))
+		}
+		for i, ev := range evs {
+			if ev.Version != int64(i+1) || ev.Position == 0 {
+				t.Errorf("event %d: version %d position %d, want version %d and a position", i, ev.Version, ev.Position, i+1)
+			}
+			rec, err := s.Load(ctx, ev.ID.String())
+			if err != nil {
+				t.Fatalf("event %d not in the store: %v", i, err)
+			}
+			if rec.Position != ev.Position || rec.Topic != "user.registered" || rec.Metadata["k"] != "v" {
+				t.Errorf("stored record %+v does not match event %+v", rec, ev)
+			}
+		}
+		// A publish whose append fails returns the error and delivers nothing.
+		if c, ok := s.(interface{ Close() error }); ok {
+			c.Close()
+		}
+		err := bus.Publish(ctx, "user.registered", Registered{UserID: "u-2"})
+		if !errors.Is(err, store.ErrClosed) {
+			t.Fatalf("publish on a closed store: got %v, want store.ErrClosed", err)
+		}
+		if n := len(got.snapshot()); n != 3 {
+			t.Fatalf("a failed append was delivered: %d events handled", n)
+		}
+		if st := bus.Stats(); st.Published != 3 {
+			t.Errorf("Published = %d, want 3 (the failed publish must not count)", st.Published)
+		}
+	})
+}
+
+// A durable subscription catching up while publishers keep publishing sees
+// every event exactly once, in store order per aggregate.
+func TestDurableHandover(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		ctx := t.Context()
+		bus := newStoreBus[Registered](t, open(t))
+		const before, during, publishers = 300, 300, 4
+		publish := func(from, n int) error {
+			for i := from; i < from+n; i++ {
+				agg := fmt.Sprintf("u-%d", i%7)
+				if err := bus.Publish(ctx, "user.registered", Registered{UserID: agg, N: i}, event.Aggregate(agg)); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		if err := publish(0, before); err != nil {
+			t.Fatal(err)
+		}
+		got := newSeen[Registered]()
+		if _, err := event.Subscribe(bus, "user.*", got.handler, event.Durable("billing"), event.Checkpoint(10, 0)); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, publishers)
+		for p := range publishers {
+			wg.Go(func() { errs <- publish(before+p*during, during) })
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		total := before + publishers*during
+		evs := got.waitFor(t, "every event", atLeast[Registered](total))
+		if len(evs) != total {
+			t.Fatalf("handled %d events, want exactly %d", len(evs), total)
+		}
+		ids := map[string]bool{}
+		lastVersion := map[string]int64{}
+		for _, ev := range evs {
+			if ids[ev.ID.String()] {
+				t.Fatalf("event %s handled twice", ev.ID)
+			}
+			ids[ev.ID.String()] = true
+			if ev.Version != lastVersion[ev.AggregateID]+1 {
+				t.Fatalf("aggregate %s: version %d after %d", ev.AggregateID, ev.Version, lastVersion[ev.AggregateID])
+			}
+			lastVersion[ev.AggregateID] = ev.Version
+		}
+	})
+}
+
+// A durable subscription resumes from its checkpoint: a second bus on the
+// same store handles only what the first did not.
+func TestDurableResumes(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		ctx := t.Context()
+		s := open(t)
+		first := newStoreBus[Registered](t, s)
+		got1 := newSeen[Registered]()
+		event.Subscribe(first, ">", got1.handler, event.Durable("audit"))
+		for i := range 50 {
+			first.Publish(ctx, "user.registered", Registered{N: i})
+		}
+		got1.waitFor(t, "the first 50", atLeast[Registered](50))
+		if err := first.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+
+		// Published while no durable subscription runs.
+		second := newStoreBus[Registered](t, s)
+		for i := 50; i < 80; i++ {
+			second.Publish(ctx, "user.registered", Registered{N: i})
+		}
+		got2 := newSeen[Registered]()
+		event.Subscribe(second, ">", got2.handler, event.Durable("audit"))
+		evs := got2.waitFor(t, "the other 30", atLeast[Registered](30))
+		if len(evs) != 30 || evs[0].Payload.N != 50 || evs[29].Payload.N != 79 {
+			t.Fatalf("resumed with %d events from %d: want exactly 50..79", len(evs), evs[0].Payload.N)
+		}
+		// A new durable name starts from the beginning.
+		got3 := newSeen[Registered]()
+		event.Subscribe(second, ">", got3.handler, event.Durable("analytics"))
+		got3.waitFor(t, "all 80", atLeast[Registered](80))
+	})
+}
+
+func TestOutbox(t *testing.T) {
+	type txCase struct {
+		name  string
+		open  func(testing.TB) store.Store
+		begin func(t *testing.T, s store.Store) (publish func(*event.Bus[Registered], Registered) error, commit, rollback func() error)
+	}
+	cases := []txCase{
+		{"sqlite", openSQLite, func(t *testing.T, s store.Store) (func(*event.Bus[Registered], Registered) error, func() error, func() error) {
+			db := s.(*sqlitestore.Store).DB()
+			if _, err := db.Exec(`CREATE TABLE IF NOT EXISTS users (id TEXT PRIMARY KEY)`); err != nil {
+				t.Fatal(err)
+			}
+			tx, err := db.BeginTx(t.Context(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return func(bus *event.Bus[Registered], p Registered) error {
+					if _, err := tx.Exec(`INSERT INTO users (id) VALUES (?)`, p.UserID); err != nil {
+						return err
+					}
+					return event.PublishTx[Registered, *sql.Tx](t.Context(), bus, tx, "user.registered", p)
+				},
+				tx.Commit, tx.Rollback
+		}},
+		{"postgres", openPG, func(t *testing.T, s store.Store) (func(*event.Bus[Registered], Registered) error, func() error, func() error) {
+			pool := s.(*pgstore.Store).Pool()
+			if _, err := pool.Exec(t.Context(), `CREATE TABLE IF NOT EXISTS users (id TEXT PRIMARY KEY)`); err != nil {
+				t.Fatal(err)
+			}
+			tx, err := pool.Begin(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return func(bus *event.Bus[Registered], p Registered) error {
+					if _, err := tx.Exec(t.Context(), `INSERT INTO users (id) VALUES ($1)`, p.UserID); err != nil {
+						return err
+					}
+					return event.PublishTx[Registered, pgx.Tx](t.Context(), bus, tx, "user.registered", p)
+				},
+				func() error { return tx.Commit(context.Background()) },
+				func() error { return tx.Rollback(context.Background()) }
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			s := c.open(t)
+			bus := newStoreBus[Registered](t, s)
+			durable, live := newSeen[Registered](), newSeen[Registered]()
+			event.Subscribe(bus, "user.>", durable.handler, event.Durable("mailer"))
+			event.Subscribe(bus, "user.>", live.handler)
+
+			publish, _, rollback := c.begin(t, s)
+			if err := publish(bus, Registered{UserID: "rolled-back"}); err != nil {
+				t.Fatal(err)
+			}
+			if err := rollback(); err != nil {
+				t.Fatal(err)
+			}
+			publish, commit, _ := c.begin(t, s)
+			if err := publish(bus, Registered{UserID: "committed"}); err != nil {
+				t.Fatal(err)
+			}
+			if err := commit(); err != nil {
+				t.Fatal(err)
+			}
+			// A marker published after the commit: once the durable
+			// subscription has it, it has read past the outbox event too.
+			if err := bus.Publish(t.Context(), "user.marker", Registered{UserID: "marker"}); err != nil {
+				t.Fatal(err)
+			}
+			evs := durable.waitFor(t, "the marker", func(evs []event.Event[Registered]) bool {
+				return len(evs) > 0 && evs[len(evs)-1].Payload.UserID == "marker"
+			})
+			var ids []string
+			for _, ev := range evs {
+				ids = append(ids, ev.Payload.UserID)
+			}
+			if !slices.Equal(ids, []string{"committed", "marker"}) {
+				t.Fatalf("durable subscription got %v, want [committed marker]", ids)
+			}
+			live.waitFor(t, "the marker live", atLeast[Registered](1))
+			if evs := live.snapshot(); len(evs) != 1 || evs[0].Payload.UserID != "marker" {
+				t.Fatalf("an in-process subscription saw outbox events: %v", evs)
+			}
+		})
+	}
+}

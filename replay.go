@@ -1,0 +1,105 @@
+package event
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/ncore-io/event/store"
+)
+
+// Replay re-delivers stored events that match q to h, in the store's order,
+// and returns how many it delivered. It is how a read model is rebuilt from
+// scratch: Replay(ctx, bus, store.Query{}, rebuild) feeds it every event in
+// the log. q.Limit, if set, caps the events delivered; q.After and q.Since
+// start from a cursor or a time.
+//
+// Replay runs h in the calling goroutine, once per event, with no retry: it
+// stops at the first error and returns it with the count delivered before.
+// On a bus of an interface type, h receives only the events whose payload is
+// an E. Replay moves no subscription's checkpoint.
+func Replay[E, T any](ctx context.Context, b *Bus[T], q store.Query, h Handler[E]) (int, error) {
+	if h == nil {
+		panic("event: Replay with nil handler")
+	}
+	return b.replay(ctx, q, func(ctx context.Context, ev *Event[T]) (bool, error) {
+		e, ok := convert[E](ev)
+		if !ok {
+			return false, nil
+		}
+		return true, h(ctx, e)
+	})
+}
+
+// ReplayTo re-delivers stored events that match q to the bus's subscription
+// named name (see [Name]), with its retry policy and timeout, and returns how
+// many it delivered. An event that still fails is dead-lettered as usual.
+// Events are delivered one at a time in the store's order, in the calling
+// goroutine; the subscription's own checkpoint, if durable, does not move.
+func (b *Bus[T]) ReplayTo(ctx context.Context, name string, q store.Query) (int, error) {
+	s := b.findSub(name)
+	if s == nil {
+		return 0, fmt.Errorf("event: replay to %s: no subscription of that name", name)
+	}
+	return b.replay(ctx, q, func(ctx context.Context, ev *Event[T]) (bool, error) {
+		if s.accepts != nil && !s.accepts(ev.Payload) {
+			return false, nil
+		}
+		d := &delivery[T]{bus: b, parent: ctx, ev: *ev}
+		b.deliver(s, d)
+		return true, nil
+	})
+}
+
+func (b *Bus[T]) replay(ctx context.Context, q store.Query, call func(context.Context, *Event[T]) (bool, error)) (int, error) {
+	if b.store == nil {
+		return 0, fmt.Errorf("event: replay: %w", ErrNoStore)
+	}
+	if q.Topic != "" {
+		if err := store.ValidatePattern(q.Topic); err != nil {
+			return 0, fmt.Errorf("event: replay: %w", err)
+		}
+	}
+	limit := q.Limit
+	q.Limit = durableBatch
+	n := 0
+	for {
+		recs, next, err := b.store.Read(ctx, q)
+		if err != nil {
+			return n, fmt.Errorf("event: replay: %w", err)
+		}
+		if len(recs) == 0 {
+			return n, nil
+		}
+		for i := range recs {
+			ev, err := b.decode(&recs[i])
+			if err != nil {
+				return n, fmt.Errorf("event: replay: %w", err)
+			}
+			took, err := call(ctx, &ev)
+			if took {
+				n++
+			}
+			if err != nil {
+				return n, fmt.Errorf("event: replay: handler failed on event %s: %w", ev.ID, err)
+			}
+			if limit > 0 && n >= limit {
+				return n, nil
+			}
+		}
+		q.After = next
+	}
+}
+
+func (b *Bus[T]) findSub(name string) *subscription[T] {
+	for _, s := range b.routes.Load().subs {
+		if s.name == name {
+			return s
+		}
+	}
+	for _, c := range b.durables.Load().list {
+		if c.sub.name == name || c.name == name {
+			return c.sub
+		}
+	}
+	return nil
+}
