@@ -207,19 +207,13 @@ func TestRetentionOption(t *testing.T) {
 	}
 }
 
-type Account struct{ Balance int }
-
-type Deposited struct{ Amount int }
 type Withdrawn struct{ Amount int }
 
-func (a Account) apply(ev event.Event[any]) Account {
-	switch p := ev.Payload.(type) {
-	case Deposited:
-		a.Balance += p.Amount
-	case Withdrawn:
+func applyWithdrawals(a Account, ev event.Event[any]) Account {
+	if p, ok := ev.Payload.(Withdrawn); ok {
 		a.Balance -= p.Amount
 	}
-	return a
+	return a.Apply(ev)
 }
 
 func TestEventSourcing(t *testing.T) {
@@ -235,7 +229,7 @@ func TestEventSourcing(t *testing.T) {
 		if err := publish(Withdrawn{30}, 1); err != nil {
 			t.Fatal(err)
 		}
-		acc, v, err := event.Fold(ctx, bus, "acc-1", Account{}, Account.apply)
+		acc, v, err := event.Fold(ctx, bus, "acc-1", Account{}, applyWithdrawals)
 		if err != nil || acc.Balance != 70 || v != 2 {
 			t.Fatalf("Fold = %+v, %d, %v; want balance 70 at version 2", acc, v, err)
 		}
