@@ -4,21 +4,31 @@
 // service's tracker fails now and then, so its retries show in the output
 // and the stats.
 //
+// Events are kept in an embedded SQLite event log (data/events.db by
+// default). The audit service is a durable subscription: it keeps its place
+// in the log, so running the program again shows it resume where it left
+// off, and -replay rebuilds a sign-up count from the whole log.
+//
 //	go run ./examples/userfanout
+//	go run ./examples/userfanout -replay
 package main
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/ncore-io/event"
+	"github.com/ncore-io/event/store"
+	"github.com/ncore-io/event/store/sqlitestore"
 )
 
 // UserRegistered is published when a user signs up.
@@ -55,15 +65,28 @@ func (l *log) printf(format string, args ...any) {
 }
 
 func main() {
-	if err := run(context.Background()); err != nil {
+	dbPath := flag.String("db", filepath.Join("data", "events.db"), "SQLite event log `file`")
+	replay := flag.Bool("replay", false, "also rebuild a sign-up count by replaying the whole log")
+	flag.Parse()
+	if err := run(context.Background(), *dbPath, *replay); err != nil {
 		fmt.Fprintln(os.Stderr, "userfanout:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context) error {
+func run(ctx context.Context, dbPath string, replay bool) error {
 	out := &log{}
+	if err := os.MkdirAll(filepath.Dir(dbPath), 0o755); err != nil {
+		return err
+	}
+	events, err := sqlitestore.Open(ctx, dbPath)
+	if err != nil {
+		return err
+	}
+	defer events.Close()
+
 	bus, err := event.New[UserRegistered](
+		event.WithStore(events),
 		event.WithBufferSize(1000),
 		event.WithWorkers(10),
 		event.WithTimeout(30*time.Second),
@@ -101,21 +124,44 @@ func run(ctx context.Context) error {
 		return err
 	}
 
-	// Audit service: keeps a record of every event, whatever its topic.
+	// Audit service: a durable subscription to every user event. It reads
+	// the event log from its checkpoint, so it also sees what earlier runs
+	// published after it last ran.
+	audited := make(chan int64, 64)
 	if _, err := event.Subscribe(bus, "user.>", func(ctx context.Context, ev event.Event[UserRegistered]) error {
-		out.printf("audit: %s %s at %s (event %s)", ev.Topic, ev.Payload.UserID, ev.Time.Format(time.RFC3339), ev.ID)
+		out.printf("audit: #%d %s %s at %s", ev.Position, ev.Topic, ev.Payload.UserID, ev.Time.Format(time.RFC3339))
+		audited <- ev.Position
 		return nil
-	}, event.Name("audit")); err != nil {
+	}, event.Durable("audit")); err != nil {
 		return err
 	}
 
+	before, err := lastPosition(ctx, events)
+	if err != nil {
+		return err
+	}
 	users := &UserService{events: bus}
+	users.nextID.Store(before) // number users on from earlier runs
 	for _, email := range []string{"ada@example.com", "grace@example.com", "linus@example.com", "barbara@example.com", "ken@example.com", "margaret@example.com"} {
 		id, err := users.Register(ctx, email)
 		if err != nil {
 			return err
 		}
 		out.printf("user service: registered %s as %s", email, id)
+	}
+
+	// Wait for the audit service to reach the last event published. It
+	// then has seen this run's events and any an earlier run left behind.
+	last, err := lastPosition(ctx, events)
+	if err != nil {
+		return err
+	}
+	for pos := int64(0); pos < last; {
+		select {
+		case pos = <-audited:
+		case <-time.After(10 * time.Second):
+			return errors.New("audit service did not catch up")
+		}
 	}
 
 	// Close waits for every handler, retries included.
@@ -128,5 +174,38 @@ func run(ctx context.Context) error {
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetEscapeHTML(false) // show the pattern "user.>" as it is
 	enc.SetIndent("", "  ")
-	return enc.Encode(bus.Stats())
+	if err := enc.Encode(bus.Stats()); err != nil {
+		return err
+	}
+	if replay {
+		// Rebuild a read model from scratch: sign-ups per email domain.
+		rebuild, err := event.New[UserRegistered](event.WithStore(events))
+		if err != nil {
+			return err
+		}
+		defer rebuild.Close(ctx)
+		signups := 0
+		n, err := event.Replay(ctx, rebuild, store.Query{Topic: "user.registered"}, func(ctx context.Context, ev event.Event[UserRegistered]) error {
+			signups++
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		fmt.Printf("replay: %d sign-ups in the log (%d events replayed)\n", signups, n)
+	}
+	fmt.Printf("event log: %s holds %d events; run again to see the audit service resume\n", dbPath, last)
+	return nil
+}
+
+// lastPosition returns the position of the last event in the log.
+func lastPosition(ctx context.Context, s store.Store) (int64, error) {
+	var last int64
+	for rec, err := range store.All(ctx, s, store.Query{}) {
+		if err != nil {
+			return 0, err
+		}
+		last = rec.Position
+	}
+	return last, nil
 }
