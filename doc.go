@@ -73,6 +73,34 @@
 // handlers' contexts, drops what is still queued (counted and
 // dead-lettered), and returns.
 //
+// # Durability
+//
+// [WithStore] gives the bus a durable event log (store/sqlitestore, embedded
+// and pure Go, or store/pgstore for PostgreSQL). [Bus.Publish] then appends
+// each event, with its payload encoded by the [Codec] (JSON by default),
+// before delivering it, and returns the store's error if that fails.
+// Concurrent publishers share the store's group commit, so durable
+// throughput is not one fsync per event. On a bus of an interface type,
+// [WithTypes] and typed subscriptions register the payload types that
+// stored events decode into.
+//
+// A [Durable] subscription reads the log rather than the in-process queue:
+// it keeps a checkpoint, catches up on start from it, follows new events as
+// they are appended (from this process, or others through the store's
+// [store.Watcher] or by polling), and delivers each event at least once,
+// in order.
+//
+// [PublishTx] appends an event inside the caller's own database
+// transaction (the transactional outbox), so a domain write and its event
+// commit together; durable subscriptions deliver it after the commit.
+//
+// [Replay] and [Bus.ReplayTo] re-deliver stored events, to rebuild a read
+// model or to debug. [Fold] and [LoadAggregate] load an aggregate's events
+// for event sourcing, and [ExpectVersion] publishes with optimistic
+// concurrency. Events that exhausted their retries are kept as dead
+// letters in the store: list them with [Bus.DeadLetters] and re-drive them
+// with [Bus.Redrive]. [WithRetention] deletes old events in the background.
+//
 // # Observing
 //
 // [Bus.Stats] returns exact counters: published, delivered, processed,
