@@ -167,7 +167,8 @@ func (b *Bus[T]) Publish(ctx context.Context, topic string, payload T, opts ...P
 			sd = &delivery[T]{bus: b, parent: ctx, route: rt, ev: d.ev}
 		}
 	}
-	if rt.wantsAsync(payload) {
+	async := rt.wantsAsync(payload)
+	if async {
 		if sd != nil {
 			// The queued event takes this call's unit of in-flight work
 			// to its worker; the synchronous deliveries below need one too.
@@ -176,7 +177,11 @@ func (b *Bus[T]) Publish(ctx context.Context, topic string, payload T, opts ...P
 		// Queue first: an event the queue refuses must reach no handler,
 		// or a caller retrying the failed Publish would run the
 		// synchronous handlers twice.
-		if err := b.enqueue(ctx, d, nested); err != nil {
+		// On a bus with a store the event is published once appended, so
+		// its in-process delivery must not fail now: it spills over a full
+		// queue instead of waiting, and the store's commit rate is the
+		// publisher's backpressure.
+		if err := b.enqueue(ctx, d, nested || b.store != nil); err != nil {
 			if sd != nil {
 				b.done()
 			}
@@ -192,6 +197,8 @@ func (b *Bus[T]) Publish(ctx context.Context, topic string, payload T, opts ...P
 			}
 		}
 		b.done()
+	} else if !async {
+		b.done() // only durable subscriptions take it, from the store
 	}
 	return nil
 }

@@ -110,7 +110,9 @@ func WithDeadLetter(f func(ctx context.Context, dl DeadLetter)) Option {
 // WithStore makes the bus durable: [Bus.Publish] appends each event to s
 // before it returns (concurrent publishes share the store's group commit),
 // and only then delivers it. A publish whose append fails returns the error
-// and delivers nothing. The store also enables [Durable] subscriptions,
+// and delivers nothing; once appended, the event is published, and its
+// in-process delivery no longer waits for queue room (the store's commit
+// rate paces publishers instead). The store also enables [Durable] subscriptions,
 // [Replay], [PublishTx], [Fold], stored dead letters ([Bus.DeadLetters]) and
 // [WithRetention]. The bus does not close s. Default nil: events live in
 // memory only.
