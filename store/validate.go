@@ -1,6 +1,10 @@
 package store
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
 
 // MaxIDLen, MaxAggregateIDLen and MaxKindLen bound the identifying fields of a
 // [Record], in bytes.
@@ -14,7 +18,10 @@ const (
 // every record needs an ID, a valid topic and a non-zero Time, identifying
 // fields must fit their limits, payloads must not exceed maxPayload bytes, IDs
 // must be unique within the batch, and every Expect must name an aggregate
-// with a non-negative version, at most once. Errors match [ErrInvalidRecord]
+// with a non-negative version, at most once. Text fields (ID, Kind,
+// AggregateID, PayloadType, ContentType, metadata keys and values) must be
+// valid UTF-8 without NUL bytes, which databases such as PostgreSQL cannot
+// store in text columns. Errors match [ErrInvalidRecord]
 // and name the record and field at fault. Drivers call it before touching
 // the database, so a bad batch writes nothing.
 func ValidateRecords(recs []Record, expect []Expect, maxPayload int) error {
@@ -38,6 +45,9 @@ func ValidateRecords(recs []Record, expect []Expect, maxPayload int) error {
 		case maxPayload > 0 && len(r.Payload) > maxPayload:
 			return fmt.Errorf("%w: record %d (%s): payload is %d bytes, larger than the %d-byte limit", ErrInvalidRecord, i, r.ID, len(r.Payload), maxPayload)
 		}
+		if err := validText(r); err != nil {
+			return fmt.Errorf("%w: record %d (%s): %w", ErrInvalidRecord, i, r.ID, err)
+		}
 		if err := ValidateTopic(r.Topic); err != nil {
 			return fmt.Errorf("%w: record %d (%s): %w", ErrInvalidRecord, i, r.ID, err)
 		}
@@ -58,6 +68,36 @@ func ValidateRecords(recs []Record, expect []Expect, maxPayload int) error {
 			return fmt.Errorf("%w: two expectations for aggregate %q", ErrInvalidRecord, e.AggregateID)
 		}
 		agg[e.AggregateID] = struct{}{}
+	}
+	return nil
+}
+
+// validText checks a record's text fields for invalid UTF-8 and NUL bytes.
+func validText(r *Record) error {
+	check := func(field, v string) error {
+		switch {
+		case !utf8.ValidString(v):
+			return fmt.Errorf("%s %q is not valid UTF-8", field, v)
+		case strings.IndexByte(v, 0) >= 0:
+			return fmt.Errorf("%s %q contains a NUL byte", field, v)
+		}
+		return nil
+	}
+	for _, f := range [...]struct{ name, v string }{
+		{"ID", r.ID}, {"kind", r.Kind}, {"aggregate ID", r.AggregateID},
+		{"payload type", r.PayloadType}, {"content type", r.ContentType},
+	} {
+		if err := check(f.name, f.v); err != nil {
+			return err
+		}
+	}
+	for k, v := range r.Metadata {
+		if err := check("metadata key", k); err != nil {
+			return err
+		}
+		if err := check("metadata value of "+k, v); err != nil {
+			return err
+		}
 	}
 	return nil
 }
