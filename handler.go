@@ -66,6 +66,9 @@ func Subscribe[E, T any](b *Bus[T], pattern string, h Handler[E], opts ...Subscr
 	if h == nil {
 		panic("event: Subscribe with nil handler")
 	}
+	if err := canCarry(b.payloadType, reflect.TypeFor[E]()); err != nil {
+		return nil, fmt.Errorf("event: subscribe %s: %w", pattern, err)
+	}
 	if b.payloadType.Kind() == reflect.Interface {
 		// Learn E, so that stored events of that type can be decoded.
 		if err := b.types.add(reflect.TypeFor[E]()); err != nil {
@@ -84,6 +87,20 @@ func Subscribe[E, T any](b *Bus[T], pattern string, h Handler[E], opts ...Subscr
 		return h(ctx, e)
 	}
 	return b.subscribe(pattern, call, accepts, opts)
+}
+
+// canCarry reports an error if no payload of a bus of type bus can ever be
+// an e, which would make a subscription that never receives anything.
+func canCarry(bus, e reflect.Type) error {
+	switch {
+	case bus == e:
+		return nil
+	case bus.Kind() != reflect.Interface && e.Kind() == reflect.Interface && bus.Implements(e):
+		return nil // a concrete bus whose type implements the handler's interface
+	case bus.Kind() == reflect.Interface && (e.Kind() == reflect.Interface || e.Implements(bus)):
+		return nil
+	}
+	return fmt.Errorf("a handler of %v never receives anything on a bus of %v", e, bus)
 }
 
 // Handle registers h for events whose topic matches pattern. It is

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/ncore-io/event"
 )
@@ -312,5 +313,27 @@ func TestSubscribeAfterClose(t *testing.T) {
 	_, err := event.Subscribe(b, "a", func(context.Context, event.Event[int]) error { return nil })
 	if !errors.Is(err, event.ErrClosed) {
 		t.Errorf("Subscribe after Close = %v, want ErrClosed", err)
+	}
+}
+
+// A handler whose type no payload of the bus can have is refused, rather
+// than registered to receive nothing.
+func TestSubscribeRefusesImpossibleType(t *testing.T) {
+	t.Parallel()
+	nop := func(context.Context, event.Event[string]) error { return nil }
+	ints := newBus[int](t)
+	if _, err := event.Subscribe(ints, ">", nop); err == nil || !strings.Contains(err.Error(), "never receives") {
+		t.Fatalf("Subscribe[string] on Bus[int]: %v", err)
+	}
+	stringers := newBus[fmt.Stringer](t)
+	if _, err := event.Subscribe(stringers, ">", nop); err == nil {
+		t.Fatal("Subscribe[string] on a bus of fmt.Stringer accepted: a string is never a Stringer")
+	}
+	// Possible pairings are accepted.
+	if _, err := event.Subscribe(newBus[any](t), ">", nop); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := event.Subscribe(newBus[time.Duration](t), ">", func(context.Context, event.Event[fmt.Stringer]) error { return nil }); err != nil {
+		t.Fatal(err)
 	}
 }
