@@ -126,7 +126,10 @@ func New[T any](opts ...Option) (*Bus[T], error) {
 // the subscription.
 func (b *Bus[T]) Publish(ctx context.Context, topic string, payload T, opts ...PublishOption) error {
 	parent, _ := ctx.Value(ctxKey{}).(deliveryInfo)
-	nested := parent.id != [16]byte{}
+	// Only this bus's own handlers are exempt from backpressure and from
+	// Close; a handler of another bus publishing here is an ordinary
+	// publisher (its event still records the cause).
+	nested := parent.id != [16]byte{} && parent.bus == any(b)
 	b.inflight.Add(1)
 	if st := b.state.Load(); st == stateStopped || (st == stateClosing && !nested) {
 		b.done()

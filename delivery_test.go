@@ -797,3 +797,64 @@ func TestConcurrencyCap(t *testing.T) {
 		t.Errorf("at most %d handler calls ran at once, want %d", p, limit)
 	}
 }
+
+// A handler of one bus publishing to another is an ordinary publisher
+// there: it waits for room like any other, and its event still records the
+// handled event as its cause.
+func TestPublishFromAnotherBusHandler(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	target, err := event.New[int](event.WithFailFast(), event.WithBufferSize(1), event.WithWorkers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer target.Close(ctx)
+	busy, release := make(chan struct{}), make(chan struct{})
+	var mu sync.Mutex
+	var got []event.Event[int]
+	event.Subscribe(target, ">", func(ctx context.Context, ev event.Event[int]) error {
+		mu.Lock()
+		got = append(got, ev)
+		mu.Unlock()
+		if ev.Payload == 0 {
+			close(busy)
+			<-release
+		}
+		return nil
+	})
+	// Occupy the only worker.
+	if err := target.Publish(ctx, "t.block", 0); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-busy:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the blocking handler never ran")
+	}
+	source := newBus[int](t, event.WithSync())
+	var errs []error
+	var cause event.Event[int]
+	event.Subscribe(source, ">", func(ctx context.Context, ev event.Event[int]) error {
+		cause = ev
+		// The first fills the queue; the second finds no room and, as an
+		// outside publisher on a fail-fast bus, is refused rather than
+		// spilt over the bound.
+		errs = append(errs, target.Publish(ctx, "t.one", 1), target.Publish(ctx, "t.two", 2))
+		return nil
+	})
+	if err := source.Publish(ctx, "s.x", 9); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	if err := target.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if errs[0] != nil || !errors.Is(errs[1], event.ErrQueueFull) {
+		t.Fatalf("publishes from another bus's handler: %v", errs)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 2 || got[1].Payload != 1 || got[1].CausationID != cause.ID || got[1].CorrelationID != cause.CorrelationID {
+		t.Fatalf("target handled %+v; want the blocker and event 1 caused by %s", got, cause.ID)
+	}
+}

@@ -33,7 +33,10 @@ type delivery[T any] struct {
 type ctxKey struct{}
 
 // deliveryInfo is what Publish reads from a handler's context.
-type deliveryInfo struct{ id, correlation uuid.UUID }
+type deliveryInfo struct {
+	id, correlation uuid.UUID
+	bus             any // the *Bus[T] delivering it
+}
 
 // Deadline, Done and Err make a synchronous delivery's context the
 // publisher's, and an asynchronous one's independent of the publisher (which
@@ -61,7 +64,7 @@ func (d *delivery[T]) Err() error {
 
 func (d *delivery[T]) Value(key any) any {
 	if key == (ctxKey{}) {
-		return deliveryInfo{d.ev.ID, d.ev.CorrelationID}
+		return deliveryInfo{d.ev.ID, d.ev.CorrelationID, d.bus}
 	}
 	if d.async && d.parent.Done() != nil {
 		// Hide the publisher's cancellation (including from context.Cause)
