@@ -3,6 +3,7 @@ package event
 import (
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 )
 
 // Per-key ordering. All asynchronous events share one queue, so any idle
@@ -21,7 +22,8 @@ type keyTable[T any] struct {
 }
 
 type keyShard[T any] struct {
-	mu   sync.Mutex
+	parked atomic.Int32 // events parked in this shard's keys, for Stats
+	mu     sync.Mutex
 	keys map[string]*keyState[T]
 	free []*keyState[T]
 	_    [64]byte // keep shards' locks on separate cache lines
@@ -98,6 +100,7 @@ func (t *keyTable[T]) acquire(d *delivery[T]) bool {
 			ks.parked = make(map[uint64]*delivery[T])
 		}
 		ks.parked[d.seq] = d
+		sh.parked.Add(1)
 		return false
 	}
 	ks.active = true
@@ -130,6 +133,7 @@ func (ks *keyState[T]) advance() *delivery[T] {
 	}
 	if nd, ok := ks.parked[ks.next]; ok {
 		delete(ks.parked, ks.next)
+		ks.shard.parked.Add(-1)
 		ks.active = true
 		return nd
 	}
@@ -142,4 +146,13 @@ func (ks *keyState[T]) advance() *delivery[T] {
 		}
 	}
 	return nil
+}
+
+// parked returns how many events wait behind an earlier event of their key.
+func (t *keyTable[T]) parkedCount() int {
+	n := 0
+	for i := range t.shards {
+		n += int(t.shards[i].parked.Load())
+	}
+	return n
 }

@@ -44,7 +44,8 @@ type Stats struct {
 	DeadLettered uint64 `json:"dead_lettered"`
 	// Dropped counts queued deliveries abandoned because Close gave up.
 	Dropped uint64 `json:"dropped"`
-	// QueueDepth is how many events wait for a worker.
+	// QueueDepth is how many events wait for a worker, including events
+	// waiting behind an earlier event of their aggregate.
 	QueueDepth int `json:"queue_depth"`
 	// InFlight is how many deliveries are running now.
 	InFlight int `json:"in_flight"`
@@ -69,7 +70,7 @@ func (b *Bus[T]) Stats() Stats {
 	st.NoSubscriber = b.stats.noSubscriber.Load()
 	st.Published = b.stats.published.Load()
 	st.InFlight = int(st.Delivered - st.Processed - st.Failed - st.Dropped)
-	st.QueueDepth = len(b.queue) + b.spill.len()
+	st.QueueDepth = len(b.queue) + b.spill.len() + b.keys.parkedCount()
 	st.Subscribers = make(map[string]int)
 	for _, s := range b.routes.Load().subs {
 		st.Subscribers[s.pattern]++

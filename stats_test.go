@@ -227,3 +227,43 @@ func TestStatsJSON(t *testing.T) {
 		t.Errorf("round trip gave %+v (%v), want %+v", back, err, st)
 	}
 }
+
+// Events parked behind a running event of their aggregate still count as
+// waiting.
+func TestStatsCountParkedEvents(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := newBus[int](t, event.WithWorkers(2))
+	started, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock) // runs before the bus's cleanup closes it
+	event.Subscribe(b, ">", func(ctx context.Context, ev event.Event[int]) error {
+		if ev.Payload == 0 {
+			close(started)
+			<-release
+		}
+		return nil
+	})
+	for i := range 4 {
+		if err := b.Publish(ctx, "k.x", i, event.Aggregate("k")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-started
+	// The idle worker takes the other three off the queue and parks them.
+	deadline := time.Now().Add(10 * time.Second)
+	for b.Stats().QueueDepth != 3 || time.Now().Before(deadline.Add(-9500*time.Millisecond)) {
+		if time.Now().After(deadline) {
+			t.Fatalf("QueueDepth = %d with 3 events waiting behind their key", b.Stats().QueueDepth)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	unblock()
+	if err := b.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := b.Stats(); st.QueueDepth != 0 || st.Processed != 4 {
+		t.Fatalf("after Close: %+v", st)
+	}
+}
