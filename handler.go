@@ -45,9 +45,13 @@ func (s *Subscription) Name() string { return s.name }
 // Pattern returns the topic pattern the subscription was made with.
 func (s *Subscription) Pattern() string { return s.pattern }
 
-// Unsubscribe removes the subscription: no delivery to it starts after
-// Unsubscribe returns, while deliveries already running finish. Calling it
-// again does nothing.
+// Unsubscribe removes the subscription: events published after it returns
+// are not delivered to it, and of those already queued, none starts after it
+// returns except one a worker was handing over at that moment. Deliveries
+// already running finish; Unsubscribe does not wait for them, so it may be
+// called from the subscription's own handler. For a durable subscription the
+// checkpoint is saved once the event in hand is done. Calling it again does
+// nothing.
 func (s *Subscription) Unsubscribe() { s.stop() }
 
 // Subscribe registers h for events whose topic matches pattern and returns
