@@ -294,3 +294,25 @@ func (m *MockBus[T]) Reset() {
 func (m *MockBus[T]) Close(ctx context.Context) error {
 	return m.inner.Close(ctx)
 }
+
+// Subscribe is [event.Subscribe] for a MockBus: it registers a handler whose
+// payload type E may differ from T on a mock of an interface type, and
+// receives only the events whose payload is an E. Like [MockBus.Handle], the
+// handler runs only on a mock made with [RunHandlers].
+func Subscribe[E, T any](m *MockBus[T], pattern string, h event.Handler[E], opts ...event.SubscribeOption) (*event.Subscription, error) {
+	if h == nil {
+		panic("eventtest: Subscribe with nil handler")
+	}
+	run := h
+	if !m.cfg.runHandlers {
+		run = func(context.Context, event.Event[E]) error { return nil }
+	}
+	sub, err := event.Subscribe(m.inner, pattern, run, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("eventtest: subscribe: %w", err)
+	}
+	m.mu.Lock()
+	m.subs = append(m.subs, sub)
+	m.mu.Unlock()
+	return sub, nil
+}

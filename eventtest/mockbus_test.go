@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -394,4 +395,35 @@ func TestMockBusHandlerErrors(t *testing.T) {
 			t.Errorf("calls = %d, handler errors = %v; want 3 calls and none", calls, bus.HandlerErrors())
 		}
 	})
+}
+
+// A typed handler on a mock of an interface type receives only its type.
+func TestSubscribeTypedOnInterfaceMock(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	m := eventtest.NewMockBus[any](eventtest.RunHandlers())
+	var got []string
+	if _, err := eventtest.Subscribe(m, "user.>", func(ctx context.Context, ev event.Event[string]) error {
+		got = append(got, ev.Payload)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	m.Publish(ctx, "user.a", "one")
+	m.Publish(ctx, "user.b", 2)
+	m.Publish(ctx, "user.c", "three")
+	if !slices.Equal(got, []string{"one", "three"}) {
+		t.Fatalf("typed handler got %v", got)
+	}
+	if n := m.PublishedCount("user.>"); n != 3 {
+		t.Fatalf("PublishedCount = %d, want 3", n)
+	}
+	// Without RunHandlers the subscription is registered but does not run.
+	quiet := eventtest.NewMockBus[any]()
+	ran := false
+	eventtest.Subscribe(quiet, ">", func(ctx context.Context, ev event.Event[string]) error { ran = true; return nil })
+	quiet.Publish(ctx, "x", "y")
+	if ran || len(quiet.Subscriptions()) != 1 {
+		t.Fatalf("handler ran without RunHandlers (%v) or was not registered", ran)
+	}
 }
