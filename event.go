@@ -61,8 +61,14 @@ type Event[T any] struct {
 	Payload T
 }
 
-// convert returns ev with its payload converted to E, and whether the
-// payload is an E.
+// As returns ev with its payload as an E, and whether the payload is one.
+// It turns an event of an interface-typed bus, or a [DeadLetter]'s
+// Event[any], back into a typed event:
+//
+//	if ev, ok := event.As[UserRegistered](dl.Event); ok { ... }
+func As[E, T any](ev Event[T]) (Event[E], bool) { return convert[E](&ev) }
+
+// convert is [As] without copying ev.
 func convert[E, T any](ev *Event[T]) (Event[E], bool) {
 	p, ok := any(ev.Payload).(E)
 	if !ok {

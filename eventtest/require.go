@@ -80,7 +80,7 @@ func requireN[E, T any](tb testing.TB, bus *MockBus[T], topic string, n int, fn 
 		if !store.MatchTopic(topic, all[i].Topic) {
 			continue
 		}
-		if ev, ok := as[E](&all[i]); ok && (match == nil || match(ev)) {
+		if ev, ok := event.As[E](all[i]); ok && (match == nil || match(ev)) {
 			got = append(got, ev)
 		}
 	}
@@ -106,27 +106,6 @@ func requireN[E, T any](tb testing.TB, bus *MockBus[T], topic string, n int, fn 
 	}
 	tb.Fatalf("%s", msg.String())
 	return nil // unreachable: Fatalf stops the goroutine
-}
-
-// as returns ev with its payload as an E, and whether it is one.
-func as[E, T any](ev *event.Event[T]) (event.Event[E], bool) {
-	p, ok := any(ev.Payload).(E)
-	if !ok {
-		return event.Event[E]{}, false
-	}
-	return event.Event[E]{
-		ID:            ev.ID,
-		Topic:         ev.Topic,
-		Kind:          ev.Kind,
-		AggregateID:   ev.AggregateID,
-		Version:       ev.Version,
-		Position:      ev.Position,
-		Time:          ev.Time,
-		CorrelationID: ev.CorrelationID,
-		CausationID:   ev.CausationID,
-		Metadata:      ev.Metadata,
-		Payload:       p,
-	}, true
 }
 
 // summarize lists events grouped by topic and payload type, in order of

@@ -149,7 +149,7 @@ func Expect[E, T any](ctx context.Context, tb testing.TB, w *Watcher[T], topic s
 			topic, typeName[E](), time.Since(start).Round(time.Millisecond), context.Cause(ctx), w.pattern, msg)
 		return event.Event[E]{} // unreachable: Fatalf stops the goroutine
 	}
-	typed, _ := as[E](ev)
+	typed, _ := event.As[E](*ev)
 	return typed
 }
 
