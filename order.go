@@ -24,9 +24,9 @@ type keyTable[T any] struct {
 type keyShard[T any] struct {
 	parked atomic.Int32 // events parked in this shard's keys, for Stats
 	mu     sync.Mutex
-	keys map[string]*keyState[T]
-	free []*keyState[T]
-	_    [64]byte // keep shards' locks on separate cache lines
+	keys   map[string]*keyState[T]
+	free   []*keyState[T]
+	_      [64]byte // keep shards' locks on separate cache lines
 }
 
 type keyState[T any] struct {
