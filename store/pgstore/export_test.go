@@ -9,3 +9,6 @@ func QueueLen(s *Store) int {
 
 // TopicRegexp exposes topicRegexp to tests.
 var TopicRegexp = topicRegexp
+
+// SetMinScan lowers the number of rows a filtered Read scans at least.
+func SetMinScan(s *Store, n int) { s.minScan = n }

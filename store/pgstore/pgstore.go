@@ -79,6 +79,7 @@ type Store struct {
 	schema   string // quoted
 	channel  string // NOTIFY channel
 	tag      uint64 // mixes the store's ID into cursors
+	minScan  int    // see defaultMinScan; tests lower it
 	sql      queries
 
 	w *writer
@@ -116,6 +117,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Store, error
 		log:     o.logger,
 		schema:  pgx.Identifier{o.schema}.Sanitize(),
 		channel: channelName(o.schema),
+		minScan: defaultMinScan,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

@@ -20,6 +20,10 @@ type queries struct {
 	loadIDs       string
 	load          string
 	loadAggregate string
+	// setHorizon and setHorizonOrdered store the read horizon for the rest
+	// of a Read's transaction; the second also makes it read in index
+	// order.
+	setHorizon, setHorizonOrdered string
 }
 
 // recordCols are the columns that scanRecord reads, in order.
@@ -32,6 +36,12 @@ func buildQueries(schema string) queries {
 		loadIDs:       "SELECT " + recordCols + " FROM " + schema + ".events WHERE id = ANY($1)",
 		load:          "SELECT " + recordCols + " FROM " + schema + ".events WHERE id = $1",
 		loadAggregate: "SELECT " + recordCols + " FROM " + schema + ".events WHERE aggregate_id = $1 AND version >= $2 ORDER BY version",
+		setHorizon:    "SELECT set_config('" + horizonGUC + "', (" + horizonSQL + ")::text, true)",
+		setHorizonOrdered: "SELECT set_config('" + horizonGUC + "', (" + horizonSQL + ")::text, true), " +
+			"set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan', 'off', true), " +
+			// A disabled plan node costs 1e10, far above jit_above_cost:
+			// compiling a page query would cost more than running it.
+			"set_config('jit', 'off', true)",
 	}
 }
 
@@ -97,14 +107,26 @@ func (s *Store) LoadAggregate(ctx context.Context, aggregateID string, fromVersi
 	return recs, nil
 }
 
-// Row kinds in a Read result: the page, the last row of the log below the
-// horizon (how far a filtered read looked), and the retention watermark
-// when it lies after the cursor.
+// Row kinds in a Read result: the page, the last row a filtered read
+// scanned (how far it looked), and the retention watermark when it lies
+// after the cursor.
 const (
 	rowRecord = iota
 	rowTail
 	rowExpired
 )
+
+// defaultMinScan is the fewest rows a filtered Read scans before it gives up on
+// filling its page and returns what it found with a cursor past the scanned
+// rows; it scans at least 10 times its limit. The bound keeps one call's
+// work (and its time holding a connection) in proportion to its page
+// however rare the matches are, while the cursor it returns keeps a read
+// through the whole log linear.
+const defaultMinScan = 10_000
+
+// horizonGUC carries the read horizon from the statement that computes it
+// to the one that reads, within the Read's transaction.
+const horizonGUC = "ncore_event.horizon"
 
 // Read returns the next page of records matching q, as [store.Store]
 // describes.
@@ -114,9 +136,18 @@ const (
 // (transaction ID, position) order. Below that horizon no record can appear
 // any more, so a cursor never passes a record that commits later. A
 // filtered read that comes back short also moves the cursor past the
-// records it looked at, so the next read does not look at them again. The
-// page, the last record below the horizon and the retention check come from
-// one statement, hence one snapshot.
+// records it looked at, so the next read does not look at them again; it
+// looks at no more than max(10×limit, 10,000) records per call.
+//
+// The horizon and the page come from two statements of one read-only READ
+// COMMITTED transaction, sent together (one round trip): the page
+// statement starts after the horizon statement ends, as the horizon
+// requires. The page, the scan's tail and the retention check come from
+// one statement, hence one snapshot. Reads in global order run with sorts
+// and bitmap scans disabled, so the (txid, position) index drives the scan
+// and every page costs what it returns, whatever the planner estimates for
+// a filter; otherwise a pattern that the planner guesses rare turns every
+// page into a scan and sort of the rest of the log.
 func (s *Store) Read(ctx context.Context, q store.Query) ([]store.Record, store.Cursor, error) {
 	if err := s.enter("read"); err != nil {
 		return nil, q.After, err
@@ -140,72 +171,110 @@ func (s *Store) Read(ctx context.Context, q store.Query) ([]store.Record, store.
 			return nil, q.After, fmt.Errorf("pgstore: read: %w", err)
 		}
 	}
-	h, err := s.horizon(ctx)
+	rs, err := s.readPage(ctx, q, after, limit)
 	if err != nil {
 		return nil, q.After, fmt.Errorf("pgstore: read: %w", err)
 	}
-	sql, params, filtered := s.readSQL(q, after, limit, h)
-	rows, err := s.pool.Query(ctx, sql, params...)
+	if rs.expired {
+		return nil, q.After, fmt.Errorf("pgstore: read: %w", store.ErrCursorExpired)
+	}
+	if rs.after == (key{}) {
+		return rs.recs, q.After, nil
+	}
+	return rs.recs, s.cursor(rs.after), nil
+}
+
+type readResult struct {
+	recs    []store.Record
+	after   key
+	expired bool
+}
+
+func (s *Store) readPage(ctx context.Context, q store.Query, after key, limit int) (readResult, error) {
+	rs := readResult{after: after}
+	sql, params, filtered, ordered := s.readSQL(q, after, limit)
+	b := &pgx.Batch{}
+	b.Queue("BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY")
+	if ordered {
+		b.Queue(s.sql.setHorizonOrdered)
+	} else {
+		b.Queue(s.sql.setHorizon)
+	}
+	b.Queue(sql, params...)
+	b.Queue("COMMIT")
+	br := s.pool.SendBatch(ctx, b)
+	defer br.Close()
+	for range 2 {
+		if _, err := br.Exec(); err != nil {
+			return rs, err
+		}
+	}
+	rows, err := br.Query()
 	if err != nil {
-		return nil, q.After, fmt.Errorf("pgstore: read: %w", err)
+		return rs, err
 	}
 	defer rows.Close()
 
-	recs := make([]store.Record, 0, min(limit, 64))
+	rs.recs = make([]store.Record, 0, min(limit, 1024))
 	var tail key
-	var expired bool
+	var kind int
+	var k key
+	var meta []byte
+	var r store.Record
+	dest := []any{&kind, &k.txid, &k.pos, &r.ID, &r.Topic, &r.Kind, &r.AggregateID, &r.Version, &r.Time, &meta, &r.PayloadType, &r.ContentType, &r.Payload}
 	for rows.Next() {
-		var kind int
-		var k key
-		var r store.Record
-		var meta []byte
-		if err := rows.Scan(&kind, &k.txid, &k.pos, &r.ID, &r.Topic, &r.Kind, &r.AggregateID, &r.Version, &r.Time, &meta, &r.PayloadType, &r.ContentType, &r.Payload); err != nil {
-			return nil, q.After, fmt.Errorf("pgstore: read: %w", err)
+		r, meta = store.Record{}, nil
+		if err := rows.Scan(dest...); err != nil {
+			return rs, err
 		}
 		switch kind {
 		case rowTail:
 			tail = k
 			continue
 		case rowExpired:
-			expired = true
+			rs.expired = true
 			continue
 		}
 		if err := finishRecord(&r, meta); err != nil {
-			return nil, q.After, fmt.Errorf("pgstore: read: %w", err)
+			return rs, err
 		}
 		// The SQL filter is exact; this guards the translation of the
 		// pattern, and a record dropped here still moves the cursor.
 		if q.Topic != "" && !store.MatchTopic(q.Topic, r.Topic) {
-			if after.less(k) {
-				after = k
+			if rs.after.less(k) {
+				rs.after = k
 			}
 			continue
 		}
 		r.Position = k.pos
 		r.Cursor = s.cursor(k)
-		recs = append(recs, r)
-		after = k
+		rs.recs = append(rs.recs, r)
+		rs.after = k
 	}
+	rows.Close()
 	if err := rows.Err(); err != nil {
-		return nil, q.After, fmt.Errorf("pgstore: read: %w", err)
+		return rs, err
 	}
-	if expired {
-		return nil, q.After, fmt.Errorf("pgstore: read: %w", store.ErrCursorExpired)
+	if _, err := br.Exec(); err != nil {
+		return rs, err
 	}
-	if filtered && len(recs) < limit && after.less(tail) {
-		after = tail
+	if filtered && len(rs.recs) < limit && rs.after.less(tail) {
+		rs.after = tail
 	}
-	if after == (key{}) {
-		return recs, q.After, nil
-	}
-	return recs, s.cursor(after), nil
+	return rs, nil
 }
 
 // readSQL builds the Read statement: the page in a UNION ALL with, for a
-// filtered read, the last row below the horizon, and, after a cursor, the
-// retention watermark if the cursor is below it.
-func (s *Store) readSQL(q store.Query, after key, limit int, h uint64) (string, []any, bool) {
-	params := []any{after.txid, after.pos, limit, h}
+// filtered read that comes back short, the last row it scanned, and, after
+// a cursor, the retention watermark if the cursor is below it. It reports
+// whether the read is filtered and whether it is to be read in index order.
+//
+// A read by aggregate is left to the planner: the aggregate's index finds
+// its records, however few, and the estimate for an equality is sound.
+// Other filtered reads scan the log in index order, at most scan rows of it
+// (a subquery with its own LIMIT, which the filter cannot be pushed into).
+func (s *Store) readSQL(q store.Query, after key, limit int) (string, []any, bool, bool) {
+	params := []any{after.txid, after.pos, limit}
 	var where strings.Builder
 	arg := func(v any) string {
 		params = append(params, v)
@@ -222,7 +291,8 @@ func (s *Store) readSQL(q store.Query, after key, limit int, h uint64) (string, 
 		where.WriteString(" AND topic ~ " + arg(topicRegexp(q.Topic)))
 	}
 	if q.AggregateID != "" {
-		where.WriteString(" AND aggregate_id = " + arg(q.AggregateID))
+		// The redundant test lets a generic plan use the partial index.
+		where.WriteString(" AND aggregate_id = " + arg(q.AggregateID) + " AND aggregate_id <> ''")
 	}
 	if q.Kind != "" {
 		where.WriteString(" AND kind = " + arg(q.Kind))
@@ -231,20 +301,32 @@ func (s *Store) readSQL(q store.Query, after key, limit int, h uint64) (string, 
 		where.WriteString(" AND time >= " + arg(ceilMicro(q.Since)))
 	}
 	filtered := where.Len() > 0
-	const horizon = "txid < $4::xid8"
-	const after_ = "(txid, position) > ($1::xid8, $2::bigint)"
-	var b strings.Builder
-	b.WriteString("(SELECT 0, txid, position, id, topic, kind, aggregate_id, version, time, metadata, payload_type, content_type, payload FROM ")
-	b.WriteString(s.sql.schema + ".events WHERE " + after_ + " AND " + horizon + where.String())
-	b.WriteString(" ORDER BY txid, position LIMIT $3)")
+	chunked := filtered && q.AggregateID == ""
+	const cols = "txid, position, id, topic, kind, aggregate_id, version, time, metadata, payload_type, content_type, payload"
 	const blank = ", ''::text, ''::text, ''::text, ''::text, 0::bigint, 'epoch'::timestamptz, NULL::jsonb, ''::text, ''::text, ''::bytea"
-	if filtered {
-		b.WriteString(" UNION ALL (SELECT 1, txid, position" + blank + " FROM " + s.sql.schema + ".events WHERE " + after_ + " AND " + horizon + " ORDER BY txid DESC, position DESC LIMIT 1)")
+	rng := "(txid, position) > ($1::xid8, $2::bigint) AND txid < current_setting('" + horizonGUC + "')::xid8"
+	events := s.sql.schema + ".events"
+	var b strings.Builder
+	switch {
+	case chunked:
+		scan := arg(max(10*limit, s.minScan))
+		chunk := "(SELECT " + cols + " FROM " + events + " WHERE " + rng + " ORDER BY txid, position LIMIT " + scan + ") AS c"
+		b.WriteString("WITH page AS (SELECT " + cols + " FROM " + chunk + " WHERE true" + where.String() + " ORDER BY txid, position LIMIT $3) ")
+		b.WriteString("SELECT 0, " + cols + " FROM page")
+		// The tail is only needed, and only computed, when the page is short.
+		b.WriteString(" UNION ALL SELECT 1, t.txid, t.position" + blank + " FROM (SELECT txid, position FROM (SELECT txid, position FROM " +
+			events + " WHERE " + rng + " ORDER BY txid, position LIMIT " + scan + ") AS k ORDER BY txid DESC, position DESC LIMIT 1) AS t" +
+			" WHERE (SELECT count(*) FROM page) < $3")
+	case filtered:
+		b.WriteString("(SELECT 0, " + cols + " FROM " + events + " WHERE " + rng + where.String() + " ORDER BY txid, position LIMIT $3)")
+		b.WriteString(" UNION ALL (SELECT 1, txid, position" + blank + " FROM " + events + " WHERE " + rng + " ORDER BY txid DESC, position DESC LIMIT 1)")
+	default:
+		b.WriteString("(SELECT 0, " + cols + " FROM " + events + " WHERE " + rng + " ORDER BY txid, position LIMIT $3)")
 	}
 	if after != (key{}) {
-		b.WriteString(" UNION ALL SELECT 2, txid, position" + blank + " FROM " + s.sql.schema + ".retention WHERE " + after_)
+		b.WriteString(" UNION ALL SELECT 2, txid, position" + blank + " FROM " + s.sql.schema + ".retention WHERE (txid, position) > ($1::xid8, $2::bigint)")
 	}
-	return b.String(), params, filtered
+	return b.String(), params, filtered, q.AggregateID == ""
 }
 
 // likePrefix returns the LIKE pattern of topics starting with p.
