@@ -19,7 +19,77 @@ import (
 	"github.com/ncore-io/event/store"
 )
 
-// SQLSTATE that the append function raises on a failed expectation.
+// appendSQL is the statement that stores a batch and returns each record's
+// position and version (rows in any order; positions follow batch order).
+// Parameters $1 … $9 hold one array element per record; expectation k
+// says aggregate $10[k] must be at version $11[k] just before record
+// $12[k] (1-based), which lets one statement carry the batches of several
+// callers one after the other. A stored ID fails with unique_violation on
+// events_id_key, a failed expectation with SQLSTATE EV409; either way the
+// statement has changed nothing. A NULL payload is a nil one, kept apart
+// from an empty one.
+//
+// It is one plain statement, planned once per connection, rather than a
+// PL/pgSQL function, whose interpretation cost more than the inserts:
+//
+//   - r: the records, numbered in batch order;
+//   - c: each aggregate touched, by a record or an expectation, with how
+//     many records it gets;
+//   - u: lock and advance every such aggregate's row, in aggregate_id order
+//     so that concurrent appenders cannot deadlock. The row lock is what
+//     keeps versions dense across concurrent transactions: a second
+//     appender waits for the first to end and then advances the committed
+//     version. Its RETURNING gives the new version; the old one is that
+//     minus c.n;
+//   - ins: insert in batch order (positions are drawn per row as inserted),
+//     numbering each aggregate's records on from its old version;
+//   - then, in that order (Append runs its inputs one after the other):
+//     ins's rows, so that a replayed batch fails on its stored IDs rather
+//     than its stale expectation; a version_conflict call per failed
+//     expectation, which aborts the statement; one row (-1, -1) that sends
+//     the NOTIFY, delivered at commit and once per transaction.
+func appendSQL(schema, channel string) string {
+	return `WITH r AS MATERIALIZED (
+	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
+	                     $6::jsonb[], $7::text[], $8::text[], $9::bytea[])
+	         WITH ORDINALITY AS r(id, topic, kind, agg, t, m, pt, ct, p, i)
+), c AS MATERIALIZED (
+	SELECT x.agg, sum(x.n)::bigint AS n
+	FROM (SELECT r.agg, 1 AS n FROM r WHERE r.agg <> ''
+	      UNION ALL
+	      SELECT a, 0 FROM unnest($10::text[]) AS a) AS x
+	GROUP BY x.agg
+), u AS (
+	INSERT INTO ` + schema + `.aggregates AS t (aggregate_id, version)
+	SELECT c.agg, c.n FROM c ORDER BY c.agg
+	ON CONFLICT (aggregate_id) DO UPDATE SET version = t.version + excluded.version
+	RETURNING t.aggregate_id, t.version
+), o AS MATERIALIZED (
+	SELECT u.aggregate_id AS agg, u.version - c.n AS old FROM u JOIN c ON c.agg = u.aggregate_id
+), ins AS (
+	INSERT INTO ` + schema + `.events AS ev
+		(id, topic, kind, aggregate_id, version, time, metadata, payload_type, content_type, payload)
+	SELECT r.id, r.topic, r.kind, r.agg,
+	       CASE WHEN r.agg = '' THEN 0
+	            ELSE o.old + row_number() OVER (PARTITION BY r.agg ORDER BY r.i) END,
+	       r.t, r.m, r.pt, r.ct, r.p
+	FROM r LEFT JOIN o ON o.agg = r.agg
+	ORDER BY r.i
+	RETURNING ev.position, ev.version
+)
+SELECT position, version FROM ins
+UNION ALL
+SELECT ` + schema + `.version_conflict(e.agg, e.ver, e.actual), 0
+FROM (SELECT x.agg, x.ver,
+             o.old + (SELECT count(*) FROM r WHERE r.agg = x.agg AND r.i < x.ord) AS actual
+      FROM unnest($10::text[], $11::bigint[], $12::integer[]) AS x(agg, ver, ord)
+      JOIN o ON o.agg = x.agg) AS e
+WHERE e.actual <> e.ver
+UNION ALL
+SELECT -1, -1 FROM (SELECT pg_notify(` + quoteLiteral(channel) + `, '')) AS n`
+}
+
+// SQLSTATE that version_conflict raises on a failed expectation.
 const codeVersionConflict = "EV409"
 
 // Append stores recs atomically, as [store.Store] describes. Concurrent
@@ -222,26 +292,33 @@ func checkText(s string) error {
 	return nil
 }
 
-// callAppend runs the append function on a and returns the records'
+// callAppend runs the append statement on a and returns the records'
 // positions and versions in batch order.
 func (s *Store) callAppend(ctx context.Context, q querier, a *args) ([]result, error) {
 	rows, err := q.Query(ctx, s.sql.append, a.params()...)
 	if err != nil {
 		return nil, err
 	}
+	return collectAppend(rows, a)
+}
+
+// collectAppend reads the rows of the append statement.
+func collectAppend(rows pgx.Rows, a *args) ([]result, error) {
 	res := make([]result, 0, a.len())
 	var r result
-	_, err = pgx.ForEachRow(rows, []any{&r.pos, &r.ver}, func() error {
-		res = append(res, r)
+	_, err := pgx.ForEachRow(rows, []any{&r.pos, &r.ver}, func() error {
+		if r.pos >= 0 { // not the NOTIFY row
+			res = append(res, r)
+		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	if len(res) != a.len() {
-		return nil, fmt.Errorf("append function returned %d rows for %d records", len(res), a.len())
+		return nil, fmt.Errorf("append statement returned %d rows for %d records", len(res), a.len())
 	}
-	// Positions follow batch order (the function inserts in that order);
+	// Positions follow batch order (the statement inserts in that order);
 	// rows need not.
 	slices.SortFunc(res, func(x, y result) int { return cmp.Compare(x.pos, y.pos) })
 	return res, nil

@@ -12,3 +12,6 @@ var TopicRegexp = topicRegexp
 
 // SetMinScan lowers the number of rows a filtered Read scans at least.
 func SetMinScan(s *Store, n int) { s.minScan = n }
+
+// Inflight is how many group commits run at once.
+const Inflight = inflight

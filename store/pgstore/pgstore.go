@@ -29,10 +29,12 @@
 //
 // # Group commit
 //
-// Concurrent [Store.Append] calls are gathered by one writer goroutine into
-// one transaction, so the cost of a durable commit is shared. Each caller
-// gets its own result: a version conflict or duplicate ID fails only the
-// batch it belongs to.
+// Concurrent [Store.Append] calls are gathered into groups, each stored by
+// one SQL statement in one transaction, so the cost of a durable commit is
+// shared. A few groups commit at once on separate connections, so that one
+// group's WAL flush overlaps the next group's work. Each caller gets its
+// own result: a version conflict or duplicate ID fails only the batch it
+// belongs to.
 //
 // # Outbox
 //
@@ -63,7 +65,7 @@ import (
 
 // SchemaVersion is the version of the database schema that this package
 // creates and reads.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 //go:embed migrations/*.sql
 var migrationFS embed.FS
@@ -129,7 +131,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Store, error
 	h := fnv.New64a()
 	h.Write([]byte(storeID))
 	s.tag = h.Sum64()
-	s.sql = buildQueries(s.schema)
+	s.sql = buildQueries(s.schema, s.channel)
 	s.life, s.end = context.WithCancel(context.Background())
 	s.w = startWriter(s)
 	return s, nil

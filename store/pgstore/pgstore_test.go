@@ -265,13 +265,7 @@ func TestGroupCommit(t *testing.T) {
 	if _, err := lock.Exec(ctx, "SELECT * FROM event.aggregates WHERE aggregate_id = 'held' FOR UPDATE"); err != nil {
 		t.Fatal(err)
 	}
-	blocked := make(chan error, 1)
-	go func() {
-		r := []store.Record{rec("blocked")}
-		r[0].AggregateID = "held"
-		blocked <- s.Append(ctx, r)
-	}()
-	waitForLockWait(t, s)
+	blocked := blockWriters(t, s)
 
 	const n = 8
 	batches := make([][]store.Record, n)
@@ -294,15 +288,17 @@ func TestGroupCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	wg.Wait()
-	if err := <-blocked; err != nil {
-		t.Fatalf("blocked append: %v", err)
+	for range pgstore.Inflight {
+		if err := <-blocked; err != nil {
+			t.Fatalf("blocked append: %v", err)
+		}
 	}
 	for i, err := range results {
 		switch i {
 		case 3:
 			var vc *store.VersionConflictError
-			if !errors.As(err, &vc) || vc.Actual != 2 {
-				t.Errorf("append %d with a stale Expect: %v, want a conflict with actual version 2", i, err)
+			if want := int64(1 + pgstore.Inflight); !errors.As(err, &vc) || vc.Actual != want {
+				t.Errorf("append %d with a stale Expect: %v, want a conflict with actual version %d", i, err, want)
 			}
 		case 5:
 			if !errors.Is(err, store.ErrDuplicateID) {
@@ -323,15 +319,34 @@ func TestGroupCommit(t *testing.T) {
 	}
 }
 
-// waitForLockWait waits until a session of s's database waits for a lock.
+// blockWriters occupies every group-commit goroutine of s with an append
+// to aggregate "held", whose row the caller has locked, and returns the
+// channel that receives their results once the lock is released. Each
+// append is started only when the previous one waits for the lock, so that
+// each is a group of its own.
+func blockWriters(t *testing.T, s *pgstore.Store) <-chan error {
+	t.Helper()
+	blocked := make(chan error, pgstore.Inflight)
+	for i := range pgstore.Inflight {
+		go func() {
+			r := []store.Record{rec(fmt.Sprintf("blocked-%d", i))}
+			r[0].AggregateID = "held"
+			blocked <- s.Append(t.Context(), r)
+		}()
+		waitForLockWait(t, s, i+1)
+	}
+	return blocked
+}
+
+// waitForLockWait waits until n sessions of s's database wait for a lock.
 // (Not asked in a transaction: that would see one snapshot of
 // pg_stat_activity.)
-func waitForLockWait(t *testing.T, s *pgstore.Store) {
+func waitForLockWait(t *testing.T, s *pgstore.Store, n int) {
 	t.Helper()
-	waitUntil(t, "the writer waits for the row lock", func() bool {
-		var n int
-		_ = s.Pool().QueryRow(t.Context(), "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()").Scan(&n)
-		return n > 0
+	waitUntil(t, "the writers wait for the row lock", func() bool {
+		var got int
+		_ = s.Pool().QueryRow(t.Context(), "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()").Scan(&got)
+		return got >= n
 	})
 }
 
@@ -652,18 +667,16 @@ func TestClosePendingAppends(t *testing.T) {
 		t.Fatal(err)
 	}
 	const n = 5
+	blocked := blockWriters(t, s)
 	errs := make(chan error, n)
-	appendOne := func(i int) {
-		r := []store.Record{rec(fmt.Sprintf("p-%d", i))}
-		r[0].AggregateID = "held"
-		errs <- s.Append(ctx, r)
-	}
-	go appendOne(0)
-	waitForLockWait(t, s)
 	for i := 1; i < n; i++ {
-		go appendOne(i)
+		go func() {
+			r := []store.Record{rec(fmt.Sprintf("p-%d", i))}
+			r[0].AggregateID = "held"
+			errs <- s.Append(ctx, r)
+		}()
 	}
-	waitUntil(t, "appends queued behind the blocked one", func() bool { return pgstore.QueueLen(s) == n-1 })
+	waitUntil(t, "appends queued behind the blocked ones", func() bool { return pgstore.QueueLen(s) == n-1 })
 	closed := make(chan struct{})
 	go func() {
 		s.Close()
@@ -682,8 +695,10 @@ func TestClosePendingAppends(t *testing.T) {
 	if err := lock.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := <-errs; err != nil {
-		t.Errorf("the append under way during Close: %v, want its result", err)
+	for range pgstore.Inflight {
+		if err := <-blocked; err != nil {
+			t.Errorf("an append under way during Close: %v, want its result", err)
+		}
 	}
 	<-closed
 	if err := s.Append(ctx, []store.Record{rec("after")}); !errors.Is(err, store.ErrClosed) {

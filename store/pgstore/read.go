@@ -29,10 +29,10 @@ type queries struct {
 // recordCols are the columns that scanRecord reads, in order.
 const recordCols = "position, id, topic, kind, aggregate_id, version, time, metadata, payload_type, content_type, payload"
 
-func buildQueries(schema string) queries {
+func buildQueries(schema, channel string) queries {
 	return queries{
 		schema:        schema,
-		append:        "SELECT o_position, o_version FROM " + schema + ".append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+		append:        appendSQL(schema, channel),
 		loadIDs:       "SELECT " + recordCols + " FROM " + schema + ".events WHERE id = ANY($1)",
 		load:          "SELECT " + recordCols + " FROM " + schema + ".events WHERE id = $1",
 		loadAggregate: "SELECT " + recordCols + " FROM " + schema + ".events WHERE aggregate_id = $1 AND version >= $2 ORDER BY version",

@@ -2,7 +2,9 @@ package pgstore
 
 import (
 	"context"
+
 	"errors"
+	"github.com/jackc/pgx/v5"
 	"log/slog"
 	"sync"
 
@@ -23,24 +25,44 @@ func (r *request) reply(res []result, err error) {
 	close(r.done)
 }
 
-// writer is the group-commit goroutine: it takes every Append queued while
-// the previous commit ran, up to maxBatch records, and stores them in one
+// writer runs group commit: each of its goroutines takes every Append
+// queued while it was busy, up to maxBatch records, and stores them in one
 // transaction. It adds no delay of its own: under light load a group is one
 // call, under heavy load it grows with the queue.
+//
+// Several groups commit at once, each on its own connection (inflight
+// goroutines), so that one group's WAL flush overlaps the next group's
+// work and a caller who arrives while a group commits need not wait for it
+// to finish before its own starts. With a single goroutine every Append
+// waited for about two commits. Concurrent groups are separate
+// transactions, exactly as appends from several processes are, and rely on
+// what those rely on: the aggregate row locks keep versions dense (a group
+// that touches an aggregate that another group is appending to waits for
+// that group to end, then numbers on from its committed version), and the
+// read horizon keeps readers from passing a group that commits after a
+// later one.
 type writer struct {
 	s    *Store
 	wake chan struct{} // capacity 1: a pending wake-up
 	stop chan struct{}
-	done chan struct{}
+	done sync.WaitGroup
 
 	mu     sync.Mutex
 	queue  []*request
 	closed bool
 }
 
+// inflight is how many groups commit at once. Two already overlap a
+// commit with the next group's statement; more let the groups that
+// PostgreSQL flushes together in one WAL write get smaller, and so
+// shorter, when callers are many.
+const inflight = 2
+
 func startWriter(s *Store) *writer {
-	w := &writer{s: s, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
-	go w.run()
+	w := &writer{s: s, wake: make(chan struct{}, 1), stop: make(chan struct{})}
+	for range inflight {
+		w.done.Go(w.run)
+	}
 	return w
 }
 
@@ -60,7 +82,7 @@ func (w *writer) submit(r *request) error {
 }
 
 // close fails the queued requests with store.ErrClosed at once, lets the
-// group under way finish, and waits for the goroutine to end.
+// groups under way finish, and waits for the goroutines to end.
 func (w *writer) close() {
 	w.mu.Lock()
 	w.closed = true
@@ -71,15 +93,15 @@ func (w *writer) close() {
 		r.reply(nil, store.ErrClosed)
 	}
 	close(w.stop)
-	<-w.done
+	w.done.Wait()
 }
 
 func (w *writer) run() {
-	defer close(w.done)
 	for {
 		select {
 		case <-w.wake:
 		case <-w.stop:
+			return
 		}
 		for {
 			select {
@@ -91,9 +113,22 @@ func (w *writer) run() {
 			if len(group) == 0 {
 				break
 			}
+			if len(w.wake) == 0 && w.queueLen() > 0 {
+				// Hand what is left to an idle goroutine.
+				select {
+				case w.wake <- struct{}{}:
+				default:
+				}
+			}
 			w.s.commitGroup(group)
 		}
 	}
+}
+
+func (w *writer) queueLen() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.queue)
 }
 
 // take removes from the queue the requests of the next group: at least
@@ -146,7 +181,7 @@ func (s *Store) commitGroup(group []*request) {
 			merged.add(r.args)
 		}
 	}
-	res, err := s.callAppend(ctx, s.pool, merged)
+	res, err := s.appendGroup(ctx, merged)
 	if err == nil {
 		off := 0
 		for _, r := range live {
@@ -172,6 +207,35 @@ func (s *Store) commitGroup(group []*request) {
 	s.log.Debug("pgstore: group commit failed, retrying batch by batch", slog.Int("batches", len(live)), slog.Any("error", err))
 	s.commitOneByOne(ctx, live)
 }
+
+// appendGroup runs the append statement on a in its own transaction. It
+// sends it in one round trip behind a statement that makes the append
+// statement use its generic plan: the planner cannot improve on it with
+// the arrays' values, and planning the statement anew, which PostgreSQL
+// otherwise keeps doing for parameters as variable as these, costs more
+// than running it. The two statements share the pipeline's implicit
+// transaction, to which the setting is local.
+func (s *Store) appendGroup(ctx context.Context, a *args) ([]result, error) {
+	b := &pgx.Batch{}
+	b.Queue(genericPlanSQL)
+	b.Queue(s.sql.append, a.params()...)
+	br := s.pool.SendBatch(ctx, b)
+	defer br.Close()
+	if _, err := br.Exec(); err != nil {
+		return nil, err
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return nil, err
+	}
+	res, err := collectAppend(rows, a)
+	if err != nil {
+		return nil, err
+	}
+	return res, br.Close()
+}
+
+const genericPlanSQL = "SELECT set_config('plan_cache_mode', 'force_generic_plan', true)"
 
 func (s *Store) commitOneByOne(ctx context.Context, group []*request) {
 	tx, err := s.pool.Begin(ctx)
