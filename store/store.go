@@ -20,6 +20,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -208,4 +209,19 @@ type DeadLetterStore interface {
 // Watch returns are signalled.
 type Watcher interface {
 	Watch(ctx context.Context) (<-chan struct{}, error)
+}
+
+// PageLimit returns how many records a driver's Read returns at most for q:
+// [DefaultReadLimit] when Limit is 0, Limit clamped to [MaxReadLimit]
+// otherwise. A negative Limit is an error.
+func (q Query) PageLimit() (int, error) {
+	switch {
+	case q.Limit < 0:
+		return 0, fmt.Errorf("negative limit %d", q.Limit)
+	case q.Limit == 0:
+		return DefaultReadLimit, nil
+	case q.Limit > MaxReadLimit:
+		return MaxReadLimit, nil
+	}
+	return q.Limit, nil
 }

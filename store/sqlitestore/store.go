@@ -252,14 +252,9 @@ func (s *Store) Read(ctx context.Context, q store.Query) ([]store.Record, store.
 	if err != nil {
 		return nil, q.After, fmt.Errorf("sqlitestore: read: %w", err)
 	}
-	limit := q.Limit
-	switch {
-	case limit < 0:
-		return nil, q.After, fmt.Errorf("sqlitestore: read: negative limit %d", limit)
-	case limit == 0:
-		limit = store.DefaultReadLimit
-	case limit > store.MaxReadLimit:
-		limit = store.MaxReadLimit
+	limit, err := q.PageLimit()
+	if err != nil {
+		return nil, q.After, fmt.Errorf("sqlitestore: read: %w", err)
 	}
 
 	var (
