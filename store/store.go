@@ -66,7 +66,11 @@ type Record struct {
 	Version int64
 	// Position is the record's place in the whole log, set by the store.
 	// Positions grow with append order but may have gaps (a rolled-back
-	// append consumes positions); they are never reused.
+	// append consumes positions); they are never reused. Where appends can
+	// commit concurrently (several processes on one PostgreSQL database, or
+	// appends inside callers' transactions) a record may commit after one
+	// with a higher Position; readers then see it after that one, so resume
+	// reading from a [Cursor], never from a Position.
 	Position int64
 	// Time is when the event happened, as the publisher says.
 	Time time.Time

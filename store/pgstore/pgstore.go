@@ -31,10 +31,8 @@
 //
 // Concurrent [Store.Append] calls are gathered into groups, each stored by
 // one SQL statement in one transaction, so the cost of a durable commit is
-// shared. A few groups commit at once on separate connections, so that one
-// group's WAL flush overlaps the next group's work. Each caller gets its
-// own result: a version conflict or duplicate ID fails only the batch it
-// belongs to.
+// shared. Each caller gets its own result: a version conflict or duplicate
+// ID fails only the batch it belongs to.
 //
 // # Outbox
 //

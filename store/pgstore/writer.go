@@ -30,11 +30,10 @@ func (r *request) reply(res []result, err error) {
 // transaction. It adds no delay of its own: under light load a group is one
 // call, under heavy load it grows with the queue.
 //
-// Several groups commit at once, each on its own connection (inflight
-// goroutines), so that one group's WAL flush overlaps the next group's
-// work and a caller who arrives while a group commits need not wait for it
-// to finish before its own starts. With a single goroutine every Append
-// waited for about two commits. Concurrent groups are separate
+// The writer can run several groups at once, each on its own connection
+// (inflight goroutines), so that one group's WAL flush overlaps the next
+// group's work; it runs one, for the reason given at inflight. Concurrent
+// groups would be separate
 // transactions, exactly as appends from several processes are, and rely on
 // what those rely on: the aggregate row locks keep versions dense (a group
 // that touches an aggregate that another group is appending to waits for
@@ -52,11 +51,12 @@ type writer struct {
 	closed bool
 }
 
-// inflight is how many groups commit at once. Two already overlap a
-// commit with the next group's statement; more let the groups that
-// PostgreSQL flushes together in one WAL write get smaller, and so
-// shorter, when callers are many.
-const inflight = 2
+// inflight is how many groups commit at once. It is one: with two, a
+// group could take its positions before an overlapping group yet commit
+// with a later transaction ID, so a reader's order (by transaction, then
+// position) would not be ascending by Position for one process's own
+// appends. Two measured about 20% faster (8.6k against 7k events/s).
+const inflight = 1
 
 func startWriter(s *Store) *writer {
 	w := &writer{s: s, wake: make(chan struct{}, 1), stop: make(chan struct{})}
