@@ -165,7 +165,9 @@ func (b *Bus[T]) deliver(s *subscription[T], d *delivery[T]) outcome {
 			return b.giveUp(s, d, attempt, err)
 		}
 		if attempt > s.retry.MaxRetries {
-			b.fail(s, d, attempt, err)
+			if !b.fail(s, d, attempt, err) && d.stop != nil {
+				return unkept
+			}
 			return failed
 		}
 		wait := s.retry.backoff(attempt)
@@ -194,6 +196,7 @@ const (
 	succeeded outcome = iota // the handler returned nil
 	failed                   // dead-lettered after the last attempt, or dropped at Close
 	abandoned                // a durable delivery cut short, to be handled on the next start
+	unkept                   // a durable delivery failed, and the store could not keep its dead letter
 )
 
 // giveUp ends a delivery whose context was cancelled because Close gave
@@ -245,13 +248,14 @@ func safeCall[T any](call func(context.Context, *Event[T]) error, ctx context.Co
 }
 
 // fail records a delivery that will not be retried and hands it to the
-// dead-letter function.
-func (b *Bus[T]) fail(s *subscription[T], d *delivery[T], attempts int, err error) {
+// dead-letter function, reporting false if the store should have kept the
+// dead letter and could not.
+func (b *Bus[T]) fail(s *subscription[T], d *delivery[T], attempts int, err error) bool {
 	b.stats.failed.Add(1)
 	b.log.LogAttrs(context.Background(), slog.LevelError, "event: handler failed, dead-lettering",
 		slog.String("subscription", s.name), slog.String("topic", d.ev.Topic),
 		slog.String("event_id", d.ev.ID.String()), slog.Int("attempts", attempts), slog.Any("error", err))
-	b.deadLetter(s, d, attempts, err)
+	return b.deadLetter(s, d, attempts, err)
 }
 
 // drop records a queued delivery abandoned because Close gave up.
@@ -263,10 +267,11 @@ func (b *Bus[T]) drop(s *subscription[T], d *delivery[T]) {
 	b.deadLetter(s, d, 0, ErrClosed)
 }
 
-func (b *Bus[T]) deadLetter(s *subscription[T], d *delivery[T], attempts int, err error) {
-	kept := false
-	if b.store != nil {
-		kept = b.storeDeadLetter(s, d, attempts, err)
+func (b *Bus[T]) deadLetter(s *subscription[T], d *delivery[T], attempts int, err error) bool {
+	kept, stored := false, true
+	if _, ok := b.store.(store.DeadLetterStore); ok {
+		stored = b.storeDeadLetter(s, d, attempts, err)
+		kept = stored
 	}
 	if b.cfg.deadLetter != nil {
 		ev, _ := convert[any](&d.ev)
@@ -276,6 +281,7 @@ func (b *Bus[T]) deadLetter(s *subscription[T], d *delivery[T], attempts int, er
 	if kept {
 		b.stats.deadLettered.Add(1)
 	}
+	return stored
 }
 
 // DeadLetter is an event that a subscription failed to handle.

@@ -164,10 +164,16 @@ func (c *durable[T]) run() {
 			backoff = min(2*backoff, 5*time.Second)
 			continue
 		}
-		backoff = 10 * time.Millisecond
+		retry := false
 		for i := range recs {
-			if !c.handle(&recs[i]) {
-				return // stopping: the event will be handled on the next start
+			switch c.handle(&recs[i]) {
+			case stopped:
+				return // the event will be handled on the next start
+			case tryAgain:
+				retry = true
+			}
+			if retry {
+				break
 			}
 			cursor = recs[i].Cursor
 			handled++
@@ -175,6 +181,19 @@ func (c *durable[T]) run() {
 				save()
 			}
 		}
+		if retry {
+			// Moving past a failed event whose dead letter was not stored
+			// would lose it: deliver it again once the store recovers.
+			b.log.LogAttrs(ctx, slog.LevelWarn, "event: durable subscription could not store a dead letter; will deliver the event again",
+				slog.String("subscription", c.name), slog.Duration("retry_in", backoff))
+			save()
+			if !c.sleep(backoff) {
+				return
+			}
+			backoff = min(2*backoff, 5*time.Second)
+			continue
+		}
+		backoff = 10 * time.Millisecond
 		if len(recs) > 0 {
 			continue
 		}
@@ -232,9 +251,17 @@ func (c *durable[T]) sleep(d time.Duration) bool {
 	}
 }
 
-// handle delivers one record, reporting false if the subscription stopped
-// before the event was handled or dead-lettered.
-func (c *durable[T]) handle(rec *store.Record) bool {
+// verdict says how the delivery of one record ended, for the checkpoint.
+type verdict uint8
+
+const (
+	moveOn   verdict = iota // handled or dead-lettered: move past it
+	stopped                 // the subscription stopped first: handle it on the next start
+	tryAgain                // it failed and its dead letter could not be stored: deliver it again later
+)
+
+// handle delivers one record.
+func (c *durable[T]) handle(rec *store.Record) verdict {
 	b := c.bus
 	ev, err := b.decode(rec)
 	d := &delivery[T]{bus: b, parent: context.Background(), async: true, stop: c.stop, ev: ev, rec: rec}
@@ -242,16 +269,24 @@ func (c *durable[T]) handle(rec *store.Record) bool {
 		// Not dropped: counted, logged and dead-lettered with the reason,
 		// to be re-driven once the type is registered.
 		b.stats.delivered.Add(1)
-		b.fail(c.sub, d, 0, err)
-		return true
+		if !b.fail(c.sub, d, 0, err) {
+			return tryAgain
+		}
+		return moveOn
 	}
 	if c.sub.removed.Load() {
-		return false
+		return stopped
 	}
 	if c.sub.accepts != nil && !c.sub.accepts(ev.Payload) {
-		return true
+		return moveOn
 	}
-	return b.deliver(c.sub, d) != abandoned
+	switch b.deliver(c.sub, d) {
+	case abandoned:
+		return stopped
+	case unkept:
+		return tryAgain
+	}
+	return moveOn
 }
 
 // startDurable registers and starts the durable subscription of s.

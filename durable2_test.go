@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ncore-io/event"
 	"github.com/ncore-io/event/store"
+	"github.com/ncore-io/event/store/sqlitestore"
 )
 
 // Rebuilding a read model by replay yields the state live processing built.
@@ -312,5 +314,53 @@ func TestDurableNeedsStore(t *testing.T) {
 	}
 	if _, err := event.Subscribe(sbus, ">", h, event.Durable("y"), event.Sync()); err == nil {
 		t.Fatal("a synchronous durable subscription was accepted")
+	}
+}
+
+// flakyDeadLetters is a real SQLite store whose dead-letter writes fail
+// while down is set, as when the database is briefly unreachable.
+type flakyDeadLetters struct {
+	*sqlitestore.Store
+	down atomic.Bool
+}
+
+func (f *flakyDeadLetters) PutDeadLetter(ctx context.Context, d store.DeadLetter) error {
+	if f.down.Load() {
+		return errors.New("database unreachable")
+	}
+	return f.Store.PutDeadLetter(ctx, d)
+}
+
+// A durable subscription does not move past a failed event whose dead
+// letter the store could not keep: it delivers it again later.
+func TestDurableKeepsEventWhenDeadLetterFails(t *testing.T) {
+	ctx := t.Context()
+	s := &flakyDeadLetters{Store: openSQLite(t).(*sqlitestore.Store)}
+	s.down.Store(true)
+	bus := newStoreBus[Registered](t, s)
+	var attempts atomic.Int64
+	event.Subscribe(bus, ">", func(ctx context.Context, ev event.Event[Registered]) error {
+		if attempts.Add(1) == 3 {
+			s.down.Store(false) // the database is back for the third delivery
+		}
+		return errors.New("handler fails")
+	}, event.Durable("billing"))
+	bus.Publish(ctx, "user.registered", Registered{N: 1})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		dls, err := bus.DeadLetters(ctx, "billing", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(dls) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no dead letter stored after %d attempts", attempts.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := attempts.Load(); n < 3 {
+		t.Fatalf("event delivered %d times; it must be delivered again while its dead letter cannot be stored", n)
 	}
 }
