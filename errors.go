@@ -31,6 +31,7 @@ type PanicError struct {
 	Stack []byte
 }
 
+// Error reports the panic value.
 func (e *PanicError) Error() string {
 	return fmt.Sprintf("event: handler panicked: %v", e.Value)
 }

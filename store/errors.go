@@ -34,6 +34,7 @@ type VersionConflictError struct {
 	Actual      int64 // the aggregate's version at the time of the append
 }
 
+// Error names the aggregate and both versions.
 func (e *VersionConflictError) Error() string {
 	return fmt.Sprintf("version conflict on aggregate %q: expected version %d, actual %d", e.AggregateID, e.Expected, e.Actual)
 }
