@@ -239,7 +239,13 @@ const genericPlanSQL = "SELECT set_config('plan_cache_mode', 'force_generic_plan
 
 func (s *Store) commitOneByOne(ctx context.Context, group []*request) {
 	tx, err := s.pool.Begin(ctx)
+	if err == nil {
+		err = s.lockAggregates(ctx, tx, group)
+	}
 	if err != nil {
+		if tx != nil {
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+		}
 		for _, r := range group {
 			r.reply(nil, err)
 		}
@@ -279,6 +285,35 @@ func (s *Store) commitOneByOne(ctx context.Context, group []*request) {
 	for _, r := range ok {
 		r.reply(r.res, nil)
 	}
+}
+
+// lockAggregates locks, in aggregate_id order, the aggregate rows that the
+// group's batches touch, creating missing ones at version 0 (no events yet,
+// which is what a missing row means). Batch by batch, the rows would be
+// locked in the batches' order, and a concurrent appender locking in
+// aggregate_id order (the one-statement path, here or in another process)
+// could deadlock with it. A row created here for a batch that then fails
+// stays at version 0, which changes nothing.
+func (s *Store) lockAggregates(ctx context.Context, tx pgx.Tx, group []*request) error {
+	seen := map[string]bool{}
+	var aggs []string
+	for _, r := range group {
+		for _, list := range [][]string{r.args.aggs, r.args.eaggs} {
+			for _, a := range list {
+				if a != "" && !seen[a] {
+					seen[a] = true
+					aggs = append(aggs, a)
+				}
+			}
+		}
+	}
+	if len(aggs) == 0 {
+		return nil
+	}
+	_, err := tx.Exec(ctx, "INSERT INTO "+s.schema+".aggregates AS t (aggregate_id, version) "+
+		"SELECT a, 0 FROM unnest($1::text[]) AS a ORDER BY a "+
+		"ON CONFLICT (aggregate_id) DO UPDATE SET version = t.version", aggs)
+	return err
 }
 
 // groupContext is done when every caller in the group has given up: the
