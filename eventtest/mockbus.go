@@ -172,18 +172,7 @@ func (m *MockBus[T]) Handle(pattern string, h event.Handler[T], opts ...event.Su
 	if h == nil {
 		panic("eventtest: Handle with nil handler")
 	}
-	run := h
-	if !m.cfg.runHandlers {
-		run = func(context.Context, event.Event[T]) error { return nil }
-	}
-	sub, err := m.inner.Handle(pattern, run, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("eventtest: handle: %w", err)
-	}
-	m.mu.Lock()
-	m.subs = append(m.subs, sub)
-	m.mu.Unlock()
-	return sub, nil
+	return Subscribe(m, pattern, h, opts...)
 }
 
 // Subscriptions returns the subscriptions made with [MockBus.Handle], in
