@@ -35,7 +35,7 @@ type Bus[T any] struct {
 
 	queue chan *delivery[T] // events waiting for a worker
 	spill spill[T]          // overflow of queue for handlers' own publishes
-	wake  chan struct{}     // tells an idle worker to look at the spill
+	wake  chan struct{}     // tells an idle worker to look at the spill; unbuffered queues only
 	keys  keyTable[T]       // per-aggregate order
 
 	state    atomic.Int32
@@ -100,7 +100,9 @@ func New[T any](opts ...Option) (*Bus[T], error) {
 	}
 	b.keys.init()
 	b.queue = make(chan *delivery[T], cfg.bufferSize)
-	b.wake = make(chan struct{}, 1)
+	if cfg.bufferSize == 0 {
+		b.wake = make(chan struct{}, 1)
+	}
 	b.wg.Add(cfg.workers)
 	for range cfg.workers {
 		go b.work()
@@ -298,6 +300,29 @@ func (b *Bus[T]) enqueue(ctx context.Context, d *delivery[T], nested bool) error
 	return err
 }
 
+// nudge makes an idle worker look at the spill.
+//
+// On a buffered queue a nil sent on the queue does it. The spill only
+// grows when the queue was full a moment ago, so either the nil finds
+// room (the queue has drained since, and a worker waiting on it wakes), or
+// the queue is still full and the worker that takes its last event looks
+// at the spill before waiting again. An unbuffered queue has no room for a
+// nil unless a worker already waits, so there workers also wait on a
+// wake-up channel, which costs every wait a second channel.
+func (b *Bus[T]) nudge() {
+	if b.wake == nil {
+		select {
+		case b.queue <- nil:
+		default:
+		}
+		return
+	}
+	select {
+	case b.wake <- struct{}{}:
+	default: // a wake-up is pending already: the worker taking it looks
+	}
+}
+
 func (b *Bus[T]) send(ctx context.Context, d *delivery[T], nested bool) error {
 	select {
 	case b.queue <- d:
@@ -309,13 +334,8 @@ func (b *Bus[T]) send(ctx context.Context, d *delivery[T], nested bool) error {
 		// room may be the ones waiting.
 		b.spill.push(d)
 		// Workers look at the spill before each wait, but one may be past
-		// that look and not yet waiting. A pending wake-up makes it look
-		// again. (A nil sent on the queue did this only when the queue had
-		// room, which an unbuffered queue never has.)
-		select {
-		case b.wake <- struct{}{}:
-		default: // a wake-up is pending already: the worker taking it sees d
-		}
+		// that look and not yet waiting: make it look again.
+		b.nudge()
 		return nil
 	}
 	if b.cfg.failFast {

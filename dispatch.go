@@ -93,6 +93,18 @@ func (b *Bus[T]) work() {
 			b.handle(d)
 			continue
 		}
+		if b.wake == nil {
+			// One channel: a two-channel select locks both on every wait,
+			// and the queue's lock is the one publishers contend for.
+			d, ok := <-b.queue
+			if !ok {
+				return
+			}
+			if d != nil { // nil: a nudge to look at the spill
+				b.handle(d)
+			}
+			continue
+		}
 		select {
 		case d, ok := <-b.queue:
 			if !ok {
