@@ -1,6 +1,7 @@
 package event
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -152,16 +153,54 @@ func TestKeyTable(t *testing.T) {
 	}
 	kt.finish(e1)
 
-	// Every key is idle again: none is left in the table, and a key
-	// reused after recycling starts afresh.
+	// Every key is idle again: an idle key stays in the table and its next
+	// event runs at once.
 	for i := range kt.shards {
-		if n := len(kt.shards[i].keys); n != 0 {
-			t.Fatalf("shard %d still holds %d keys", i, n)
+		for k, ks := range kt.shards[i].keys {
+			if ks.pending != 0 || ks.active || len(ks.parked) != 0 || ks.next != ks.tail {
+				t.Fatalf("key %s not idle: %+v", k, ks)
+			}
 		}
 	}
 	f0 := mk("a", 0)
-	if f0.seq != 0 || !kt.acquire(f0) {
-		t.Fatalf("recycled key: seq %d, not runnable", f0.seq)
+	if !kt.acquire(f0) {
+		t.Fatalf("idle key's next event (seq %d) not runnable", f0.seq)
 	}
 	kt.finish(f0)
+
+	// A sweep removes idle keys, and a swept key starts afresh.
+	for i := range kt.shards {
+		kt.shards[i].sweep()
+		if n := len(kt.shards[i].keys); n != 0 {
+			t.Fatalf("shard %d holds %d keys after a sweep", i, n)
+		}
+	}
+	g0 := mk("a", 0)
+	if g0.seq != 0 || !kt.acquire(g0) {
+		t.Fatalf("swept key: seq %d, not runnable", g0.seq)
+	}
+	kt.finish(g0)
+}
+
+// TestKeyTableSweepsIdleKeys checks that a stream of ever-new keys does not
+// grow the table without bound.
+func TestKeyTableSweepsIdleKeys(t *testing.T) {
+	t.Parallel()
+	var kt keyTable[int]
+	kt.init()
+	for i := range 100_000 {
+		d := &delivery[int]{ev: Event[int]{AggregateID: fmt.Sprintf("agg-%d", i)}}
+		kt.reserve(d)
+		if !kt.acquire(d) {
+			t.Fatalf("event %d of a fresh key not runnable", i)
+		}
+		kt.finish(d)
+	}
+	total := 0
+	for i := range kt.shards {
+		total += len(kt.shards[i].keys)
+	}
+	if limit := keyShards * idleKeysPerShard; total > limit {
+		t.Fatalf("table holds %d idle keys, more than %d", total, limit)
+	}
 }

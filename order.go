@@ -53,6 +53,9 @@ func (t *keyTable[T]) reserve(d *delivery[T]) {
 	sh.mu.Lock()
 	ks := sh.keys[d.ev.AggregateID]
 	if ks == nil {
+		if len(sh.keys) >= idleKeysPerShard {
+			sh.sweep()
+		}
 		if n := len(sh.free); n > 0 {
 			ks = sh.free[n-1]
 			sh.free = sh.free[:n-1]
@@ -121,7 +124,7 @@ func (t *keyTable[T]) finish(d *delivery[T]) *delivery[T] {
 
 // advance moves past the current number; called with the shard locked and
 // the key inactive. It returns the next parked event, marking the key
-// active, or recycles the key state once nothing is pending.
+// active.
 func (ks *keyState[T]) advance() *delivery[T] {
 	ks.next++
 	for {
@@ -137,15 +140,30 @@ func (ks *keyState[T]) advance() *delivery[T] {
 		ks.active = true
 		return nd
 	}
-	if ks.pending == 0 {
-		sh := ks.shard
-		delete(sh.keys, ks.key)
+	// A key with nothing pending stays in the table, idle, so that its next
+	// event does not pay for a map delete and insert; sweep removes idle
+	// keys once a shard holds many.
+	return nil
+}
+
+// idleKeysPerShard is how many keys a shard holds before a new key sweeps
+// out the idle ones. It bounds the table at about 64 × 256 keys beyond
+// those with events in flight.
+const idleKeysPerShard = 256
+
+// sweep removes the shard's idle keys, keeping their states for reuse;
+// called with the shard locked.
+func (sh *keyShard[T]) sweep() {
+	for k, ks := range sh.keys {
+		if ks.pending != 0 || ks.active {
+			continue
+		}
+		delete(sh.keys, k)
 		*ks = keyState[T]{shard: sh, parked: ks.parked, skip: ks.skip}
-		if len(sh.free) < 256 {
+		if len(sh.free) < idleKeysPerShard {
 			sh.free = append(sh.free, ks)
 		}
 	}
-	return nil
 }
 
 // parked returns how many events wait behind an earlier event of their key.
