@@ -215,17 +215,18 @@ type Watcher interface {
 	Watch(ctx context.Context) (<-chan struct{}, error)
 }
 
-// PageLimit returns how many records a driver's Read returns at most for q:
-// [DefaultReadLimit] when Limit is 0, Limit clamped to [MaxReadLimit]
-// otherwise. A negative Limit is an error.
-func (q Query) PageLimit() (int, error) {
+// PageLimit returns how many records a driver returns at most for a
+// requested limit, as in [Query].Limit and [DeadLetterStore.DeadLetters]:
+// [DefaultReadLimit] for 0, the limit clamped to [MaxReadLimit] otherwise. A
+// negative limit is an error.
+func PageLimit(limit int) (int, error) {
 	switch {
-	case q.Limit < 0:
-		return 0, fmt.Errorf("negative limit %d", q.Limit)
-	case q.Limit == 0:
+	case limit < 0:
+		return 0, fmt.Errorf("negative limit %d", limit)
+	case limit == 0:
 		return DefaultReadLimit, nil
-	case q.Limit > MaxReadLimit:
+	case limit > MaxReadLimit:
 		return MaxReadLimit, nil
 	}
-	return q.Limit, nil
+	return limit, nil
 }

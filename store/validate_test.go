@@ -106,16 +106,16 @@ func TestVersionConflictError(t *testing.T) {
 	}
 }
 
-func TestQueryPageLimit(t *testing.T) {
+func TestPageLimit(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct{ in, want int }{
 		{0, store.DefaultReadLimit}, {1, 1}, {store.MaxReadLimit, store.MaxReadLimit}, {store.MaxReadLimit + 1, store.MaxReadLimit},
 	} {
-		if got, err := (store.Query{Limit: tt.in}).PageLimit(); err != nil || got != tt.want {
+		if got, err := store.PageLimit(tt.in); err != nil || got != tt.want {
 			t.Errorf("PageLimit(%d) = %d, %v; want %d", tt.in, got, err, tt.want)
 		}
 	}
-	if _, err := (store.Query{Limit: -1}).PageLimit(); err == nil {
+	if _, err := store.PageLimit(-1); err == nil {
 		t.Error("PageLimit(-1) succeeded")
 	}
 }

@@ -75,13 +75,9 @@ func (s *Store) DeadLetters(ctx context.Context, subscription string, limit int)
 		return nil, err
 	}
 	defer s.exit()
-	switch {
-	case limit < 0:
-		return nil, fmt.Errorf("pgstore: dead letters: negative limit %d", limit)
-	case limit == 0:
-		limit = store.DefaultReadLimit
-	case limit > store.MaxReadLimit:
-		limit = store.MaxReadLimit
+	limit, err := store.PageLimit(limit)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: dead letters: %w", err)
 	}
 	rows, err := s.pool.Query(ctx, `SELECT subscription, event_id, topic, kind, aggregate_id, version, position, time, metadata,
 	payload_type, content_type, payload, error, attempts, dead_at

@@ -46,13 +46,9 @@ func (s *Store) DeadLetters(ctx context.Context, subscription string, limit int)
 	if err := s.enter(ctx, "dead letters"); err != nil {
 		return nil, err
 	}
-	switch {
-	case limit < 0:
-		return nil, fmt.Errorf("sqlitestore: dead letters: negative limit %d", limit)
-	case limit == 0:
-		limit = store.DefaultReadLimit
-	case limit > store.MaxReadLimit:
-		limit = store.MaxReadLimit
+	limit, err := store.PageLimit(limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlitestore: dead letters: %w", err)
 	}
 	const cols = `position, event_id, topic, kind, coalesce(aggregate_id, ''), version, time_us, coalesce(metadata, ''), payload_type, content_type, payload, payload IS NULL, subscription, error, attempts, dead_us`
 	query := `SELECT ` + cols + ` FROM event_dead_letters WHERE (? = '' OR subscription = ?) ORDER BY dead_us, subscription, event_id LIMIT ?`

@@ -252,7 +252,7 @@ func (s *Store) Read(ctx context.Context, q store.Query) ([]store.Record, store.
 	if err != nil {
 		return nil, q.After, fmt.Errorf("sqlitestore: read: %w", err)
 	}
-	limit, err := q.PageLimit()
+	limit, err := store.PageLimit(q.Limit)
 	if err != nil {
 		return nil, q.After, fmt.Errorf("sqlitestore: read: %w", err)
 	}
