@@ -38,19 +38,10 @@ func PublishTx[T, Tx any](ctx context.Context, b *Bus[T], tx Tx, topic string, p
 	}
 	parent, _ := ctx.Value(ctxKey{}).(deliveryInfo)
 	d, exp := b.stamp(ctx, parent, topic, payload, opts)
-	rec, err := b.encode(&d.ev)
-	if err != nil {
-		return fmt.Errorf("event: publish %s in transaction: %w", topic, err)
+	add := func(ctx context.Context, recs []store.Record, expect ...store.Expect) error {
+		return txs.AppendTx(ctx, tx, recs, expect...)
 	}
-	recs := [1]store.Record{rec}
-	var expect []store.Expect
-	if exp.set {
-		if d.ev.AggregateID == "" {
-			return fmt.Errorf("event: publish %s in transaction: ExpectVersion needs an aggregate ID (see Aggregate)", topic)
-		}
-		expect = []store.Expect{{AggregateID: d.ev.AggregateID, Version: exp.version}}
-	}
-	if err := txs.AppendTx(ctx, tx, recs[:], expect...); err != nil {
+	if err := b.appendEvent(ctx, d, exp, add); err != nil {
 		return fmt.Errorf("event: publish %s in transaction: %w", topic, err)
 	}
 	return nil

@@ -124,6 +124,17 @@ func (b *Bus[T]) decode(rec *store.Record) (Event[T], error) {
 
 // persist appends d's event to the store and records its position.
 func (b *Bus[T]) persist(ctx context.Context, d *delivery[T], exp expectation) error {
+	if err := b.appendEvent(ctx, d, exp, b.store.Append); err != nil {
+		return err
+	}
+	b.wakeDurable()
+	return nil
+}
+
+// appendEvent encodes d's event, stores it with add (the store's Append,
+// or AppendTx in a caller's transaction) under exp, and writes back its
+// position and version.
+func (b *Bus[T]) appendEvent(ctx context.Context, d *delivery[T], exp expectation, add func(context.Context, []store.Record, ...store.Expect) error) error {
 	rec, err := b.encode(&d.ev)
 	if err != nil {
 		return err
@@ -136,11 +147,10 @@ func (b *Bus[T]) persist(ctx context.Context, d *delivery[T], exp expectation) e
 		}
 		expect = []store.Expect{{AggregateID: d.ev.AggregateID, Version: exp.version}}
 	}
-	if err := b.store.Append(ctx, recs[:], expect...); err != nil {
+	if err := add(ctx, recs[:], expect...); err != nil {
 		return err
 	}
 	d.ev.Position, d.ev.Version = recs[0].Position, recs[0].Version
 	d.rec = &recs[0]
-	b.wakeDurable()
 	return nil
 }
