@@ -64,9 +64,11 @@ type durable[T any] struct {
 	cpEvery    int
 	cpInterval time.Duration
 	wake       chan struct{}
-	stop       chan struct{} // closed to stop between events
-	stopOnce   sync.Once
-	done       chan struct{}
+	// ctx ends when the subscription is to stop, between events; it bounds
+	// the store calls, not the handler, whose context is the bus's.
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
 
 	mu  sync.Mutex
 	err error // why the subscription stopped by itself
@@ -79,7 +81,7 @@ func (c *durable[T]) signal() {
 	}
 }
 
-func (c *durable[T]) halt() { c.stopOnce.Do(func() { close(c.stop) }) }
+func (c *durable[T]) halt() { c.cancel() }
 
 func (c *durable[T]) setErr(err error) {
 	c.mu.Lock()
@@ -97,15 +99,8 @@ func (c *durable[T]) Err() error {
 func (c *durable[T]) run() {
 	defer close(c.done)
 	b := c.bus
-	ctx, cancel := context.WithCancel(b.abort)
-	defer cancel()
-	go func() {
-		select {
-		case <-c.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	ctx := c.ctx
+	defer c.cancel()
 	var watch <-chan struct{}
 	if w, ok := b.store.(store.Watcher); ok {
 		ch, err := w.Watch(ctx)
@@ -141,7 +136,7 @@ func (c *durable[T]) run() {
 	backoff := 10 * time.Millisecond
 	for {
 		select {
-		case <-c.stop:
+		case <-c.ctx.Done():
 			return
 		default:
 		}
@@ -207,7 +202,7 @@ func (c *durable[T]) run() {
 		}
 		poll.Reset(b.cfg.pollInterval)
 		select {
-		case <-c.stop:
+		case <-c.ctx.Done():
 			return
 		case <-c.wake:
 		case <-watch:
@@ -246,7 +241,7 @@ func (c *durable[T]) sleep(d time.Duration) bool {
 	select {
 	case <-t.C:
 		return true
-	case <-c.stop:
+	case <-c.ctx.Done():
 		return false
 	}
 }
@@ -264,7 +259,7 @@ const (
 func (c *durable[T]) handle(rec *store.Record) verdict {
 	b := c.bus
 	ev, err := b.decode(rec)
-	d := &delivery[T]{bus: b, parent: context.Background(), async: true, stop: c.stop, ev: ev, rec: rec}
+	d := &delivery[T]{bus: b, parent: context.Background(), async: true, stop: c.ctx.Done(), ev: ev, rec: rec}
 	if err != nil {
 		// Not dropped: counted, logged and dead-lettered with the reason,
 		// to be re-driven once the type is registered.
@@ -301,16 +296,17 @@ func (b *Bus[T]) startDurable(s *subscription[T], cfg *subConfig) (*durable[T], 
 		bus:        b,
 		sub:        s,
 		name:       cfg.durable,
-		cpEvery:    cmp(cfg.cpEvery, DefaultCheckpointEvery),
-		cpInterval: cmp(cfg.cpInterval, DefaultCheckpointInterval),
+		cpEvery:    orDefault(cfg.cpEvery, DefaultCheckpointEvery),
+		cpInterval: orDefault(cfg.cpInterval, DefaultCheckpointInterval),
 		wake:       make(chan struct{}, 1),
-		stop:       make(chan struct{}),
 		done:       make(chan struct{}),
 	}
+	c.ctx, c.cancel = context.WithCancel(b.abort)
 	b.subMu.Lock()
 	defer b.subMu.Unlock()
 	for _, o := range b.durables.Load().list {
 		if o.name == c.name {
+			c.cancel()
 			return nil, fmt.Errorf("event: subscribe %s: durable subscription %q already runs on this bus", s.name, c.name)
 		}
 	}
@@ -346,7 +342,7 @@ func (b *Bus[T]) wakeDurable() {
 	}
 }
 
-func cmp[N comparable](v, def N) N {
+func orDefault[N comparable](v, def N) N {
 	var zero N
 	if v == zero {
 		return def

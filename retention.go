@@ -18,7 +18,7 @@ func WithRetention(maxAge, interval time.Duration) Option {
 // prune deletes expired events until the bus closes.
 func (b *Bus[T]) prune() {
 	defer b.wg.Done()
-	every := cmp(b.cfg.retentionEvery, time.Hour)
+	every := orDefault(b.cfg.retentionEvery, time.Hour)
 	t := time.NewTimer(0) // once at start, then every interval
 	defer t.Stop()
 	for {
