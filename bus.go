@@ -157,7 +157,8 @@ func (b *Bus[T]) Publish(ctx context.Context, topic string, payload T, opts ...P
 		b.done()
 		return fmt.Errorf("event: publish %s: ExpectVersion: %w", topic, ErrNoStore)
 	}
-	if !rt.wants(payload) {
+	async := takes(rt.async, payload)
+	if !async && !takes(rt.sync, payload) && !takes(rt.durable, payload) {
 		b.stats.published.Add(1)
 		b.stats.noSubscriber.Add(1)
 		b.done()
@@ -172,7 +173,6 @@ func (b *Bus[T]) Publish(ctx context.Context, topic string, payload T, opts ...P
 			sd = &delivery[T]{bus: b, parent: ctx, route: rt, ev: d.ev}
 		}
 	}
-	async := rt.wantsAsync(payload)
 	if async {
 		if sd != nil {
 			// The queued event takes this call's unit of in-flight work

@@ -84,14 +84,7 @@ func (b *Bus[T]) removeSub(s *subscription[T]) {
 	b.routes.Store(&routes[T]{subs: slices.Delete(slices.Clone(old.subs), i, i+1)})
 }
 
-// wants reports whether any subscription of the route takes payload p.
-func (r *route[T]) wants(p T) bool {
-	return takes(r.sync, p) || takes(r.async, p) || takes(r.durable, p)
-}
-
-// wantsAsync reports whether any asynchronous subscription takes p.
-func (r *route[T]) wantsAsync(p T) bool { return takes(r.async, p) }
-
+// takes reports whether any of subs takes payload p.
 func takes[T any](subs []*subscription[T], p T) bool {
 	for _, s := range subs {
 		if s.accepts == nil || s.accepts(p) {
