@@ -87,27 +87,41 @@ func (b *Bus[T]) Redrive(ctx context.Context, subscription, eventID string) erro
 }
 
 // RedriveAll re-drives every dead letter of the subscription (see
-// [Bus.Redrive]) and returns how many succeeded. It goes on past failures
-// and returns them joined.
+// [Bus.Redrive]) and returns how many succeeded. It goes on past failures,
+// trying each dead letter once, and returns them joined.
 func (b *Bus[T]) RedriveAll(ctx context.Context, subscription string) (int, error) {
 	dls, err := b.deadLetterStore("redrive")
 	if err != nil {
 		return 0, err
 	}
-	list, err := dls.DeadLetters(ctx, subscription, store.MaxReadLimit)
-	if err != nil {
-		return 0, fmt.Errorf("event: redrive: %w", err)
-	}
 	n := 0
 	var errs []error
-	for _, dl := range list {
-		if err := b.redrive(ctx, dls, dl); err != nil {
-			errs = append(errs, err)
-			continue
+	tried := map[string]bool{} // by subscription and event ID: a failure is stored again, later in the list
+	for {
+		list, err := dls.DeadLetters(ctx, subscription, store.MaxReadLimit)
+		if err != nil {
+			return n, errors.Join(append(errs, fmt.Errorf("event: redrive: %w", err))...)
 		}
-		n++
+		fresh := 0
+		for _, dl := range list {
+			key := dl.Subscription + "\x00" + dl.Record.ID
+			if tried[key] {
+				continue
+			}
+			tried[key] = true
+			fresh++
+			if err := b.redrive(ctx, dls, dl); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			n++
+		}
+		// A short page held them all; a page of nothing new means the
+		// rest are failures already tried.
+		if len(list) < store.MaxReadLimit || fresh == 0 {
+			return n, errors.Join(errs...)
+		}
 	}
-	return n, errors.Join(errs...)
 }
 
 func (b *Bus[T]) redrive(ctx context.Context, dls store.DeadLetterStore, dl store.DeadLetter) error {
