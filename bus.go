@@ -283,12 +283,13 @@ func (d *delivery[T]) apply(o *PublishOption) {
 	}
 }
 
-// enqueue queues d for the workers.
-func (b *Bus[T]) enqueue(ctx context.Context, d *delivery[T], nested bool) error {
+// enqueue queues d for the workers. With noWait it never waits for room:
+// d spills over a full queue instead.
+func (b *Bus[T]) enqueue(ctx context.Context, d *delivery[T], noWait bool) error {
 	if d.ev.AggregateID != "" {
 		b.keys.reserve(d)
 	}
-	err := b.send(ctx, d, nested)
+	err := b.send(ctx, d, noWait)
 	if err != nil && d.key != nil {
 		if next := b.keys.release(d); next != nil {
 			// A later event of the key was queued by another publisher and
@@ -323,15 +324,15 @@ func (b *Bus[T]) nudge() {
 	}
 }
 
-func (b *Bus[T]) send(ctx context.Context, d *delivery[T], nested bool) error {
+func (b *Bus[T]) send(ctx context.Context, d *delivery[T], noWait bool) error {
 	select {
 	case b.queue <- d:
 		return nil
 	default:
 	}
-	if nested {
-		// A handler must never wait for room: the workers that would make
-		// room may be the ones waiting.
+	if noWait {
+		// A handler must never wait for room (the workers that would make
+		// room may be the ones waiting), nor may an event already stored.
 		b.spill.push(d)
 		// Workers look at the spill before each wait, but one may be past
 		// that look and not yet waiting: make it look again.
