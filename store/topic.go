@@ -119,9 +119,6 @@ func IsLiteral(pattern string) bool {
 // gives "order.", "*.created" gives "". A literal pattern gives itself.
 // Stores use it to narrow an index scan before filtering with [MatchTopic].
 func LiteralPrefix(pattern string) string {
-	if IsLiteral(pattern) {
-		return pattern
-	}
 	i := strings.IndexAny(pattern, "*>")
 	if i < 0 {
 		return pattern

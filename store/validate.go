@@ -64,6 +64,9 @@ func ValidateRecords(recs []Record, expect []Expect, maxPayload int) error {
 		case e.Version < 0:
 			return fmt.Errorf("%w: expectation for aggregate %q has negative version %d", ErrInvalidRecord, e.AggregateID, e.Version)
 		}
+		if err := checkText("aggregate ID", e.AggregateID); err != nil {
+			return fmt.Errorf("%w: expectation: %w", ErrInvalidRecord, err)
+		}
 		if _, dup := agg[e.AggregateID]; dup {
 			return fmt.Errorf("%w: two expectations for aggregate %q", ErrInvalidRecord, e.AggregateID)
 		}
@@ -72,17 +75,20 @@ func ValidateRecords(recs []Record, expect []Expect, maxPayload int) error {
 	return nil
 }
 
+// checkText reports invalid UTF-8 or a NUL byte in the value of a field.
+func checkText(field, v string) error {
+	switch {
+	case !utf8.ValidString(v):
+		return fmt.Errorf("%s %q is not valid UTF-8", field, v)
+	case strings.IndexByte(v, 0) >= 0:
+		return fmt.Errorf("%s %q contains a NUL byte", field, v)
+	}
+	return nil
+}
+
 // validText checks a record's text fields for invalid UTF-8 and NUL bytes.
 func validText(r *Record) error {
-	check := func(field, v string) error {
-		switch {
-		case !utf8.ValidString(v):
-			return fmt.Errorf("%s %q is not valid UTF-8", field, v)
-		case strings.IndexByte(v, 0) >= 0:
-			return fmt.Errorf("%s %q contains a NUL byte", field, v)
-		}
-		return nil
-	}
+	check := checkText
 	for _, f := range [...]struct{ name, v string }{
 		{"ID", r.ID}, {"kind", r.Kind}, {"aggregate ID", r.AggregateID},
 		{"payload type", r.PayloadType}, {"content type", r.ContentType},

@@ -49,6 +49,7 @@ func TestValidateRecords(t *testing.T) {
 		{name: "invalid UTF-8 in kind", recs: with(func(r *store.Record) { r.Kind = "\xff" }), want: "kind \"\\xff\" is not valid UTF-8"},
 		{name: "NUL in metadata value", recs: with(func(r *store.Record) { r.Metadata = map[string]string{"k": "\x00"} }), want: "metadata value of k"},
 		{name: "invalid UTF-8 in payload type", recs: with(func(r *store.Record) { r.PayloadType = "\xc3" }), want: "payload type"},
+		{name: "NUL in expectation aggregate", recs: []store.Record{validRecord("a")}, expect: []store.Expect{{AggregateID: "x\x00"}}, want: "expectation: aggregate ID"},
 		{name: "duplicate ID", recs: []store.Record{validRecord("a"), validRecord("b"), validRecord("a")}, want: "record 2: ID a appears twice"},
 		{name: "expectation without aggregate", recs: []store.Record{validRecord("a")}, expect: []store.Expect{{Version: 1}}, want: "empty aggregate ID"},
 		{name: "negative expectation", recs: []store.Record{validRecord("a")}, expect: []store.Expect{{AggregateID: "x", Version: -1}}, want: "negative version -1"},

@@ -222,9 +222,9 @@ func (a *args) subset(idx []int) *args {
 	return b
 }
 
-// encode validates a batch and converts it for the append function. Beyond
-// store.ValidateRecords it refuses what PostgreSQL text cannot hold:
-// invalid UTF-8 and NUL bytes.
+// encode validates a batch with store.ValidateRecords (which also refuses
+// what PostgreSQL text cannot hold: invalid UTF-8 and NUL bytes) and
+// converts it for the append function.
 func (s *Store) encode(recs []store.Record, expect []store.Expect) (*args, error) {
 	if err := store.ValidateRecords(recs, expect, s.opts.maxPayload); err != nil {
 		return nil, err
@@ -237,22 +237,6 @@ func (s *Store) encode(recs []store.Record, expect []store.Expect) (*args, error
 	}
 	for i := range recs {
 		r := &recs[i]
-		for _, f := range [...]struct{ name, v string }{
-			{"ID", r.ID}, {"kind", r.Kind}, {"aggregate ID", r.AggregateID},
-			{"payload type", r.PayloadType}, {"content type", r.ContentType},
-		} {
-			if err := checkText(f.v); err != nil {
-				return nil, fmt.Errorf("%w: record %d (%s): %s %w", store.ErrInvalidRecord, i, r.ID, f.name, err)
-			}
-		}
-		for k, v := range r.Metadata {
-			if err := checkText(k); err != nil {
-				return nil, fmt.Errorf("%w: record %d (%s): metadata key %q %w", store.ErrInvalidRecord, i, r.ID, k, err)
-			}
-			if err := checkText(v); err != nil {
-				return nil, fmt.Errorf("%w: record %d (%s): metadata %q value %w", store.ErrInvalidRecord, i, r.ID, k, err)
-			}
-		}
 		a.ids[i], a.topics[i], a.kinds[i], a.aggs[i] = r.ID, r.Topic, r.Kind, r.AggregateID
 		a.ptypes[i], a.ctypes[i] = r.PayloadType, r.ContentType
 		a.times[i] = r.Time.UTC().Truncate(time.Microsecond)
@@ -269,9 +253,6 @@ func (s *Store) encode(recs []store.Record, expect []store.Expect) (*args, error
 		}
 	}
 	for _, e := range expect {
-		if err := checkText(e.AggregateID); err != nil {
-			return nil, fmt.Errorf("%w: expectation for aggregate %q: aggregate ID %w", store.ErrInvalidRecord, e.AggregateID, err)
-		}
 		a.eaggs = append(a.eaggs, e.AggregateID)
 		a.evers = append(a.evers, e.Version)
 		a.eords = append(a.eords, 1)
