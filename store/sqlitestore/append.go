@@ -115,7 +115,9 @@ func (s *Store) AppendTx(ctx context.Context, tx *sql.Tx, recs []store.Record, e
 	if _, err := tx.ExecContext(ctx, `SAVEPOINT append_tx`); err != nil {
 		return s.fail(ctx, "append in transaction", err)
 	}
-	b := newBatch(s, tx)
+	// Careful: a failed insert could not be redone in the caller's
+	// transaction the way the writer redoes its own.
+	b := newBatch(s, tx, false)
 	err = b.add(ctx, []*appendReq{req})
 	if err == nil {
 		err = b.finish(ctx)
@@ -213,7 +215,7 @@ func (s *Store) commit(connCtx context.Context, batch []*appendReq) error {
 	}
 	defer tx.Rollback()
 
-	b := newBatch(s, tx)
+	b := newBatch(s, tx, true)
 	var all []*appendReq
 	round := batch
 	for {
@@ -241,7 +243,23 @@ func (s *Store) commit(connCtx context.Context, batch []*appendReq) error {
 			break
 		}
 	}
-	if err := b.finish(ctx); err != nil {
+	err = b.finish(ctx)
+	if err != nil {
+		// Most likely an ID that is stored already: redo the transaction
+		// with a batch that looks up every ID and so handles it.
+		tx.Rollback()
+		if tx, err = conn.BeginTx(ctx, nil); err != nil {
+			s.failAll(all, err)
+			return err
+		}
+		defer tx.Rollback()
+		b = newBatch(s, tx, false)
+		err = b.add(ctx, all)
+		if err == nil {
+			err = b.finish(ctx)
+		}
+	}
+	if err != nil {
 		s.failAll(all, err)
 		return err
 	}

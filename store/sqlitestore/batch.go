@@ -3,6 +3,7 @@ package sqlitestore
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -15,10 +16,18 @@ import (
 // and needs no savepoint, and the appends that pass are inserted with a few
 // multi-row statements instead of several statements per record. Only the
 // writer of the transaction uses it.
+//
+// An optimistic batch does not look up its IDs before inserting: nearly
+// every append brings new IDs, and the lookup cost as much as the insert.
+// Should one be stored already, the insert fails on the unique index and
+// the caller redoes the transaction with a careful batch, which looks them
+// all up. (An optimistic batch still looks up the IDs of an append whose
+// expectation fails, since a retried append is told apart by them.)
 type batch struct {
-	s       *Store
-	tx      *sql.Tx
-	records int // records taken, for the max batch size
+	s          *Store
+	tx         *sql.Tx
+	optimistic bool
+	records    int // records taken, for the max batch size
 
 	known    map[string]*row  // stored or inserted rows by ID; nil: not stored
 	versions map[string]int64 // current version of aggregates read or written
@@ -29,8 +38,9 @@ type batch struct {
 	insertRows []*row // new rows, in append order
 }
 
-func newBatch(s *Store, tx *sql.Tx) *batch {
-	return &batch{s: s, tx: tx, known: map[string]*row{}, versions: map[string]int64{}, dirtySet: map[string]bool{}}
+func newBatch(s *Store, tx *sql.Tx, optimistic bool) *batch {
+	return &batch{s: s, tx: tx, optimistic: optimistic,
+		known: map[string]*row{}, versions: map[string]int64{}, dirtySet: map[string]bool{}}
 }
 
 // Chunk sizes of multi-row statements, well under SQLite's limit of 32766
@@ -51,6 +61,12 @@ func (b *batch) add(ctx context.Context, reqs []*appendReq) error {
 		b.records += len(req.rows)
 		b.reqs = append(b.reqs, req)
 		req.err = b.check(req)
+		if errors.Is(req.err, errUnknownIDs) {
+			if err := b.lookupIDs(ctx, b.unknownIDs(req.rows)); err != nil {
+				return err
+			}
+			req.err = b.check(req)
+		}
 		if req.err != nil {
 			continue
 		}
@@ -66,53 +82,27 @@ func (b *batch) add(ctx context.Context, reqs []*appendReq) error {
 // load reads the stored rows of the IDs and the versions of the aggregates
 // that reqs name and the batch has not seen.
 func (b *batch) load(ctx context.Context, reqs []*appendReq) error {
-	var ids, aggs []any
-	seen := map[string]bool{}
+	var aggs []any
 	for _, req := range reqs {
-		for i := range req.rows {
-			w := &req.rows[i]
-			if _, ok := b.known[w.id]; !ok && !seen[w.id] {
-				seen[w.id] = true
-				ids = append(ids, w.id)
+		if !b.optimistic {
+			if err := b.lookupIDs(ctx, b.unknownIDs(req.rows)); err != nil {
+				return err
 			}
-			if a := w.aggregateID; a != "" {
-				if _, ok := b.versions[a]; !ok && !seen["\x00"+a] {
-					seen["\x00"+a] = true
+		}
+		for i := range req.rows {
+			if a := req.rows[i].aggregateID; a != "" {
+				if _, ok := b.versions[a]; !ok {
+					b.versions[a] = 0 // until read
 					aggs = append(aggs, a)
 				}
 			}
 		}
 		for _, e := range req.expect {
-			if _, ok := b.versions[e.AggregateID]; !ok && !seen["\x00"+e.AggregateID] {
-				seen["\x00"+e.AggregateID] = true
+			if _, ok := b.versions[e.AggregateID]; !ok {
+				b.versions[e.AggregateID] = 0
 				aggs = append(aggs, e.AggregateID)
 			}
 		}
-	}
-	for _, id := range ids {
-		b.known[id.(string)] = nil
-	}
-	for _, a := range aggs {
-		b.versions[a.(string)] = 0
-	}
-	for len(ids) > 0 {
-		n := min(len(ids), lookupChunk)
-		rows, err := b.query(ctx, stmtKey{lookupIDs, n}, ids[:n])
-		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			w := new(row)
-			if err := scanRow(rows, w); err != nil {
-				rows.Close()
-				return err
-			}
-			b.known[w.id] = w
-		}
-		if err := rows.Close(); err != nil {
-			return err
-		}
-		ids = ids[n:]
 	}
 	for len(aggs) > 0 {
 		n := min(len(aggs), lookupChunk)
@@ -137,6 +127,59 @@ func (b *batch) load(ctx context.Context, reqs []*appendReq) error {
 	return nil
 }
 
+// unknownIDs returns the IDs of rows that the batch has neither looked up
+// nor inserted, each once.
+func (b *batch) unknownIDs(rows []row) []any {
+	var ids []any
+	for i := range rows {
+		id := rows[i].id
+		if _, ok := b.known[id]; !ok {
+			b.known[id] = nil // until read; also skips a repeated ID
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// hasUnknown reports whether the batch has neither looked up nor inserted
+// one of the rows' IDs.
+func (b *batch) hasUnknown(rows []row) bool {
+	for i := range rows {
+		if _, ok := b.known[rows[i].id]; !ok {
+			return true
+		}
+	}
+	return false
+}
+
+// lookupIDs reads the stored rows of ids into the batch's view.
+func (b *batch) lookupIDs(ctx context.Context, ids []any) error {
+	for len(ids) > 0 {
+		n := min(len(ids), lookupChunk)
+		rows, err := b.query(ctx, stmtKey{lookupIDs, n}, ids[:n])
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			w := new(row)
+			if err := scanRow(rows, w); err != nil {
+				rows.Close()
+				return err
+			}
+			b.known[w.id] = w
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+		ids = ids[n:]
+	}
+	return nil
+}
+
+// errUnknownIDs is check's answer when it needs req's stored rows, which an
+// optimistic batch has not read.
+var errUnknownIDs = errors.New("sqlitestore: IDs not looked up")
+
 // check decides req against the batch's view: it fails on a broken
 // expectation (unless req is a replay of stored records) or an ID stored
 // with other content; otherwise it assigns versions, links records already
@@ -144,6 +187,9 @@ func (b *batch) load(ctx context.Context, reqs []*appendReq) error {
 func (b *batch) check(req *appendReq) error {
 	for _, e := range req.expect {
 		if v := b.versions[e.AggregateID]; v != e.Version {
+			if b.optimistic && b.hasUnknown(req.rows) {
+				return errUnknownIDs
+			}
 			if b.replay(req) {
 				return nil
 			}

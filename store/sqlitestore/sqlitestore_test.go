@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -354,6 +355,88 @@ func TestGroupCommitBatches(t *testing.T) {
 	}
 	if len(all) != want {
 		t.Fatalf("log holds %d records, want %d", len(all), want)
+	}
+}
+
+// TestGroupCommitStoredIDs queues, in one group with new appends, appends
+// of IDs that are stored already: retries (same content, one of them with
+// an expectation that is stale by now) succeed with the stored positions,
+// a different content fails alone, and the rest commit in one transaction.
+func TestGroupCommitStoredIDs(t *testing.T) {
+	t.Parallel()
+	s := open(t)
+	stored := recs("s", 3)
+	for i := range stored {
+		stored[i].AggregateID = "acct"
+	}
+	if err := s.Append(t.Context(), stored, store.Expect{AggregateID: "acct", Version: 0}); err != nil {
+		t.Fatal(err)
+	}
+	release := holdWriter(t, s)
+	before := sqlitestore.Commits(s)
+
+	retry := []store.Record{stored[0]}
+	retry[0].Position, retry[0].Version = 0, 0
+	staleRetry := []store.Record{stored[1], stored[2]}
+	for i := range staleRetry {
+		staleRetry[i].Position, staleRetry[i].Version = 0, 0
+	}
+	changed := []store.Record{stored[2]}
+	changed[0].Payload = []byte(`{"changed":true}`)
+	fresh := recs("new", 4)
+	calls := []struct {
+		recs   []store.Record
+		expect []store.Expect
+	}{
+		{recs: fresh[:2]},
+		{recs: retry},
+		{recs: staleRetry, expect: []store.Expect{{AggregateID: "acct", Version: 1}}},
+		{recs: changed},
+		{recs: fresh[2:]},
+	}
+	errs := make([]error, len(calls))
+	var wg sync.WaitGroup
+	for i, c := range calls {
+		wg.Go(func() { errs[i] = s.Append(t.Context(), c.recs, c.expect...) })
+	}
+	waitUntil(t, "appends to queue", func() bool { return sqlitestore.Queued(s) == len(calls)-1 })
+	release()
+	wg.Wait()
+
+	for i, err := range errs {
+		if i == 3 {
+			if !errors.Is(err, store.ErrDuplicateID) {
+				t.Errorf("append of a stored ID with other content: %v, want ErrDuplicateID", err)
+			}
+		} else if err != nil {
+			t.Errorf("append %d: %v", i, err)
+		}
+	}
+	if retry[0].Position != stored[0].Position || retry[0].Version != 1 {
+		t.Errorf("retry got position %d version %d, want the stored %d and 1", retry[0].Position, retry[0].Version, stored[0].Position)
+	}
+	for i, r := range staleRetry {
+		if r.Position != stored[i+1].Position || r.Version != int64(i+2) {
+			t.Errorf("retry with a stale expectation: record %s got position %d version %d, want %d and %d",
+				r.ID, r.Position, r.Version, stored[i+1].Position, i+2)
+		}
+	}
+	if got := sqlitestore.Commits(s) - before; got != 1 {
+		t.Fatalf("the queued appends took %d transactions, want 1", got)
+	}
+	all, _, err := s.Read(t.Context(), store.Query{Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range all {
+		got = append(got, r.ID)
+	}
+	// The queued appends' order among themselves is the queue's.
+	slices.Sort(got[3:])
+	want := []string{"s-0", "s-1", "s-2", "new-0", "new-1", "new-2", "new-3"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("log holds %v, want %v (the last four in any order)", got, want)
 	}
 }
 
