@@ -94,9 +94,13 @@ func (w *row) record() (store.Record, error) {
 		Payload:     w.payload,
 	}
 	if w.metadata != "" {
-		if err := json.Unmarshal([]byte(w.metadata), &r.Metadata); err != nil {
+		// Into a local, not &r.Metadata: that would move every r to the
+		// heap, metadata or not.
+		var m map[string]string
+		if err := json.Unmarshal([]byte(w.metadata), &m); err != nil {
 			return store.Record{}, fmt.Errorf("decoding metadata of %s: %w", w.id, err)
 		}
+		r.Metadata = m
 	}
 	return r, nil
 }
