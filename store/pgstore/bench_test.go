@@ -77,48 +77,67 @@ func reportRate(b *testing.B, events int) {
 // BenchmarkAppend compares durable appends of one event per call from 16
 // goroutines: the baseline is one autocommitted INSERT per event through
 // raw pgx into the same table, so one commit (and WAL flush) per event;
-// Append shares each commit among the callers waiting at the time.
+// Append shares each commit among the callers waiting at the time. Each
+// runs with events of an aggregate (a new one per event, so every append
+// also creates its aggregate's version row) and with events of none.
 func BenchmarkAppend(b *testing.B) {
-	b.Run("baseline=pgx-insert-per-event", func(b *testing.B) {
-		s := openBench(b)
-		pool := s.Pool()
-		ctx := b.Context()
-		const sql = `INSERT INTO event.events (id, topic, kind, aggregate_id, version, time, metadata, payload_type, content_type, payload)
-VALUES ($1, $2, $3, $4, 1, $5, NULL, $6, $7, $8)`
-		var seq atomic.Int64
-		b.SetParallelism(parallelism())
-		b.ReportAllocs()
-		b.ResetTimer()
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				r := benchRecord(seq.Add(1))
-				if _, err := pool.Exec(ctx, sql, r.ID, r.Topic, r.Kind, r.AggregateID, r.Time, r.PayloadType, r.ContentType, r.Payload); err != nil {
-					b.Error(err)
-					return
-				}
+	for _, agg := range []bool{true, false} {
+		suffix := "/aggregate"
+		if !agg {
+			suffix = "/no-aggregate"
+		}
+		record := func(i int64) store.Record {
+			r := benchRecord(i)
+			if !agg {
+				r.AggregateID = ""
 			}
-		})
-		reportRate(b, b.N)
-	})
-	b.Run("group-commit", func(b *testing.B) {
-		s := openBench(b)
-		ctx := b.Context()
-		var seq atomic.Int64
-		b.SetParallelism(parallelism())
-		b.ReportAllocs()
-		b.ResetTimer()
-		b.RunParallel(func(pb *testing.PB) {
-			recs := make([]store.Record, 1)
-			for pb.Next() {
-				recs[0] = benchRecord(seq.Add(1))
-				if err := s.Append(ctx, recs); err != nil {
-					b.Error(err)
-					return
+			return r
+		}
+		b.Run("baseline=pgx-insert-per-event"+suffix, func(b *testing.B) {
+			s := openBench(b)
+			pool := s.Pool()
+			ctx := b.Context()
+			const sql = `INSERT INTO event.events (id, topic, kind, aggregate_id, version, time, metadata, payload_type, content_type, payload)
+VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $8, $9)`
+			var seq atomic.Int64
+			b.SetParallelism(parallelism())
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					r := record(seq.Add(1))
+					version := 0
+					if agg {
+						version = 1
+					}
+					if _, err := pool.Exec(ctx, sql, r.ID, r.Topic, r.Kind, r.AggregateID, version, r.Time, r.PayloadType, r.ContentType, r.Payload); err != nil {
+						b.Error(err)
+						return
+					}
 				}
-			}
+			})
+			reportRate(b, b.N)
 		})
-		reportRate(b, b.N)
-	})
+		b.Run("group-commit"+suffix, func(b *testing.B) {
+			s := openBench(b)
+			ctx := b.Context()
+			var seq atomic.Int64
+			b.SetParallelism(parallelism())
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				recs := make([]store.Record, 1)
+				for pb.Next() {
+					recs[0] = record(seq.Add(1))
+					if err := s.Append(ctx, recs); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			reportRate(b, b.N)
+		})
+	}
 }
 
 // BenchmarkRead reads a log of 100,000 events in order and decodes each

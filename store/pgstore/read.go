@@ -17,6 +17,7 @@ import (
 type queries struct {
 	schema        string
 	append        string
+	appendPlain   string
 	loadIDs       string
 	load          string
 	loadAggregate string
@@ -33,6 +34,7 @@ func buildQueries(schema, channel string) queries {
 	return queries{
 		schema:        schema,
 		append:        appendSQL(schema, channel),
+		appendPlain:   appendPlainSQL(schema, channel),
 		loadIDs:       "SELECT " + recordCols + " FROM " + schema + ".events WHERE id = ANY($1)",
 		load:          "SELECT " + recordCols + " FROM " + schema + ".events WHERE id = $1",
 		loadAggregate: "SELECT " + recordCols + " FROM " + schema + ".events WHERE aggregate_id = $1 AND version >= $2 ORDER BY version",

@@ -2,11 +2,12 @@ package pgstore
 
 import (
 	"context"
-
 	"errors"
-	"github.com/jackc/pgx/v5"
 	"log/slog"
+	"runtime"
 	"sync"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/ncore-io/event/store"
 )
@@ -109,6 +110,14 @@ func (w *writer) run() {
 				return // close has failed what was queued
 			default:
 			}
+			// Let the callers that the last commit woke, if runnable, queue
+			// their next appends before the group closes. Otherwise the
+			// group takes only those that queued during the commit, and
+			// under steady load the callers split into two halves that
+			// take turns, each commit carrying half of them. This waits
+			// for no timer: it returns at once when nobody else is
+			// runnable.
+			runtime.Gosched()
 			group := w.take()
 			if len(group) == 0 {
 				break
@@ -218,7 +227,8 @@ func (s *Store) commitGroup(group []*request) {
 func (s *Store) appendGroup(ctx context.Context, a *args) ([]result, error) {
 	b := &pgx.Batch{}
 	b.Queue(genericPlanSQL)
-	b.Queue(s.sql.append, a.params()...)
+	sql, params := s.appendStatement(a)
+	b.Queue(sql, params...)
 	br := s.pool.SendBatch(ctx, b)
 	defer br.Close()
 	if _, err := br.Exec(); err != nil {
