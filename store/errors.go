@@ -20,8 +20,13 @@ var (
 	ErrCursorExpired = errors.New("cursor expired: events after it were deleted by retention")
 	// ErrInvalidCursor: the cursor was not produced by this store.
 	ErrInvalidCursor = errors.New("invalid cursor")
-	// ErrInvalidRecord: a record cannot be stored as it is.
+	// ErrInvalidRecord: a record or dead letter cannot be stored as it is
+	// (see [ValidateRecords] and [ValidateDeadLetter]).
 	ErrInvalidRecord = errors.New("invalid record")
+	// ErrInvalidName: a checkpoint name, subscription name, aggregate ID or
+	// event ID passed to a store method is empty, is not valid UTF-8 or
+	// contains a NUL byte (see [ValidateName]).
+	ErrInvalidName = errors.New("invalid name")
 	// ErrClosed: the store has been closed.
 	ErrClosed = errors.New("store closed")
 )

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"unicode/utf8"
@@ -31,25 +32,8 @@ func ValidateRecords(recs []Record, expect []Expect, maxPayload int) error {
 	seen := make(map[string]struct{}, len(recs))
 	for i := range recs {
 		r := &recs[i]
-		switch {
-		case r.ID == "":
-			return fmt.Errorf("%w: record %d: empty ID", ErrInvalidRecord, i)
-		case len(r.ID) > MaxIDLen:
-			return fmt.Errorf("%w: record %d: ID is %d bytes, longer than %d", ErrInvalidRecord, i, len(r.ID), MaxIDLen)
-		case len(r.AggregateID) > MaxAggregateIDLen:
-			return fmt.Errorf("%w: record %d (%s): aggregate ID is %d bytes, longer than %d", ErrInvalidRecord, i, r.ID, len(r.AggregateID), MaxAggregateIDLen)
-		case len(r.Kind) > MaxKindLen:
-			return fmt.Errorf("%w: record %d (%s): kind is %d bytes, longer than %d", ErrInvalidRecord, i, r.ID, len(r.Kind), MaxKindLen)
-		case r.Time.IsZero():
-			return fmt.Errorf("%w: record %d (%s): zero time", ErrInvalidRecord, i, r.ID)
-		case maxPayload > 0 && len(r.Payload) > maxPayload:
-			return fmt.Errorf("%w: record %d (%s): payload is %d bytes, larger than the %d-byte limit", ErrInvalidRecord, i, r.ID, len(r.Payload), maxPayload)
-		}
-		if err := validText(r); err != nil {
-			return fmt.Errorf("%w: record %d (%s): %w", ErrInvalidRecord, i, r.ID, err)
-		}
-		if err := ValidateTopic(r.Topic); err != nil {
-			return fmt.Errorf("%w: record %d (%s): %w", ErrInvalidRecord, i, r.ID, err)
+		if err := checkRecord(r, maxPayload); err != nil {
+			return fmt.Errorf("%w: %s: %w", ErrInvalidRecord, recordName(i, r), err)
 		}
 		if _, dup := seen[r.ID]; dup {
 			return fmt.Errorf("%w: record %d: ID %s appears twice in the batch", ErrInvalidRecord, i, r.ID)
@@ -73,6 +57,105 @@ func ValidateRecords(recs []Record, expect []Expect, maxPayload int) error {
 		agg[e.AggregateID] = struct{}{}
 	}
 	return nil
+}
+
+// ValidateDeadLetter checks a dead letter for
+// [DeadLetterStore.PutDeadLetter]. Its Subscription must be a valid name
+// (see [ValidateName]); its Record must be one that [ValidateRecords]
+// accepts, without the payload limit (the event was stored already), with
+// a Version and Position that are not negative; Error must be valid UTF-8
+// without NUL bytes; Attempts must not be negative (0 is an event never
+// attempted, such as one a closing bus gave up on); and Time must not be
+// zero. Errors match [ErrInvalidRecord], those about the subscription
+// [ErrInvalidName] too, and say which field is at fault.
+//
+// Implementations of DeadLetterStore call it first in PutDeadLetter and
+// store nothing when it fails, so that every store refuses the same dead
+// letters.
+func ValidateDeadLetter(d DeadLetter) error {
+	r := &d.Record
+	what := "dead letter"
+	if printable(r.ID) {
+		what += " of event " + r.ID
+	}
+	if err := ValidateName("subscription", d.Subscription); err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrInvalidRecord, what, err)
+	}
+	what += " for " + d.Subscription
+	if err := checkRecord(r, 0); err != nil {
+		return fmt.Errorf("%w: %s: record: %w", ErrInvalidRecord, what, err)
+	}
+	switch {
+	case r.Version < 0:
+		return fmt.Errorf("%w: %s: record has negative version %d", ErrInvalidRecord, what, r.Version)
+	case r.Position < 0:
+		return fmt.Errorf("%w: %s: record has negative position %d", ErrInvalidRecord, what, r.Position)
+	case d.Attempts < 0:
+		return fmt.Errorf("%w: %s: negative attempts %d", ErrInvalidRecord, what, d.Attempts)
+	case d.Time.IsZero():
+		return fmt.Errorf("%w: %s: zero time", ErrInvalidRecord, what)
+	}
+	if err := checkText("error", d.Error); err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrInvalidRecord, what, err)
+	}
+	return nil
+}
+
+// ValidateName checks a name that a store method looks something up by: a
+// checkpoint name, a subscription, an aggregate ID or an event ID. It must
+// not be empty, must be valid UTF-8 and must not contain a NUL byte. field
+// says what name is, for the error message ("checkpoint name"). Errors
+// match [ErrInvalidName].
+//
+// Drivers call it before touching the database, so that every store
+// refuses the same names with the same error, whatever its database would
+// have made of them.
+func ValidateName(field, name string) error {
+	if name == "" {
+		return fmt.Errorf("%w: empty %s", ErrInvalidName, field)
+	}
+	if err := checkText(field, name); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidName, err)
+	}
+	return nil
+}
+
+// checkRecord reports what makes r unstorable, apart from its place in a
+// batch. maxPayload 0 means no limit.
+func checkRecord(r *Record, maxPayload int) error {
+	switch {
+	case r.ID == "":
+		return errors.New("empty ID")
+	case len(r.ID) > MaxIDLen:
+		return fmt.Errorf("ID is %d bytes, longer than %d", len(r.ID), MaxIDLen)
+	case len(r.AggregateID) > MaxAggregateIDLen:
+		return fmt.Errorf("aggregate ID is %d bytes, longer than %d", len(r.AggregateID), MaxAggregateIDLen)
+	case len(r.Kind) > MaxKindLen:
+		return fmt.Errorf("kind is %d bytes, longer than %d", len(r.Kind), MaxKindLen)
+	case r.Time.IsZero():
+		return errors.New("zero time")
+	case maxPayload > 0 && len(r.Payload) > maxPayload:
+		return fmt.Errorf("payload is %d bytes, larger than the %d-byte limit", len(r.Payload), maxPayload)
+	}
+	if err := validText(r); err != nil {
+		return err
+	}
+	return ValidateTopic(r.Topic)
+}
+
+// recordName names the ith record of a batch in an error, with its ID when
+// the ID is fit to print.
+func recordName(i int, r *Record) string {
+	if !printable(r.ID) {
+		return fmt.Sprintf("record %d", i)
+	}
+	return fmt.Sprintf("record %d (%s)", i, r.ID)
+}
+
+// printable reports whether an event ID is valid, so that an error message
+// can quote it as it is.
+func printable(id string) bool {
+	return id != "" && len(id) <= MaxIDLen && checkText("", id) == nil
 }
 
 // checkText reports invalid UTF-8 or a NUL byte in the value of a field.

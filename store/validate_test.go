@@ -120,3 +120,88 @@ func TestPageLimit(t *testing.T) {
 		t.Error("PageLimit(-1) succeeded")
 	}
 }
+
+func TestValidateDeadLetter(t *testing.T) {
+	t.Parallel()
+	valid := func() store.DeadLetter {
+		r := validRecord("e1")
+		r.Position, r.Version, r.AggregateID = 7, 2, "u1"
+		return store.DeadLetter{Subscription: "mailer", Record: r, Error: "smtp: 451", Attempts: 3, Time: time.Unix(1700000100, 0)}
+	}
+	tests := []struct {
+		name     string
+		edit     func(d *store.DeadLetter)
+		want     string // "" means valid
+		wantName bool   // the error also matches ErrInvalidName
+	}{
+		{name: "valid", edit: func(*store.DeadLetter) {}},
+		{name: "zero attempts, no error text", edit: func(d *store.DeadLetter) { d.Attempts, d.Error = 0, "" }},
+		{name: "payload beyond the default limit", edit: func(d *store.DeadLetter) { d.Record.Payload = make([]byte, store.DefaultMaxPayloadSize+1) }},
+		{name: "empty subscription", edit: func(d *store.DeadLetter) { d.Subscription = "" }, want: "dead letter of event e1: invalid name: empty subscription", wantName: true},
+		{name: "NUL in subscription", edit: func(d *store.DeadLetter) { d.Subscription = "a\x00" }, want: `subscription "a\x00" contains a NUL byte`, wantName: true},
+		{name: "invalid UTF-8 in error", edit: func(d *store.DeadLetter) { d.Error = "\xff" }, want: `dead letter of event e1 for mailer: error "\xff" is not valid UTF-8`},
+		{name: "negative attempts", edit: func(d *store.DeadLetter) { d.Attempts = -2 }, want: "negative attempts -2"},
+		{name: "zero time", edit: func(d *store.DeadLetter) { d.Time = time.Time{} }, want: "for mailer: zero time"},
+		{name: "record without ID", edit: func(d *store.DeadLetter) { d.Record.ID = "" }, want: "dead letter for mailer: record: empty ID"},
+		{name: "record with zero time", edit: func(d *store.DeadLetter) { d.Record.Time = time.Time{} }, want: "record: zero time"},
+		{name: "record with wildcard topic", edit: func(d *store.DeadLetter) { d.Record.Topic = "user.>" }, want: "record: invalid topic"},
+		{name: "record with NUL in metadata key", edit: func(d *store.DeadLetter) { d.Record.Metadata = map[string]string{"\x00": ""} }, want: "record: metadata key"},
+		{name: "record with negative version", edit: func(d *store.DeadLetter) { d.Record.Version = -1 }, want: "record has negative version -1"},
+		{name: "record with negative position", edit: func(d *store.DeadLetter) { d.Record.Position = -1 }, want: "record has negative position -1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			d := valid()
+			tt.edit(&d)
+			err := store.ValidateDeadLetter(d)
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("ValidateDeadLetter = %v, want nil", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("ValidateDeadLetter = nil, want an error mentioning %q", tt.want)
+			}
+			if !errors.Is(err, store.ErrInvalidRecord) {
+				t.Errorf("error %v does not match ErrInvalidRecord", err)
+			}
+			if errors.Is(err, store.ErrInvalidName) != tt.wantName {
+				t.Errorf("error %v: matches ErrInvalidName = %t, want %t", err, !tt.wantName, tt.wantName)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q does not mention %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestValidateName(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct{ name, want string }{
+		{"projector", ""},
+		{"user.>", ""},
+		{"ü ✓", ""},
+		{"", "invalid name: empty checkpoint name"},
+		{"a\x00b", `invalid name: checkpoint name "a\x00b" contains a NUL byte`},
+		{"\xc3", `invalid name: checkpoint name "\xc3" is not valid UTF-8`},
+	} {
+		err := store.ValidateName("checkpoint name", tt.name)
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("ValidateName(%q) = %v, want nil", tt.name, err)
+		case tt.want != "" && (err == nil || err.Error() != tt.want || !errors.Is(err, store.ErrInvalidName)):
+			t.Errorf("ValidateName(%q) = %v, want %q matching ErrInvalidName", tt.name, err, tt.want)
+		}
+	}
+}
+
+func TestValidateRecordsNamesPrintableIDsOnly(t *testing.T) {
+	t.Parallel()
+	r := validRecord("a\x00")
+	err := store.ValidateRecords([]store.Record{r}, nil, 0)
+	if want := `invalid record: record 0: ID "a\x00" contains a NUL byte`; err == nil || err.Error() != want {
+		t.Fatalf("ValidateRecords = %v, want %q", err, want)
+	}
+}
