@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ncore-io/event/store"
 )
@@ -29,13 +31,25 @@ func (b *Bus[T]) storeDeadLetter(s *subscription[T], d *delivery[T], attempts in
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	err := dls.PutDeadLetter(ctx, store.DeadLetter{Subscription: s.name, Record: *rec, Error: cause.Error(), Attempts: attempts, Time: time.Now()})
+	err := dls.PutDeadLetter(ctx, store.DeadLetter{Subscription: s.name, Record: *rec, Error: errorText(cause), Attempts: attempts, Time: time.Now()})
 	if err != nil {
 		b.log.LogAttrs(ctx, slog.LevelError, "event: cannot store dead letter",
 			slog.String("subscription", s.name), slog.String("event_id", d.ev.ID.String()), slog.Any("error", err))
 		return false
 	}
 	return true
+}
+
+// errorText is the text of a handler's error as a dead letter keeps it.
+// Stores refuse text that is not valid UTF-8 or holds NUL bytes; a handler
+// that wraps binary data in its error must not cost the dead letter, so
+// such bytes become U+FFFD.
+func errorText(err error) string {
+	msg := err.Error()
+	if utf8.ValidString(msg) && strings.IndexByte(msg, 0) < 0 {
+		return msg
+	}
+	return strings.ToValidUTF8(strings.ReplaceAll(msg, "\x00", "\uFFFD"), "\uFFFD")
 }
 
 func (b *Bus[T]) deadLetterStore(op string) (store.DeadLetterStore, error) {

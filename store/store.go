@@ -16,6 +16,17 @@
 // when records commit in a different order than their positions were
 // assigned. How a driver guarantees that is its own business; the
 // conformance suite checks it.
+//
+// # Implementing a store
+//
+// A driver checks its input with this package's functions before it
+// touches its database, so that every store refuses the same input with
+// the same errors, whatever its database would have made of it:
+// [ValidateRecords] in Append, [ValidateDeadLetter] in PutDeadLetter,
+// [ValidateName] for checkpoint names, aggregate IDs, subscriptions and
+// event IDs, [ValidatePattern] for a [Query]'s Topic, and [PageLimit] for
+// limits. Run store/storetest against the driver to check the rest of the
+// contract.
 package store
 
 import (
@@ -149,7 +160,8 @@ type Store interface {
 
 	// LoadAggregate returns the records of one aggregate with Version >=
 	// fromVersion, in version order. An unknown aggregate gives no records
-	// and no error.
+	// and no error; an empty aggregateID (or one that [ValidateName]
+	// refuses) fails with ErrInvalidName.
 	LoadAggregate(ctx context.Context, aggregateID string, fromVersion int64) ([]Record, error)
 
 	// Read returns up to q.Limit records matching q, in global order,
@@ -161,10 +173,14 @@ type Store interface {
 	Read(ctx context.Context, q Query) ([]Record, Cursor, error)
 
 	// Checkpoint returns the cursor last saved under name, or the zero
-	// Cursor if there is none.
+	// Cursor if there is none. An empty name (or one that [ValidateName]
+	// refuses) fails with ErrInvalidName.
 	Checkpoint(ctx context.Context, name string) (Cursor, error)
 
-	// SetCheckpoint saves c under name, replacing what was there.
+	// SetCheckpoint saves c under name, replacing what was there. The name
+	// must be valid, as for Checkpoint; the cursor must be the zero Cursor
+	// or one this store produced, or SetCheckpoint fails with
+	// ErrInvalidCursor.
 	SetCheckpoint(ctx context.Context, name string, c Cursor) error
 
 	// DeleteBefore deletes records whose Time is before t, in batches small
@@ -185,20 +201,27 @@ type DeadLetter struct {
 	Error string
 	// Attempts counts the attempts made.
 	Attempts int
-	// Time is when the event was dead-lettered.
+	// Time is when the event was dead-lettered; it must not be zero.
 	Time time.Time
 }
 
 // DeadLetterStore keeps dead letters. Stores that implement it let a bus
 // persist events that exhausted their retries. The rules of [Store] on
 // concurrency, contexts and closing apply.
+//
+// A dead letter is identified by its subscription and its record's event
+// ID. DeleteDeadLetter refuses an empty subscription or event ID (or one
+// that [ValidateName] refuses) with an error matching ErrInvalidName,
+// before touching the database.
 type DeadLetterStore interface {
 	// PutDeadLetter stores d, replacing an earlier dead letter of the same
-	// subscription and event ID.
+	// subscription and event ID. It checks d with [ValidateDeadLetter]
+	// first: an invalid dead letter fails with ErrInvalidRecord and stores
+	// nothing.
 	PutDeadLetter(ctx context.Context, d DeadLetter) error
 	// DeadLetters lists the dead letters of a subscription (all
-	// subscriptions if empty), oldest first, at most limit of them (0 means
-	// DefaultReadLimit).
+	// subscriptions if empty; otherwise one that ValidateName accepts),
+	// oldest first, at most limit of them (0 means DefaultReadLimit).
 	DeadLetters(ctx context.Context, subscription string, limit int) ([]DeadLetter, error)
 	// DeleteDeadLetter removes the dead letter of the subscription and event
 	// ID, or fails with ErrNotFound.

@@ -11,14 +11,15 @@ import (
 )
 
 // Checkpoint returns the cursor last saved under name, or the zero Cursor.
+// A name that [store.ValidateName] refuses fails with [store.ErrInvalidName].
 func (s *Store) Checkpoint(ctx context.Context, name string) (store.Cursor, error) {
+	if err := store.ValidateName("checkpoint name", name); err != nil {
+		return "", fmt.Errorf("pgstore: checkpoint: %w", err)
+	}
 	if err := s.enter("checkpoint"); err != nil {
 		return "", err
 	}
 	defer s.exit()
-	if name == "" {
-		return "", errors.New("pgstore: checkpoint: empty name")
-	}
 	var c string
 	err := s.pool.QueryRow(ctx, "SELECT cursor FROM "+s.schema+".checkpoints WHERE name = $1", name).Scan(&c)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -30,18 +31,16 @@ func (s *Store) Checkpoint(ctx context.Context, name string) (store.Cursor, erro
 	return store.Cursor(c), nil
 }
 
-// SetCheckpoint saves c under name, replacing what was there.
+// SetCheckpoint saves c under name, replacing what was there. A name that
+// [store.ValidateName] refuses fails with [store.ErrInvalidName].
 func (s *Store) SetCheckpoint(ctx context.Context, name string, c store.Cursor) error {
+	if err := store.ValidateName("checkpoint name", name); err != nil {
+		return fmt.Errorf("pgstore: set checkpoint: %w", err)
+	}
 	if err := s.enter("set checkpoint"); err != nil {
 		return err
 	}
 	defer s.exit()
-	if name == "" {
-		return errors.New("pgstore: set checkpoint: empty name")
-	}
-	if err := checkText(name); err != nil {
-		return fmt.Errorf("pgstore: set checkpoint: name %w", err)
-	}
 	if err := checkText(string(c)); err != nil {
 		return fmt.Errorf("pgstore: set checkpoint %s: %w: cursor %w", name, store.ErrInvalidCursor, err)
 	}

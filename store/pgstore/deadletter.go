@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -12,44 +11,23 @@ import (
 )
 
 // PutDeadLetter stores d, replacing an earlier dead letter of the same
-// subscription and event ID. A zero d.Time is set to now.
+// subscription and event ID. A dead letter that [store.ValidateDeadLetter]
+// refuses fails with [store.ErrInvalidRecord].
 func (s *Store) PutDeadLetter(ctx context.Context, d store.DeadLetter) error {
+	if err := store.ValidateDeadLetter(d); err != nil {
+		return fmt.Errorf("pgstore: put dead letter: %w", err)
+	}
 	if err := s.enter("put dead letter"); err != nil {
 		return err
 	}
 	defer s.exit()
 	r := d.Record
-	switch {
-	case d.Subscription == "":
-		return fmt.Errorf("pgstore: put dead letter: %w: empty subscription", store.ErrInvalidRecord)
-	case r.ID == "":
-		return fmt.Errorf("pgstore: put dead letter: %w: record has an empty ID", store.ErrInvalidRecord)
-	case d.Attempts < 0:
-		return fmt.Errorf("pgstore: put dead letter %s/%s: %w: negative attempts %d", d.Subscription, r.ID, store.ErrInvalidRecord, d.Attempts)
-	}
-	for _, f := range [...]struct{ name, v string }{
-		{"subscription", d.Subscription}, {"error", d.Error}, {"ID", r.ID}, {"topic", r.Topic}, {"kind", r.Kind},
-		{"aggregate ID", r.AggregateID}, {"payload type", r.PayloadType}, {"content type", r.ContentType},
-	} {
-		if err := checkText(f.v); err != nil {
-			return fmt.Errorf("pgstore: put dead letter: %w: %s %w", store.ErrInvalidRecord, f.name, err)
-		}
-	}
 	var meta []byte
 	if len(r.Metadata) > 0 {
-		for k, v := range r.Metadata {
-			if checkText(k) != nil || checkText(v) != nil {
-				return fmt.Errorf("pgstore: put dead letter: %w: metadata %q is not valid UTF-8 or contains NUL", store.ErrInvalidRecord, k)
-			}
-		}
 		var err error
 		if meta, err = json.Marshal(r.Metadata); err != nil {
 			return fmt.Errorf("pgstore: put dead letter: metadata: %w", err)
 		}
-	}
-	at := d.Time
-	if at.IsZero() {
-		at = time.Now()
 	}
 	_, err := s.pool.Exec(ctx, `INSERT INTO `+s.schema+`.dead_letters
 	(subscription, event_id, topic, kind, aggregate_id, version, position, time, metadata, payload_type, content_type, payload, error, attempts, dead_at)
@@ -60,17 +38,38 @@ ON CONFLICT (subscription, event_id) DO UPDATE SET
 	payload_type = excluded.payload_type, content_type = excluded.content_type, payload = excluded.payload,
 	error = excluded.error, attempts = excluded.attempts, dead_at = excluded.dead_at`,
 		d.Subscription, r.ID, r.Topic, r.Kind, r.AggregateID, r.Version, r.Position, r.Time.UTC(), meta,
-		r.PayloadType, r.ContentType, r.Payload, d.Error, d.Attempts, at.UTC())
+		r.PayloadType, r.ContentType, r.Payload, d.Error, d.Attempts, d.Time.UTC())
 	if err != nil {
 		return fmt.Errorf("pgstore: put dead letter %s/%s: %w", d.Subscription, r.ID, err)
 	}
 	return nil
 }
 
+// deadLetterCols are the columns that scanDeadLetter reads, in order.
+const deadLetterCols = `subscription, event_id, topic, kind, aggregate_id, version, position, time, metadata,
+	payload_type, content_type, payload, error, attempts, dead_at`
+
+func scanDeadLetter(row pgx.CollectableRow) (store.DeadLetter, error) {
+	var d store.DeadLetter
+	var meta []byte
+	r := &d.Record
+	if err := row.Scan(&d.Subscription, &r.ID, &r.Topic, &r.Kind, &r.AggregateID, &r.Version, &r.Position, &r.Time, &meta,
+		&r.PayloadType, &r.ContentType, &r.Payload, &d.Error, &d.Attempts, &d.Time); err != nil {
+		return d, err
+	}
+	d.Time = d.Time.UTC()
+	return d, finishRecord(r, meta)
+}
+
 // DeadLetters lists the dead letters of a subscription (all if empty),
 // oldest first by their Time, at most limit (0 means
 // store.DefaultReadLimit; larger than store.MaxReadLimit is clamped).
 func (s *Store) DeadLetters(ctx context.Context, subscription string, limit int) ([]store.DeadLetter, error) {
+	if subscription != "" {
+		if err := store.ValidateName("subscription", subscription); err != nil {
+			return nil, fmt.Errorf("pgstore: dead letters: %w", err)
+		}
+	}
 	if err := s.enter("dead letters"); err != nil {
 		return nil, err
 	}
@@ -79,23 +78,12 @@ func (s *Store) DeadLetters(ctx context.Context, subscription string, limit int)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: dead letters: %w", err)
 	}
-	rows, err := s.pool.Query(ctx, `SELECT subscription, event_id, topic, kind, aggregate_id, version, position, time, metadata,
-	payload_type, content_type, payload, error, attempts, dead_at
+	rows, err := s.pool.Query(ctx, `SELECT `+deadLetterCols+`
 FROM `+s.schema+`.dead_letters WHERE $1 = '' OR subscription = $1 ORDER BY dead_at, seq LIMIT $2`, subscription, limit)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: dead letters: %w", err)
 	}
-	dls, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.DeadLetter, error) {
-		var d store.DeadLetter
-		var meta []byte
-		r := &d.Record
-		if err := row.Scan(&d.Subscription, &r.ID, &r.Topic, &r.Kind, &r.AggregateID, &r.Version, &r.Position, &r.Time, &meta,
-			&r.PayloadType, &r.ContentType, &r.Payload, &d.Error, &d.Attempts, &d.Time); err != nil {
-			return d, err
-		}
-		d.Time = d.Time.UTC()
-		return d, finishRecord(r, meta)
-	})
+	dls, err := pgx.CollectRows(rows, scanDeadLetter)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: dead letters: %w", err)
 	}
@@ -105,6 +93,9 @@ FROM `+s.schema+`.dead_letters WHERE $1 = '' OR subscription = $1 ORDER BY dead_
 // DeleteDeadLetter removes the dead letter of the subscription and event ID,
 // or fails with store.ErrNotFound.
 func (s *Store) DeleteDeadLetter(ctx context.Context, subscription, eventID string) error {
+	if err := checkDeadLetterKey(subscription, eventID); err != nil {
+		return fmt.Errorf("pgstore: delete dead letter: %w", err)
+	}
 	if err := s.enter("delete dead letter"); err != nil {
 		return err
 	}
@@ -117,4 +108,13 @@ func (s *Store) DeleteDeadLetter(ctx context.Context, subscription, eventID stri
 		return fmt.Errorf("pgstore: delete dead letter %s/%s: %w", subscription, eventID, store.ErrNotFound)
 	}
 	return nil
+}
+
+// checkDeadLetterKey checks the subscription and event ID that name a dead
+// letter.
+func checkDeadLetterKey(subscription, eventID string) error {
+	if err := store.ValidateName("subscription", subscription); err != nil {
+		return err
+	}
+	return store.ValidateName("event ID", eventID)
 }

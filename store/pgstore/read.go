@@ -91,13 +91,13 @@ func (s *Store) Load(ctx context.Context, id string) (store.Record, error) {
 // LoadAggregate returns an aggregate's records from fromVersion on, as
 // [store.Store] describes. Their Cursors are not set.
 func (s *Store) LoadAggregate(ctx context.Context, aggregateID string, fromVersion int64) ([]store.Record, error) {
+	if err := store.ValidateName("aggregate ID", aggregateID); err != nil {
+		return nil, fmt.Errorf("pgstore: load aggregate: %w", err)
+	}
 	if err := s.enter("load aggregate"); err != nil {
 		return nil, err
 	}
 	defer s.exit()
-	if aggregateID == "" {
-		return nil, fmt.Errorf("pgstore: load aggregate: empty aggregate ID")
-	}
 	rows, err := s.pool.Query(ctx, s.sql.loadAggregate, aggregateID, fromVersion)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: load aggregate %s: %w", aggregateID, err)

@@ -2,23 +2,19 @@ package sqlitestore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/ncore-io/event/store"
 )
 
-// PutDeadLetter implements [store.DeadLetterStore]. The subscription and
-// the record's ID must not be empty.
+// PutDeadLetter implements [store.DeadLetterStore]. A dead letter that
+// [store.ValidateDeadLetter] refuses fails with [store.ErrInvalidRecord].
 func (s *Store) PutDeadLetter(ctx context.Context, d store.DeadLetter) error {
+	if err := store.ValidateDeadLetter(d); err != nil {
+		return fmt.Errorf("sqlitestore: put dead letter: %w", err)
+	}
 	if err := s.enter(ctx, "put dead letter"); err != nil {
 		return err
-	}
-	switch {
-	case d.Subscription == "":
-		return errors.New("sqlitestore: put dead letter: empty subscription")
-	case d.Record.ID == "":
-		return fmt.Errorf("sqlitestore: put dead letter for %s: record has an empty ID", d.Subscription)
 	}
 	w, err := toRow(&d.Record)
 	if err != nil {
@@ -40,9 +36,40 @@ func (s *Store) PutDeadLetter(ctx context.Context, d store.DeadLetter) error {
 	return nil
 }
 
+// deadLetterColumns are the columns that scanDeadLetter reads, in order.
+const deadLetterColumns = `position, event_id, topic, kind, coalesce(aggregate_id, ''), version, time_us, coalesce(metadata, ''), payload_type, content_type, payload, payload IS NULL, subscription, error, attempts, dead_us`
+
+// scanDeadLetter reads the deadLetterColumns of a row.
+func scanDeadLetter(sc interface{ Scan(...any) error }) (store.DeadLetter, error) {
+	var (
+		w      row
+		isNull bool
+		d      store.DeadLetter
+		deadUS int64
+	)
+	if err := sc.Scan(&w.position, &w.id, &w.topic, &w.kind, &w.aggregateID, &w.version, &w.timeUS, &w.metadata,
+		&w.payloadType, &w.contentType, &w.payload, &isNull, &d.Subscription, &d.Error, &d.Attempts, &deadUS); err != nil {
+		return d, err
+	}
+	if w.payload == nil && !isNull {
+		w.payload = []byte{}
+	}
+	var err error
+	if d.Record, err = w.record(); err != nil {
+		return d, err
+	}
+	d.Time = unixMicroUTC(deadUS)
+	return d, nil
+}
+
 // DeadLetters implements [store.DeadLetterStore]. Dead letters with the same
 // Time are listed by subscription and event ID.
 func (s *Store) DeadLetters(ctx context.Context, subscription string, limit int) ([]store.DeadLetter, error) {
+	if subscription != "" {
+		if err := store.ValidateName("subscription", subscription); err != nil {
+			return nil, fmt.Errorf("sqlitestore: dead letters: %w", err)
+		}
+	}
 	if err := s.enter(ctx, "dead letters"); err != nil {
 		return nil, err
 	}
@@ -50,8 +77,7 @@ func (s *Store) DeadLetters(ctx context.Context, subscription string, limit int)
 	if err != nil {
 		return nil, fmt.Errorf("sqlitestore: dead letters: %w", err)
 	}
-	const cols = `position, event_id, topic, kind, coalesce(aggregate_id, ''), version, time_us, coalesce(metadata, ''), payload_type, content_type, payload, payload IS NULL, subscription, error, attempts, dead_us`
-	query := `SELECT ` + cols + ` FROM event_dead_letters WHERE (? = '' OR subscription = ?) ORDER BY dead_us, subscription, event_id LIMIT ?`
+	query := `SELECT ` + deadLetterColumns + ` FROM event_dead_letters WHERE (? = '' OR subscription = ?) ORDER BY dead_us, subscription, event_id LIMIT ?`
 	rows, err := s.r.QueryContext(ctx, query, subscription, subscription, limit)
 	if err != nil {
 		return nil, s.fail(ctx, "dead letters", err)
@@ -59,23 +85,10 @@ func (s *Store) DeadLetters(ctx context.Context, subscription string, limit int)
 	defer rows.Close()
 	var out []store.DeadLetter
 	for rows.Next() {
-		var (
-			w      row
-			isNull bool
-			d      store.DeadLetter
-			deadUS int64
-		)
-		if err := rows.Scan(&w.position, &w.id, &w.topic, &w.kind, &w.aggregateID, &w.version, &w.timeUS, &w.metadata,
-			&w.payloadType, &w.contentType, &w.payload, &isNull, &d.Subscription, &d.Error, &d.Attempts, &deadUS); err != nil {
+		d, err := scanDeadLetter(rows)
+		if err != nil {
 			return nil, s.fail(ctx, "dead letters", err)
 		}
-		if w.payload == nil && !isNull {
-			w.payload = []byte{}
-		}
-		if d.Record, err = w.record(); err != nil {
-			return nil, s.fail(ctx, "dead letters", err)
-		}
-		d.Time = unixMicroUTC(deadUS)
 		out = append(out, d)
 	}
 	if err := rows.Err(); err != nil {
@@ -86,6 +99,9 @@ func (s *Store) DeadLetters(ctx context.Context, subscription string, limit int)
 
 // DeleteDeadLetter implements [store.DeadLetterStore].
 func (s *Store) DeleteDeadLetter(ctx context.Context, subscription, eventID string) error {
+	if err := checkDeadLetterKey(subscription, eventID); err != nil {
+		return fmt.Errorf("sqlitestore: delete dead letter: %w", err)
+	}
 	if err := s.enter(ctx, "delete dead letter"); err != nil {
 		return err
 	}
@@ -101,4 +117,13 @@ func (s *Store) DeleteDeadLetter(ctx context.Context, subscription, eventID stri
 		return fmt.Errorf("sqlitestore: delete dead letter (%s, %s): %w", subscription, eventID, store.ErrNotFound)
 	}
 	return nil
+}
+
+// checkDeadLetterKey checks the subscription and event ID that name a dead
+// letter.
+func checkDeadLetterKey(subscription, eventID string) error {
+	if err := store.ValidateName("subscription", subscription); err != nil {
+		return err
+	}
+	return store.ValidateName("event ID", eventID)
 }

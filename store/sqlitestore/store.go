@@ -213,6 +213,9 @@ func (s *Store) Load(ctx context.Context, id string) (store.Record, error) {
 
 // LoadAggregate implements [store.Store].
 func (s *Store) LoadAggregate(ctx context.Context, aggregateID string, fromVersion int64) ([]store.Record, error) {
+	if err := store.ValidateName("aggregate ID", aggregateID); err != nil {
+		return nil, fmt.Errorf("sqlitestore: load aggregate: %w", err)
+	}
 	if err := s.enter(ctx, "load aggregate"); err != nil {
 		return nil, err
 	}
@@ -370,6 +373,9 @@ func boolInt(b bool) int64 {
 
 // Checkpoint implements [store.Store].
 func (s *Store) Checkpoint(ctx context.Context, name string) (store.Cursor, error) {
+	if err := store.ValidateName("checkpoint name", name); err != nil {
+		return "", fmt.Errorf("sqlitestore: checkpoint: %w", err)
+	}
 	if err := s.enter(ctx, "checkpoint"); err != nil {
 		return "", err
 	}
@@ -384,14 +390,13 @@ func (s *Store) Checkpoint(ctx context.Context, name string) (store.Cursor, erro
 	return store.Cursor(c), nil
 }
 
-// SetCheckpoint implements [store.Store]. The name must not be empty and the
-// cursor must be one this store produced (or the zero Cursor).
+// SetCheckpoint implements [store.Store].
 func (s *Store) SetCheckpoint(ctx context.Context, name string, c store.Cursor) error {
+	if err := store.ValidateName("checkpoint name", name); err != nil {
+		return fmt.Errorf("sqlitestore: set checkpoint: %w", err)
+	}
 	if err := s.enter(ctx, "set checkpoint"); err != nil {
 		return err
-	}
-	if name == "" {
-		return errors.New("sqlitestore: set checkpoint: empty name")
 	}
 	if _, err := decodeCursor(c); err != nil {
 		return fmt.Errorf("sqlitestore: set checkpoint %s: %w", name, err)

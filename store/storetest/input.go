@@ -23,25 +23,47 @@ func (s suite) testBadInput(t *testing.T) {
 		f(&r)
 		return []store.Record{good, r}
 	}
-	cases := []struct {
+	type badAppend struct {
 		name   string
 		recs   []store.Record
 		expect []store.Expect
-	}{
-		{"empty batch", nil, nil},
-		{"empty batch with expectation", []store.Record{}, []store.Expect{{AggregateID: "a"}}},
-		{"empty topic", with(func(r *store.Record) { r.Topic = "" }), nil},
-		{"wildcard topic", with(func(r *store.Record) { r.Topic = "user.*" }), nil},
-		{"full wildcard topic", with(func(r *store.Record) { r.Topic = ">" }), nil},
-		{"topic with an empty segment", with(func(r *store.Record) { r.Topic = "user..x" }), nil},
-		{"empty ID", with(func(r *store.Record) { r.ID = "" }), nil},
-		{"zero time", with(func(r *store.Record) { r.Time = time.Time{} }), nil},
-		{"duplicate ID in batch", []store.Record{good, newRecord("x"), good}, nil},
-		{"expectation without aggregate", []store.Record{good}, []store.Expect{{Version: 1}}},
-		{"negative expectation", []store.Record{good}, []store.Expect{{AggregateID: "a", Version: -1}}},
-		{"two expectations for one aggregate", []store.Record{good}, []store.Expect{{AggregateID: "a"}, {AggregateID: "a", Version: 1}}},
-		{"oversize payload", with(func(r *store.Record) { r.Payload = make([]byte, store.DefaultMaxPayloadSize+1) }), nil},
+		field  string // what the error must name, if set
 	}
+	cases := []badAppend{
+		{"empty batch", nil, nil, ""},
+		{"empty batch with expectation", []store.Record{}, []store.Expect{{AggregateID: "a"}}, ""},
+		{"empty topic", with(func(r *store.Record) { r.Topic = "" }), nil, ""},
+		{"wildcard topic", with(func(r *store.Record) { r.Topic = "user.*" }), nil, ""},
+		{"full wildcard topic", with(func(r *store.Record) { r.Topic = ">" }), nil, ""},
+		{"topic with an empty segment", with(func(r *store.Record) { r.Topic = "user..x" }), nil, ""},
+		{"empty ID", with(func(r *store.Record) { r.ID = "" }), nil, ""},
+		{"zero time", with(func(r *store.Record) { r.Time = time.Time{} }), nil, ""},
+		{"duplicate ID in batch", []store.Record{good, newRecord("x"), good}, nil, ""},
+		{"expectation without aggregate", []store.Record{good}, []store.Expect{{Version: 1}}, ""},
+		{"negative expectation", []store.Record{good}, []store.Expect{{AggregateID: "a", Version: -1}}, ""},
+		{"two expectations for one aggregate", []store.Record{good}, []store.Expect{{AggregateID: "a"}, {AggregateID: "a", Version: 1}}, ""},
+		{"oversize payload", with(func(r *store.Record) { r.Payload = make([]byte, store.DefaultMaxPayloadSize+1) }), nil, ""},
+	}
+	// Text that PostgreSQL cannot keep in a text column, in every text
+	// field: every store refuses it alike.
+	for _, bad := range []struct{ name, v string }{{"invalid UTF-8", "x\xff"}, {"a NUL byte", "x\x00y"}} {
+		for _, f := range []struct {
+			field string
+			set   func(r *store.Record)
+		}{
+			{"topic", func(r *store.Record) { r.Topic = "user." + bad.v }},
+			{"ID", func(r *store.Record) { r.ID = bad.v }},
+			{"kind", func(r *store.Record) { r.Kind = bad.v }},
+			{"aggregate ID", func(r *store.Record) { r.AggregateID = bad.v }},
+			{"payload type", func(r *store.Record) { r.PayloadType = bad.v }},
+			{"content type", func(r *store.Record) { r.ContentType = bad.v }},
+			{"metadata key", func(r *store.Record) { r.Metadata = map[string]string{"ok": "v", bad.v: "v"} }},
+			{"metadata value", func(r *store.Record) { r.Metadata = map[string]string{"ok": "v", "k": bad.v} }},
+		} {
+			cases = append(cases, badAppend{bad.name + " in the " + f.field, with(f.set), nil, f.field})
+		}
+	}
+	cases = append(cases, badAppend{"a NUL byte in an expectation's aggregate ID", []store.Record{good}, []store.Expect{{AggregateID: "a\x00"}}, "aggregate ID"})
 	for _, c := range cases {
 		err := st.Append(ctx, c.recs, c.expect...)
 		if err == nil {
@@ -50,6 +72,9 @@ func (s suite) testBadInput(t *testing.T) {
 		}
 		if !errors.Is(err, store.ErrInvalidRecord) {
 			t.Errorf("Append with %s: %q does not match ErrInvalidRecord", c.name, err)
+		}
+		if c.field != "" && !strings.Contains(err.Error(), c.field) {
+			t.Errorf("Append with %s: error %q does not name the %s", c.name, err, c.field)
 		}
 	}
 	for _, pattern := range []string{"user..x", "user.>.x", "user.reg*", "a b"} {

@@ -2,6 +2,8 @@ package storetest
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -89,15 +91,7 @@ func (s suite) testDeadLetters(t *testing.T) {
 			t.Fatalf("%s: %d dead letters, want %d", what, len(got), len(want))
 		}
 		for i := range want {
-			g, w := got[i], want[i]
-			if g.Subscription != w.Subscription || g.Record.ID != w.Record.ID {
-				t.Fatalf("%s: dead letter %d is (%s, %s), want (%s, %s)", what, i, g.Subscription, g.Record.ID, w.Subscription, w.Record.ID)
-			}
-			if g.Error != w.Error || g.Attempts != w.Attempts || !g.Time.Equal(w.Time) || g.Time.Location() != time.UTC {
-				t.Fatalf("%s: dead letter (%s, %s) = error %q attempts %d time %v; want %q, %d, %v in UTC",
-					what, w.Subscription, w.Record.ID, g.Error, g.Attempts, g.Time, w.Error, w.Attempts, w.Time)
-			}
-			checkRecord(t, what, g.Record, w.Record)
+			checkDeadLetter(t, fmt.Sprintf("%s: dead letter %d", what, i), got[i], want[i])
 		}
 	}
 	list := func(sub string, limit int) []store.DeadLetter {
@@ -133,5 +127,147 @@ func (s suite) testDeadLetters(t *testing.T) {
 	checkErr(t, "deleting an unknown dead letter", err, store.ErrNotFound)
 	if errors.Is(err, store.ErrClosed) {
 		t.Fatal("unexpected ErrClosed")
+	}
+}
+
+// checkDeadLetter fails unless got is want, its Time in UTC.
+func checkDeadLetter(tb testing.TB, what string, got, want store.DeadLetter) {
+	tb.Helper()
+	if got.Subscription != want.Subscription || got.Record.ID != want.Record.ID {
+		tb.Fatalf("%s is (%s, %s), want (%s, %s)", what, got.Subscription, got.Record.ID, want.Subscription, want.Record.ID)
+	}
+	if got.Error != want.Error || got.Attempts != want.Attempts || !got.Time.Equal(want.Time) || got.Time.Location() != time.UTC {
+		tb.Fatalf("%s (%s, %s) = error %q attempts %d time %v; want %q, %d, %v in UTC",
+			what, want.Subscription, want.Record.ID, got.Error, got.Attempts, got.Time, want.Error, want.Attempts, want.Time)
+	}
+	checkRecord(tb, what, got.Record, want.Record)
+}
+
+// testDeadLetterValidation checks that PutDeadLetter refuses what
+// store.ValidateDeadLetter refuses, and stores nothing then: not a new
+// dead letter, and no change to the one it would have replaced.
+func (s suite) testDeadLetterValidation(t *testing.T) {
+	t.Parallel()
+	st := s.open(t)
+	dl, ok := st.(store.DeadLetterStore)
+	if !ok {
+		t.Skip("store does not implement store.DeadLetterStore")
+	}
+	ctx := t.Context()
+	r := newRecord("dv")
+	r.AggregateID = "a"
+	r.Metadata = map[string]string{"correlation_id": "c"}
+	mustAppend(t, st, []store.Record{r})
+	kept := store.DeadLetter{Subscription: "kept", Record: r, Error: "first failure", Attempts: 3, Time: base.Add(time.Hour)}
+	if err := dl.PutDeadLetter(ctx, kept); err != nil {
+		t.Fatalf("PutDeadLetter(%s, %s): %v", kept.Subscription, r.ID, err)
+	}
+
+	cases := []struct {
+		name  string
+		edit  func(d *store.DeadLetter)
+		field string // what the error must name
+	}{
+		{"empty subscription", func(d *store.DeadLetter) { d.Subscription = "" }, "subscription"},
+		{"a NUL byte in the subscription", func(d *store.DeadLetter) { d.Subscription = "mail\x00er" }, "subscription"},
+		{"invalid UTF-8 in the subscription", func(d *store.DeadLetter) { d.Subscription = "mail\xffer" }, "subscription"},
+		{"a NUL byte in the error", func(d *store.DeadLetter) { d.Error = "bad \x00 bytes" }, "error"},
+		{"invalid UTF-8 in the error", func(d *store.DeadLetter) { d.Error = "bad \xc3 bytes" }, "error"},
+		{"negative attempts", func(d *store.DeadLetter) { d.Attempts = -1 }, "attempts"},
+		{"zero time", func(d *store.DeadLetter) { d.Time = time.Time{} }, "time"},
+		{"record without ID", func(d *store.DeadLetter) { d.Record.ID = "" }, "ID"},
+		{"record with a NUL byte in its ID", func(d *store.DeadLetter) { d.Record.ID = "d\x00v" }, "ID"},
+		{"record with an invalid topic", func(d *store.DeadLetter) { d.Record.Topic = "user.*" }, "topic"},
+		{"record with invalid UTF-8 in its topic", func(d *store.DeadLetter) { d.Record.Topic = "user.\xff" }, "topic"},
+		{"record with zero time", func(d *store.DeadLetter) { d.Record.Time = time.Time{} }, "zero time"},
+		{"record with a NUL byte in its kind", func(d *store.DeadLetter) { d.Record.Kind = "do\x00main" }, "kind"},
+		{"record with invalid UTF-8 in its aggregate ID", func(d *store.DeadLetter) { d.Record.AggregateID = "\xff" }, "aggregate ID"},
+		{"record with a NUL byte in its payload type", func(d *store.DeadLetter) { d.Record.PayloadType = "\x00" }, "payload type"},
+		{"record with invalid UTF-8 in its content type", func(d *store.DeadLetter) { d.Record.ContentType = "\xfe" }, "content type"},
+		{"record with a NUL byte in a metadata key", func(d *store.DeadLetter) { d.Record.Metadata = map[string]string{"k\x00": "v"} }, "metadata key"},
+		{"record with invalid UTF-8 in a metadata value", func(d *store.DeadLetter) { d.Record.Metadata = map[string]string{"k": "\xff"} }, "metadata value"},
+		{"record with a negative version", func(d *store.DeadLetter) { d.Record.Version = -1 }, "version"},
+	}
+	for _, c := range cases {
+		for _, sub := range []string{"kept", "new"} {
+			d := kept
+			d.Subscription, d.Error = sub, "second failure"
+			d.Record.Metadata = map[string]string{"correlation_id": "c"}
+			c.edit(&d)
+			err := dl.PutDeadLetter(ctx, d)
+			if err == nil {
+				t.Errorf("PutDeadLetter with %s (subscription %q): no error", c.name, sub)
+				continue
+			}
+			if !errors.Is(err, store.ErrInvalidRecord) {
+				t.Errorf("PutDeadLetter with %s: %q does not match ErrInvalidRecord", c.name, err)
+			}
+			if !strings.Contains(err.Error(), c.field) {
+				t.Errorf("PutDeadLetter with %s: error %q does not name the %s", c.name, err, c.field)
+			}
+			if c.field == "subscription" && !errors.Is(err, store.ErrInvalidName) {
+				t.Errorf("PutDeadLetter with %s: %q does not match ErrInvalidName", c.name, err)
+			}
+		}
+	}
+	got, err := dl.DeadLetters(ctx, "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 {
+		t.Fatalf("after refused dead letters, DeadLetters lists %d, want only the one stored before", len(got))
+	}
+	checkDeadLetter(t, "the dead letter that refused ones would have replaced", got[0], kept)
+
+	// Zero attempts (an event a closing bus never tried) and an empty
+	// error are valid.
+	zero := store.DeadLetter{Subscription: "new", Record: r, Attempts: 0, Time: base.Add(2 * time.Hour)}
+	if err := dl.PutDeadLetter(ctx, zero); err != nil {
+		t.Fatalf("PutDeadLetter with zero attempts and no error text: %v", err)
+	}
+	got, err = dl.DeadLetters(ctx, "new", 0)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("DeadLetters(new) = %d, %v; want 1", len(got), err)
+	}
+	checkDeadLetter(t, "dead letter with zero attempts", got[0], zero)
+}
+
+// testInvalidNames checks that every method that looks something up by
+// name refuses an empty name, and one that is not valid UTF-8 or holds a
+// NUL byte, with store.ErrInvalidName, and changes nothing.
+func (s suite) testInvalidNames(t *testing.T) {
+	t.Parallel()
+	st := s.open(t)
+	ctx := t.Context()
+	cursor := seed(t, st) // record "present" of aggregate "a", checkpoint "c", dead letter ("s", "present")
+	dl, isDL := st.(store.DeadLetterStore)
+	for _, name := range []string{"", "c\x00", "\xff"} {
+		calls := map[string]error{}
+		_, calls["Checkpoint"] = st.Checkpoint(ctx, name)
+		calls["SetCheckpoint"] = st.SetCheckpoint(ctx, name, cursor)
+		_, calls["LoadAggregate"] = st.LoadAggregate(ctx, name, 0)
+		if isDL {
+			calls["DeleteDeadLetter by subscription"] = dl.DeleteDeadLetter(ctx, name, "present")
+			calls["DeleteDeadLetter by event ID"] = dl.DeleteDeadLetter(ctx, "s", name)
+			calls["PutDeadLetter"] = dl.PutDeadLetter(ctx, store.DeadLetter{Subscription: name, Record: newRecord("present"), Error: "x", Attempts: 1, Time: base})
+			if name != "" { // the empty subscription lists them all
+				_, calls["DeadLetters"] = dl.DeadLetters(ctx, name, 0)
+			}
+		}
+		for call, err := range calls {
+			checkErr(t, fmt.Sprintf("%s with name %q", call, name), err, store.ErrInvalidName)
+		}
+	}
+	if c, err := st.Checkpoint(ctx, "c"); err != nil || c != cursor {
+		t.Errorf("Checkpoint(c) = %q, %v after refused calls; want %q", c, err, cursor)
+	}
+	if recs, err := st.LoadAggregate(ctx, "a", 0); err != nil || len(recs) != 1 {
+		t.Errorf("LoadAggregate(a) = %d records, %v; want 1", len(recs), err)
+	}
+	if isDL {
+		got, err := dl.DeadLetters(ctx, "", 0)
+		if err != nil || len(got) != 1 || got[0].Subscription != "s" || got[0].Record.ID != "present" {
+			t.Errorf("dead letters after refused calls: %+v, %v; want only (s, present)", got, err)
+		}
 	}
 }

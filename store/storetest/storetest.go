@@ -23,7 +23,10 @@
 // concurrency, idempotent appends, filtered and paged reads, cursors,
 // retention, checkpoints, dead letters (when the store implements
 // [store.DeadLetterStore]), append signals (when it implements
-// [store.Watcher]), rejection of bad input, contexts and closing.
+// [store.Watcher]), rejection of bad input (invalid records and dead
+// letters as [store.ValidateRecords] and [store.ValidateDeadLetter] define
+// them, and names that [store.ValidateName] refuses) with nothing written,
+// contexts and closing.
 // With [Harness.Begin] it also checks appends inside the caller's
 // transaction (the transactional outbox) and that a reader paging by cursor
 // never skips or repeats an event when transactions commit out of order.
@@ -109,6 +112,8 @@ func Run(t *testing.T, h Harness) {
 		{"InvalidCursor", s.testInvalidCursor},
 		{"Checkpoint", s.testCheckpoint},
 		{"DeadLetters", s.testDeadLetters},
+		{"DeadLetterValidation", s.testDeadLetterValidation},
+		{"InvalidNames", s.testInvalidNames},
 		{"Watch", s.testWatch},
 		{"Retention", s.testRetention},
 		{"RetentionKeepsNumbering", s.testRetentionKeepsNumbering},
