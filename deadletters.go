@@ -82,22 +82,19 @@ func (b *Bus[T]) DeadLetters(ctx context.Context, subscription string, limit int
 // the subscription's handler, in the calling goroutine, with its retry
 // policy. If the handler succeeds the dead letter is deleted; if it fails
 // again the dead letter is replaced and Redrive returns the error. The
-// subscription must be registered on this bus.
+// subscription must be registered on this bus. A dead letter that does not
+// exist fails with an error matching [store.ErrNotFound]; an empty
+// subscription or event ID with one matching [store.ErrInvalidName].
 func (b *Bus[T]) Redrive(ctx context.Context, subscription, eventID string) error {
 	dls, err := b.deadLetterStore("redrive")
 	if err != nil {
 		return err
 	}
-	list, err := dls.DeadLetters(ctx, subscription, store.MaxReadLimit)
+	dl, err := dls.DeadLetter(ctx, subscription, eventID)
 	if err != nil {
-		return fmt.Errorf("event: redrive: %w", err)
+		return fmt.Errorf("event: redrive %s of %s: %w", eventID, subscription, err)
 	}
-	for _, dl := range list {
-		if dl.Record.ID == eventID {
-			return b.redrive(ctx, dls, dl)
-		}
-	}
-	return fmt.Errorf("event: redrive %s of %s: %w", eventID, subscription, store.ErrNotFound)
+	return b.redrive(ctx, dls, dl)
 }
 
 // RedriveAll re-drives every dead letter of the subscription (see

@@ -210,15 +210,18 @@ type DeadLetter struct {
 // concurrency, contexts and closing apply.
 //
 // A dead letter is identified by its subscription and its record's event
-// ID. DeleteDeadLetter refuses an empty subscription or event ID (or one
-// that [ValidateName] refuses) with an error matching ErrInvalidName,
-// before touching the database.
+// ID. DeadLetter and DeleteDeadLetter refuse an empty subscription or event
+// ID (or one that [ValidateName] refuses) with an error matching
+// ErrInvalidName, before touching the database.
 type DeadLetterStore interface {
 	// PutDeadLetter stores d, replacing an earlier dead letter of the same
 	// subscription and event ID. It checks d with [ValidateDeadLetter]
 	// first: an invalid dead letter fails with ErrInvalidRecord and stores
 	// nothing.
 	PutDeadLetter(ctx context.Context, d DeadLetter) error
+	// DeadLetter returns the dead letter of the subscription and event ID,
+	// or fails with ErrNotFound.
+	DeadLetter(ctx context.Context, subscription, eventID string) (DeadLetter, error)
 	// DeadLetters lists the dead letters of a subscription (all
 	// subscriptions if empty; otherwise one that ValidateName accepts),
 	// oldest first, at most limit of them (0 means DefaultReadLimit).

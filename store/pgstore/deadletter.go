@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -59,6 +60,30 @@ func scanDeadLetter(row pgx.CollectableRow) (store.DeadLetter, error) {
 	}
 	d.Time = d.Time.UTC()
 	return d, finishRecord(r, meta)
+}
+
+// DeadLetter returns the dead letter of the subscription and event ID, or
+// fails with store.ErrNotFound.
+func (s *Store) DeadLetter(ctx context.Context, subscription, eventID string) (store.DeadLetter, error) {
+	if err := checkDeadLetterKey(subscription, eventID); err != nil {
+		return store.DeadLetter{}, fmt.Errorf("pgstore: dead letter: %w", err)
+	}
+	if err := s.enter("dead letter"); err != nil {
+		return store.DeadLetter{}, err
+	}
+	defer s.exit()
+	rows, err := s.pool.Query(ctx, `SELECT `+deadLetterCols+` FROM `+s.schema+`.dead_letters WHERE subscription = $1 AND event_id = $2`, subscription, eventID)
+	if err != nil {
+		return store.DeadLetter{}, fmt.Errorf("pgstore: dead letter %s/%s: %w", subscription, eventID, err)
+	}
+	d, err := pgx.CollectExactlyOneRow(rows, scanDeadLetter)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.DeadLetter{}, fmt.Errorf("pgstore: dead letter %s/%s: %w", subscription, eventID, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.DeadLetter{}, fmt.Errorf("pgstore: dead letter %s/%s: %w", subscription, eventID, err)
+	}
+	return d, nil
 }
 
 // DeadLetters lists the dead letters of a subscription (all if empty),

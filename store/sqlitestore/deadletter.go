@@ -2,6 +2,8 @@ package sqlitestore
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 
 	"github.com/ncore-io/event/store"
@@ -59,6 +61,24 @@ func scanDeadLetter(sc interface{ Scan(...any) error }) (store.DeadLetter, error
 		return d, err
 	}
 	d.Time = unixMicroUTC(deadUS)
+	return d, nil
+}
+
+// DeadLetter implements [store.DeadLetterStore].
+func (s *Store) DeadLetter(ctx context.Context, subscription, eventID string) (store.DeadLetter, error) {
+	if err := checkDeadLetterKey(subscription, eventID); err != nil {
+		return store.DeadLetter{}, fmt.Errorf("sqlitestore: dead letter: %w", err)
+	}
+	if err := s.enter(ctx, "dead letter"); err != nil {
+		return store.DeadLetter{}, err
+	}
+	d, err := scanDeadLetter(s.r.QueryRowContext(ctx, `SELECT `+deadLetterColumns+` FROM event_dead_letters WHERE subscription = ? AND event_id = ?`, subscription, eventID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.DeadLetter{}, fmt.Errorf("sqlitestore: dead letter (%s, %s): %w", subscription, eventID, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.DeadLetter{}, s.fail(ctx, "dead letter", err)
+	}
 	return d, nil
 }
 

@@ -94,6 +94,19 @@ func (s suite) testDeadLetters(t *testing.T) {
 			checkDeadLetter(t, fmt.Sprintf("%s: dead letter %d", what, i), got[i], want[i])
 		}
 	}
+	lookup := func(want store.DeadLetter) {
+		t.Helper()
+		got, err := dl.DeadLetter(ctx, want.Subscription, want.Record.ID)
+		if err != nil {
+			t.Fatalf("DeadLetter(%s, %s): %v", want.Subscription, want.Record.ID, err)
+		}
+		checkDeadLetter(t, "DeadLetter", got, want)
+	}
+	absent := func(what, sub, id string) {
+		t.Helper()
+		_, err := dl.DeadLetter(ctx, sub, id)
+		checkErr(t, fmt.Sprintf("DeadLetter(%s, %s) of %s", sub, id, what), err, store.ErrNotFound)
+	}
 	list := func(sub string, limit int) []store.DeadLetter {
 		t.Helper()
 		got, err := dl.DeadLetters(ctx, sub, limit)
@@ -109,6 +122,15 @@ func (s suite) testDeadLetters(t *testing.T) {
 	check("DeadLetters(mailer, 1)", list("mailer", 1), letters[0])
 	check("DeadLetters(unknown)", list("unknown", 0))
 
+	// Lookup by subscription and event ID: the same event failed in two
+	// subscriptions has a dead letter in each.
+	for _, l := range letters {
+		lookup(l)
+	}
+	absent("an event without one in this subscription", "mailer", recs[1].ID)
+	absent("an unknown subscription", "unknown", recs[0].ID)
+	absent("an unknown event", "mailer", "no-such-event")
+
 	// Replacing keeps one dead letter per subscription and event.
 	again := letters[0]
 	again.Error, again.Attempts, again.Time = "smtp: 550 rejected", 9, at(4*time.Second)
@@ -116,11 +138,14 @@ func (s suite) testDeadLetters(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("DeadLetters(mailer) after replacing", list("mailer", 0), letters[2], again)
+	lookup(again)
+	lookup(letters[3])
 
 	if err := dl.DeleteDeadLetter(ctx, "billing", recs[1].ID); err != nil {
 		t.Fatalf("DeleteDeadLetter: %v", err)
 	}
 	check("DeadLetters(all) after deleting", list("", 0), letters[2], letters[3], again)
+	absent("a deleted dead letter", "billing", recs[1].ID)
 	err := dl.DeleteDeadLetter(ctx, "billing", recs[1].ID)
 	checkErr(t, "deleting a deleted dead letter", err, store.ErrNotFound)
 	err = dl.DeleteDeadLetter(ctx, "nobody", recs[0].ID)
@@ -225,11 +250,11 @@ func (s suite) testDeadLetterValidation(t *testing.T) {
 	if err := dl.PutDeadLetter(ctx, zero); err != nil {
 		t.Fatalf("PutDeadLetter with zero attempts and no error text: %v", err)
 	}
-	got, err = dl.DeadLetters(ctx, "new", 0)
-	if err != nil || len(got) != 1 {
-		t.Fatalf("DeadLetters(new) = %d, %v; want 1", len(got), err)
+	d, err := dl.DeadLetter(ctx, "new", r.ID)
+	if err != nil {
+		t.Fatal(err)
 	}
-	checkDeadLetter(t, "dead letter with zero attempts", got[0], zero)
+	checkDeadLetter(t, "dead letter with zero attempts", d, zero)
 }
 
 // testInvalidNames checks that every method that looks something up by
@@ -247,6 +272,8 @@ func (s suite) testInvalidNames(t *testing.T) {
 		calls["SetCheckpoint"] = st.SetCheckpoint(ctx, name, cursor)
 		_, calls["LoadAggregate"] = st.LoadAggregate(ctx, name, 0)
 		if isDL {
+			_, calls["DeadLetter by subscription"] = dl.DeadLetter(ctx, name, "present")
+			_, calls["DeadLetter by event ID"] = dl.DeadLetter(ctx, "s", name)
 			calls["DeleteDeadLetter by subscription"] = dl.DeleteDeadLetter(ctx, name, "present")
 			calls["DeleteDeadLetter by event ID"] = dl.DeleteDeadLetter(ctx, "s", name)
 			calls["PutDeadLetter"] = dl.PutDeadLetter(ctx, store.DeadLetter{Subscription: name, Record: newRecord("present"), Error: "x", Attempts: 1, Time: base})

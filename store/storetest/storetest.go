@@ -21,8 +21,8 @@
 // The suite checks the contract written on [store.Store]: the round trip of
 // every field, dense per-aggregate versions under concurrency, optimistic
 // concurrency, idempotent appends, filtered and paged reads, cursors,
-// retention, checkpoints, dead letters (when the store implements
-// [store.DeadLetterStore]), append signals (when it implements
+// retention, checkpoints, dead letters and their lookup (when the store
+// implements [store.DeadLetterStore]), append signals (when it implements
 // [store.Watcher]), rejection of bad input (invalid records and dead
 // letters as [store.ValidateRecords] and [store.ValidateDeadLetter] define
 // them, and names that [store.ValidateName] refuses) with nothing written,
