@@ -192,7 +192,15 @@ func (c *durable[T]) run() {
 		if len(recs) > 0 {
 			continue
 		}
-		cursor = next // past records the pattern skipped
+		if next != cursor {
+			// Past records the pattern skipped. A filtered read looks at
+			// part of the log at a time, so more may follow: read on.
+			cursor = next
+			if time.Since(lastSave) >= c.cpInterval {
+				save()
+			}
+			continue
+		}
 		save()
 		if !poll.Stop() {
 			select {

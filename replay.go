@@ -67,7 +67,9 @@ func (b *Bus[T]) replay(ctx context.Context, q store.Query, call func(context.Co
 		if err != nil {
 			return n, fmt.Errorf("event: replay: %w", err)
 		}
-		if len(recs) == 0 {
+		// An empty page is the end only if the cursor stayed: a filtered
+		// read may look at part of the log and find nothing there.
+		if len(recs) == 0 && next == q.After {
 			return n, nil
 		}
 		for i := range recs {
