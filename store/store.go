@@ -165,11 +165,17 @@ type Store interface {
 	LoadAggregate(ctx context.Context, aggregateID string, fromVersion int64) ([]Record, error)
 
 	// Read returns up to q.Limit records matching q, in global order,
-	// and the cursor to pass as q.After to continue. When there is nothing
-	// more to read yet it returns no records and q.After unchanged (or the
-	// cursor past records it skipped as not matching). A cursor older than
+	// and the cursor to pass as q.After to continue. A cursor older than
 	// the retained log fails with ErrCursorExpired; one this store did not
 	// produce fails with ErrInvalidCursor.
+	//
+	// A filtered read may look at only part of the rest of the log, so
+	// that one call's work stays bounded however rare the matches: it then
+	// returns fewer than q.Limit records, possibly none, with a cursor past
+	// the records it looked at, and more matches may follow. Only a read
+	// that returns no records and q.After unchanged has reached the end of
+	// the log as it is now; read on from the returned cursor until then
+	// ([All] does).
 	Read(ctx context.Context, q Query) ([]Record, Cursor, error)
 
 	// Checkpoint returns the cursor last saved under name, or the zero

@@ -8,3 +8,6 @@ func Commits(s *Store) int64 { return s.commits.Load() }
 func Queued(s *Store) int { return len(s.queue) }
 
 var DecodeCursor = decodeCursor
+
+// SetMinScan lowers the number of positions a filtered Read looks at least.
+func SetMinScan(s *Store, n int) { s.minScan = n }

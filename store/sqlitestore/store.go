@@ -41,6 +41,7 @@ type Store struct {
 	closeErr  error
 
 	commits atomic.Int64 // group commit transactions, for tests
+	minScan int          // see defaultMinScan; tests lower it
 
 	watchMu    sync.Mutex
 	watchers   map[chan struct{}]struct{}
@@ -117,6 +118,8 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		queue:  make(chan *appendReq, 4096),
 		quit:   make(chan struct{}),
 		exited: make(chan struct{}),
+
+		minScan: defaultMinScan,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -238,10 +241,25 @@ func (s *Store) LoadAggregate(ctx context.Context, aggregateID string, fromVersi
 	return out, nil
 }
 
-// Read implements [store.Store]. Topic patterns with wildcards are narrowed
-// in SQL by their literal prefix and matched in Go; a page still fills up to
-// the limit, and when fewer records match, the returned cursor lies past
-// the records scanned so that the next Read does not scan them again.
+// defaultMinScan is the fewest positions of the log a filtered Read looks
+// at before it gives up on filling its page and returns what it found with
+// a cursor past what it looked at; it looks at up to 10 times its limit.
+// The bound keeps one call's work (and its read transaction) in proportion
+// to its page however rare the matches are, while the cursor it returns
+// keeps a read through the whole log linear. pgstore applies the same rule.
+const defaultMinScan = 10_000
+
+// Read implements [store.Store].
+//
+// A read by exact topic or by aggregate finds its records through an index,
+// and one without filters takes the log as it comes: each fills its page
+// while records remain. Other filtered reads (a wildcard pattern, a kind, a
+// time) walk the log in position order and look at no more than
+// max(10×limit, 10,000) positions per call; when their page is not full by
+// then they return the records they found, perhaps none, with a cursor past
+// the positions they looked at, and the next Read goes on from there.
+// Wildcard patterns are narrowed in SQL, by their literal prefix and a GLOB
+// that every matching topic matches, and matched exactly in Go.
 func (s *Store) Read(ctx context.Context, q store.Query) ([]store.Record, store.Cursor, error) {
 	if err := s.enter(ctx, "read"); err != nil {
 		return nil, q.After, err
@@ -260,25 +278,31 @@ func (s *Store) Read(ctx context.Context, q store.Query) ([]store.Record, store.
 		return nil, q.After, fmt.Errorf("sqlitestore: read: %w", err)
 	}
 
+	matchInGo := q.Topic != "" && q.Topic != ">" && !store.IsLiteral(q.Topic)
+	bounded := q.AggregateID == "" && (matchInGo || q.Kind != "" || !q.Since.IsZero())
 	var (
 		where strings.Builder
 		args  []any
 	)
 	where.WriteString(`position > ?`)
 	args = append(args, nil) // the position, set per query below
-	matchInGo := false
+	if bounded {
+		where.WriteString(` AND position <= ?`)
+		args = append(args, nil) // the end of the walk, set below
+	}
 	switch {
 	case q.Topic == "" || q.Topic == ">":
-	case store.IsLiteral(q.Topic):
+	case !matchInGo:
 		where.WriteString(` AND topic = ?`)
 		args = append(args, q.Topic)
 	default:
-		matchInGo = true
 		if p := store.LiteralPrefix(q.Topic); p != "" {
 			// p ends in "."; "/" is the next byte, so this is a prefix range.
 			where.WriteString(` AND topic >= ? AND topic < ?`)
 			args = append(args, p, p[:len(p)-1]+"/")
 		}
+		where.WriteString(` AND topic GLOB ?`)
+		args = append(args, topicGlob(q.Topic))
 	}
 	if q.AggregateID != "" {
 		where.WriteString(` AND aggregate_id = ?`)
@@ -292,30 +316,51 @@ func (s *Store) Read(ctx context.Context, q store.Query) ([]store.Record, store.
 		where.WriteString(` AND time_us >= ?`)
 		args = append(args, q.Since.UnixMicro()+boolInt(q.Since.Nanosecond()%1000 != 0))
 	}
+	from := `event_log`
 	scan := limit
-	if matchInGo {
+	switch {
+	case bounded:
+		// Walk the primary key: the topic index would find a prefix's
+		// records at every position, however many.
+		from = `event_log NOT INDEXED`
+		scan = max(10*limit, s.minScan)
+	case matchInGo:
 		scan = max(limit, 256)
 	}
-	query := `SELECT ` + recordColumns + ` FROM event_log WHERE ` + where.String() + ` ORDER BY position LIMIT ` + strconv.Itoa(scan)
+	query := `SELECT ` + recordColumns + ` FROM ` + from + ` WHERE ` + where.String() + ` ORDER BY position LIMIT ` + strconv.Itoa(scan)
 
-	// One read transaction: the retention check and the pages see the same
-	// snapshot.
+	// One read transaction: the retention check, the bounds and the pages
+	// see the same snapshot.
 	tx, err := s.r.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, q.After, s.fail(ctx, "read", err)
 	}
 	defer tx.Rollback()
-	if after > 0 {
-		var low, end int64
-		err := tx.QueryRowContext(ctx, `SELECT (SELECT value FROM event_meta WHERE key = 'low_watermark'), coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'event_log'), 0)`).Scan(&low, &end)
+	var end, hi int64
+	if after > 0 || bounded {
+		// end is the last position handed out: later appends, including
+		// one in a caller's transaction on the writer, get higher ones.
+		var low, first int64
+		err := tx.QueryRowContext(ctx, `SELECT (SELECT value FROM event_meta WHERE key = 'low_watermark'),
+			coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'event_log'), 0),
+			coalesce((SELECT position FROM event_log WHERE position > ? ORDER BY position LIMIT 1), 0)`, after).Scan(&low, &end, &first)
 		if err != nil {
 			return nil, q.After, s.fail(ctx, "read", err)
 		}
-		if after < low {
+		if after > 0 && after < low {
 			return nil, q.After, fmt.Errorf("sqlitestore: read after %s: %w (records up to position %d were deleted)", q.After, store.ErrCursorExpired, low)
 		}
 		if after > end {
 			return nil, q.After, fmt.Errorf("sqlitestore: read after %s: %w: it is past the end of the log (position %d)", q.After, store.ErrInvalidCursor, end)
+		}
+		if bounded {
+			if first == 0 {
+				return nil, q.After, nil
+			}
+			// The walk starts at the first record, not at the cursor, so
+			// that it does not spend itself on positions retention emptied.
+			hi = first - 1 + int64(scan)
+			args[1] = hi
 		}
 	}
 
@@ -354,14 +399,47 @@ func (s *Store) Read(ctx context.Context, q store.Query) ([]store.Record, store.
 		if err := rows.Err(); err != nil {
 			return nil, q.After, s.fail(ctx, "read", err)
 		}
-		if !matchInGo || len(out) == limit || n < scan {
+		// A bounded read fetched its whole walk at once.
+		if bounded || !matchInGo || len(out) == limit || n < scan {
 			break
 		}
+	}
+	if bounded && len(out) < limit {
+		// The walk looked at every position up to hi, or to the end.
+		last = max(last, min(hi, end))
 	}
 	if last == after {
 		return out, q.After, nil
 	}
 	return out, encodeCursor(last), nil
+}
+
+// topicGlob translates a topic pattern (see store.ValidatePattern) into a
+// GLOB that every topic the pattern matches matches too: a wildcard
+// segment becomes "*", which also matches dots, so store.MatchTopic still
+// decides. It lets SQLite drop most records that do not match before they
+// are copied out to Go.
+func topicGlob(pattern string) string {
+	var b strings.Builder
+	for i, seg := range strings.Split(pattern, ".") {
+		if i > 0 {
+			b.WriteByte('.')
+		}
+		if seg == "*" || seg == ">" {
+			b.WriteByte('*')
+			continue
+		}
+		for _, r := range seg {
+			if r == '[' || r == '?' { // '*' cannot occur in a literal segment
+				b.WriteByte('[')
+				b.WriteRune(r)
+				b.WriteByte(']')
+				continue
+			}
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 func boolInt(b bool) int64 {

@@ -93,7 +93,9 @@ func (s suite) testReadFilters(t *testing.T) {
 		checkIDs(t, "Read "+name, page, want)
 		checkOrdered(t, "Read "+name, page)
 
-		// In pages of 3, each as full as the remaining matches allow.
+		// In pages of 3, each as full as the remaining matches allow: the
+		// log is far smaller than the stretch of it that a filtered read
+		// may stop after (see testReadSparse).
 		q.Limit = 3
 		var paged []store.Record
 		for range 100 {
@@ -255,6 +257,66 @@ func (s suite) testReadAtEnd(t *testing.T) {
 	checkIDs(t, "sparse read after appends", got, []string{"m-1"})
 	got = readAll(t, st, store.Query{After: c})
 	checkIDs(t, "read after appends", got, []string{"m-0", "m-1", "m-2"})
+}
+
+// testReadSparse pages with filters that match a few records of a log
+// larger than the stretch a driver may look at in one call (ours look at
+// 10,000 records at most with a small limit): a page short of its limit,
+// even an empty one, is not the end while the cursor moves, and reading on
+// finds every match once, in order, without passing the end of the log.
+func (s suite) testReadSparse(t *testing.T) {
+	t.Parallel()
+	st := s.open(t)
+	ctx := t.Context()
+	const n = store.MaxReadLimit + 2500
+	all := newRecords("s", n)
+	var want []string
+	for _, i := range []int{3, 4, n - 2} {
+		all[i].Topic, all[i].Kind = "rare.found", store.KindSystem
+		want = append(want, all[i].ID)
+	}
+	for i := 0; i < n; i += 1000 {
+		mustAppend(t, st, all[i:min(i+1000, n)])
+	}
+	for i, q := range []store.Query{
+		{Topic: "rare.*", Limit: 1},
+		{Topic: "*.found", Limit: 2},
+		{Kind: store.KindSystem},
+		{Topic: "rare.found", Kind: store.KindSystem, Limit: 1},
+		{Topic: "rare.>", Since: base},
+	} {
+		name := fmt.Sprintf("%+v", q)
+		var got []store.Record
+		for calls := 0; ; calls++ {
+			if calls > n {
+				t.Fatalf("Read(%s): no end after %d calls", name, calls)
+			}
+			page, next, err := st.Read(ctx, q)
+			if err != nil {
+				t.Fatalf("Read(%s) after %d records: %v", name, len(got), err)
+			}
+			if q.Limit > 0 && len(page) > q.Limit {
+				t.Fatalf("Read(%s) returned %d records", name, len(page))
+			}
+			got = append(got, page...)
+			if next == q.After {
+				if len(page) > 0 {
+					t.Fatalf("Read(%s) returned records without moving the cursor", name)
+				}
+				break
+			}
+			q.After = next
+		}
+		checkIDs(t, "paged sparse Read "+name, got, want)
+
+		// The cursor where reading ended is not past the end of the log:
+		// a later match is found from it.
+		late := newRecord(fmt.Sprintf("late-%d", i))
+		late.Topic, late.Kind = "rare.found", store.KindSystem
+		mustAppend(t, st, []store.Record{late})
+		want = append(want, late.ID)
+		checkIDs(t, "sparse Read "+name+" after a later append", readAll(t, st, q), []string{late.ID})
+	}
 }
 
 func (s suite) testInvalidCursor(t *testing.T) {

@@ -20,7 +20,8 @@
 //
 // The suite checks the contract written on [store.Store]: the round trip of
 // every field, dense per-aggregate versions under concurrency, optimistic
-// concurrency, idempotent appends, filtered and paged reads, cursors,
+// concurrency, idempotent appends, filtered and paged reads (including
+// sparse matches in a log larger than one read looks at), cursors,
 // retention, checkpoints, dead letters and their lookup (when the store
 // implements [store.DeadLetterStore]), append signals (when it implements
 // [store.Watcher]), rejection of bad input (invalid records and dead
@@ -109,6 +110,7 @@ func Run(t *testing.T, h Harness) {
 		{"ReadPaging", s.testReadPaging},
 		{"ReadRecordCursor", s.testReadRecordCursor},
 		{"ReadAtEnd", s.testReadAtEnd},
+		{"ReadSparse", s.testReadSparse},
 		{"InvalidCursor", s.testInvalidCursor},
 		{"Checkpoint", s.testCheckpoint},
 		{"DeadLetters", s.testDeadLetters},
