@@ -6,8 +6,11 @@ import (
 )
 
 // WithRetention makes the bus delete stored events older than maxAge, every
-// interval (0 means an hour), in the background. Deletion runs in bounded
-// batches, so it does not stall publishers. A durable subscription whose
+// interval (0 means an hour), in the background. It deletes from the start
+// of the log (see [store.Store].DeleteBefore), so an event whose EventTime
+// is later than that of events published after it holds them back until it
+// is old enough itself. Deletion runs in bounded batches, so it does not
+// stall publishers. A durable subscription whose
 // checkpoint falls among deleted events stops with an error matching
 // [store.ErrCursorExpired] rather than silently skipping them. Default 0:
 // events are kept for ever.

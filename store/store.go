@@ -189,10 +189,14 @@ type Store interface {
 	// ErrInvalidCursor.
 	SetCheckpoint(ctx context.Context, name string, c Cursor) error
 
-	// DeleteBefore deletes records whose Time is before t, in batches small
-	// enough not to block appends for long, and returns how many it
-	// deleted. Cursors that pointed into the deleted range fail with
-	// ErrCursorExpired afterwards.
+	// DeleteBefore deletes the oldest records of the log, in global order
+	// up to the first whose Time is not before t, in batches small enough
+	// not to block appends for long, and returns how many it deleted. It
+	// deletes a prefix so that what remains reads from the start without
+	// gaps: a record out of time order (an event published with a later
+	// EventTime than those after it) holds back the records after it until
+	// it is older than t too. Cursors that pointed into the deleted range
+	// fail with ErrCursorExpired afterwards.
 	DeleteBefore(ctx context.Context, t time.Time) (int64, error)
 }
 

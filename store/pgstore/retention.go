@@ -10,10 +10,11 @@ import (
 // enough that its locks and WAL stay short.
 const deleteBatch = 1000
 
-// DeleteBefore deletes records whose Time is before t, deleteBatch at a time,
-// each batch in its own transaction, and returns how many it deleted. It
-// only deletes below the read horizon (records every reader can already
-// see), so a record still invisible to readers is kept for one more round.
+// DeleteBefore deletes the log's oldest records, in read order up to the
+// first whose Time is not before t, deleteBatch at a time, each batch in
+// its own transaction, and returns how many it deleted. It only deletes
+// below the read horizon (records every reader can already see), so a
+// record still invisible to readers is kept for one more round.
 //
 // Each batch raises the retention watermark to the highest (transaction ID,
 // position) it deleted, in the same transaction; [Store.Read] fails with
@@ -28,13 +29,17 @@ func (s *Store) DeleteBefore(ctx context.Context, t time.Time) (int64, error) {
 		return 0, err
 	}
 	defer s.exit()
-	sql := `WITH d AS (
-	DELETE FROM ` + s.schema + `.events
-	WHERE (txid, position) IN (
-		SELECT txid, position FROM ` + s.schema + `.events
-		WHERE time < $1 AND txid < $3::xid8
-		ORDER BY time LIMIT $2)
-	RETURNING txid, position
+	// p: the first records below the horizon, in read order, each marked
+	// old when it and every record before it are older than t.
+	sql := `WITH p AS (
+	SELECT txid, position, bool_and(time < $1) OVER (ORDER BY txid, position) AS old
+	FROM ` + s.schema + `.events
+	WHERE txid < $3::xid8
+	ORDER BY txid, position LIMIT $2
+), d AS (
+	DELETE FROM ` + s.schema + `.events AS e USING p
+	WHERE p.old AND e.txid = p.txid AND e.position = p.position
+	RETURNING e.txid, e.position
 ), top AS (
 	SELECT txid, position FROM d ORDER BY txid DESC, position DESC LIMIT 1
 ), raise AS (

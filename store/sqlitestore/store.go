@@ -490,9 +490,10 @@ func (s *Store) SetCheckpoint(ctx context.Context, name string, c store.Cursor) 
 // that appends wait for it only briefly.
 const deleteBatch = 1000
 
-// DeleteBefore implements [store.Store]. It deletes in transactions of at
-// most 1000 records and records the highest deleted position, below which
-// cursors expire.
+// DeleteBefore implements [store.Store]: it deletes the log's oldest
+// records, up to the first whose Time is not before t. It deletes in
+// transactions of at most 1000 records and records the highest deleted
+// position, below which cursors expire.
 func (s *Store) DeleteBefore(ctx context.Context, t time.Time) (int64, error) {
 	if err := s.enter(ctx, "delete before"); err != nil {
 		return 0, err
@@ -512,18 +513,34 @@ func (s *Store) DeleteBefore(ctx context.Context, t time.Time) (int64, error) {
 	}
 }
 
+// deleteOnce deletes the first records of the log while their Time is
+// before cut, at most deleteBatch of them.
 func (s *Store) deleteOnce(ctx context.Context, cut int64) (int64, error) {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, err
 	}
 	defer tx.Rollback()
-	var n, high int64
-	err = tx.QueryRowContext(ctx, `SELECT count(*), coalesce(max(position), 0) FROM (SELECT position FROM event_log WHERE time_us < ? ORDER BY position LIMIT ?)`, cut, deleteBatch).Scan(&n, &high)
-	if err != nil || n == 0 {
+	rows, err := tx.QueryContext(ctx, `SELECT position, time_us FROM event_log ORDER BY position LIMIT ?`, deleteBatch)
+	if err != nil {
 		return 0, err
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM event_log WHERE position IN (SELECT position FROM event_log WHERE time_us < ? ORDER BY position LIMIT ?)`, cut, deleteBatch); err != nil {
+	var n, high int64
+	for rows.Next() {
+		var pos, us int64
+		if err := rows.Scan(&pos, &us); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		if us >= cut {
+			break
+		}
+		n, high = n+1, pos
+	}
+	if err := rows.Close(); err != nil || n == 0 {
+		return 0, err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM event_log WHERE position <= ?`, high); err != nil {
 		return 0, err
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE event_meta SET value = max(value, ?) WHERE key = 'low_watermark'`, high); err != nil {

@@ -117,3 +117,34 @@ func (s suite) testRetentionManyRecords(t *testing.T) {
 	}
 	checkIDs(t, "log after retention", readAll(t, st, store.Query{}), []string{"k-0", "k-1", "k-2"})
 }
+
+// testRetentionOutOfTimeOrder checks that retention deletes a prefix of the
+// log: an old record behind a newer one stays until the newer one is old
+// too, so that a reader from the start pages through what remains without
+// meeting an expired cursor.
+func (s suite) testRetentionOutOfTimeOrder(t *testing.T) {
+	t.Parallel()
+	st := s.open(t)
+	ctx := t.Context()
+	cut := base.Add(time.Hour)
+	recs := newRecords("t", 5) // all at base, before the cut
+	recs[1].Time = cut.Add(time.Hour)
+	recs[4].Time = cut.Add(3 * time.Hour)
+	mustAppend(t, st, recs)
+
+	n, err := st.DeleteBefore(ctx, cut)
+	if err != nil || n != 1 {
+		t.Fatalf("DeleteBefore = %d, %v; want 1: only t-0 comes before the newer t-1", n, err)
+	}
+	// readAll pages one record at a time, so it reads from every cursor.
+	checkIDs(t, "Read one by one after retention", readAll(t, st, store.Query{Limit: 1}), []string{"t-1", "t-2", "t-3", "t-4"})
+	if _, err := st.Load(ctx, "t-2"); err != nil {
+		t.Fatalf("Load of an old record behind a newer one: %v", err)
+	}
+
+	n, err = st.DeleteBefore(ctx, cut.Add(2*time.Hour))
+	if err != nil || n != 3 {
+		t.Fatalf("DeleteBefore later = %d, %v; want 3 (t-1 to t-3)", n, err)
+	}
+	checkIDs(t, "Read after the second retention", readAll(t, st, store.Query{Limit: 1}), []string{"t-4"})
+}

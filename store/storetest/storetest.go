@@ -120,6 +120,7 @@ func Run(t *testing.T, h Harness) {
 		{"Retention", s.testRetention},
 		{"RetentionKeepsNumbering", s.testRetentionKeepsNumbering},
 		{"RetentionManyRecords", s.testRetentionManyRecords},
+		{"RetentionOutOfTimeOrder", s.testRetentionOutOfTimeOrder},
 		{"BadInput", s.testBadInput},
 		{"PayloadLimit", s.testPayloadLimit},
 		{"CancelledContext", s.testCancelledContext},
