@@ -46,7 +46,9 @@ const (
 // A bus without a store ([WithStore]) rejects durable subscriptions. One
 // bus runs at most one subscription of a name; several processes sharing a
 // name would each handle every event.
-func Durable(name string) SubscribeOption { return func(c *subConfig) { c.durable = name } }
+func Durable(name string) SubscribeOption {
+	return func(c *subConfig) { c.durable, c.durableSet = name, true }
+}
 
 // Checkpoint sets how often a durable subscription saves its checkpoint:
 // after every n events, and at least every d while it has handled events. A

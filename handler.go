@@ -148,6 +148,18 @@ func (b *Bus[T]) subscribe(pattern string, call func(context.Context, *Event[T])
 	if s.name == "" {
 		s.name = pattern
 	}
+	// Names go to the store with checkpoints and dead letters: refuse
+	// here what it would refuse later, when a dead letter would be lost.
+	if c.name != "" {
+		if err := store.ValidateName("subscription name", c.name); err != nil {
+			return nil, fmt.Errorf("event: subscribe %s: %w", pattern, err)
+		}
+	}
+	if c.durableSet {
+		if err := store.ValidateName("durable subscription name", c.durable); err != nil {
+			return nil, fmt.Errorf("event: subscribe %s: %w", pattern, err)
+		}
+	}
 	if c.retry != nil {
 		if err := c.retry.validate(); err != nil {
 			return nil, fmt.Errorf("event: subscribe %s: %w", s.name, err)

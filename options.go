@@ -207,12 +207,14 @@ type subConfig struct {
 	concurrency int
 	sync        bool
 	durable     string
+	durableSet  bool // Durable was given, even with an empty name
 	cpEvery     int
 	cpInterval  time.Duration
 }
 
 // Name names a subscription in [Stats], logs and dead letters. Default: the
-// pattern.
+// pattern (or, for a durable subscription, its durable name). A name must
+// be valid UTF-8 without NUL bytes, since stores keep it with dead letters.
 func Name(name string) SubscribeOption { return func(c *subConfig) { c.name = name } }
 
 // Retry sets the subscription's retry policy, overriding [WithRetry].

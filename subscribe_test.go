@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ncore-io/event"
+	"github.com/ncore-io/event/store"
 )
 
 func TestPublishRejectsInvalidTopics(t *testing.T) {
@@ -98,6 +99,41 @@ func TestSubscribeRejectsInvalidPatterns(t *testing.T) {
 	if subs := b.Stats().Subscribers; len(subs) != 0 {
 		t.Errorf("invalid patterns registered: %v", subs)
 	}
+}
+
+// TestSubscribeRejectsInvalidNames checks that a name a store could not
+// keep with a checkpoint or dead letter is refused at Subscribe, and that an
+// empty durable name is not taken to mean "not durable".
+func TestSubscribeRejectsInvalidNames(t *testing.T) {
+	t.Parallel()
+	b := newBus[int](t, event.WithStore(openSQLite(t)))
+	h := func(context.Context, event.Event[int]) error { return nil }
+	for _, tc := range []struct {
+		what string
+		opt  event.SubscribeOption
+	}{
+		{"name with a NUL byte", event.Name("audit\x00")},
+		{"name that is not UTF-8", event.Name("audit\xff")},
+		{"empty durable name", event.Durable("")},
+		{"durable name with a NUL byte", event.Durable("audit\x00")},
+		{"durable name that is not UTF-8", event.Durable("\xc3")},
+	} {
+		s, err := event.Subscribe(b, "user.>", h, tc.opt)
+		if !errors.Is(err, store.ErrInvalidName) {
+			t.Errorf("Subscribe with a %s = %v, want an error matching store.ErrInvalidName", tc.what, err)
+			if s != nil {
+				s.Unsubscribe()
+			}
+		}
+	}
+	if subs := b.Stats().Subscribers; len(subs) != 0 {
+		t.Errorf("subscriptions with invalid names registered: %v", subs)
+	}
+	s, err := event.Subscribe(b, "user.>", h, event.Name("audit · ünïcode"))
+	if err != nil {
+		t.Fatalf("Subscribe with a valid UTF-8 name: %v", err)
+	}
+	s.Unsubscribe()
 }
 
 func TestSubscribeNilHandlerPanics(t *testing.T) {
