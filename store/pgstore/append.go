@@ -9,9 +9,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -303,16 +301,6 @@ func (s *Store) encode(recs []store.Record, expect []store.Expect) (*args, error
 		a.eaggs, a.evers, a.eords = []string{}, []int64{}, []int32{}
 	}
 	return a, nil
-}
-
-func checkText(s string) error {
-	if !utf8.ValidString(s) {
-		return errors.New("is not valid UTF-8")
-	}
-	if strings.IndexByte(s, 0) >= 0 {
-		return errors.New("contains a NUL byte")
-	}
-	return nil
 }
 
 // callAppend runs the append statement on a and returns the records'

@@ -41,8 +41,8 @@ func (s *Store) SetCheckpoint(ctx context.Context, name string, c store.Cursor) 
 		return err
 	}
 	defer s.exit()
-	if err := checkText(string(c)); err != nil {
-		return fmt.Errorf("pgstore: set checkpoint %s: %w: cursor %w", name, store.ErrInvalidCursor, err)
+	if _, err := s.parseCursor(c); err != nil {
+		return fmt.Errorf("pgstore: set checkpoint %s: %w", name, err)
 	}
 	_, err := s.pool.Exec(ctx, "INSERT INTO "+s.schema+".checkpoints (name, cursor) VALUES ($1, $2) "+
 		"ON CONFLICT (name) DO UPDATE SET cursor = excluded.cursor, updated_at = now()", name, string(c))

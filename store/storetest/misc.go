@@ -56,6 +56,15 @@ func (s suite) testCheckpoint(t *testing.T) {
 	if c, _ := st.Checkpoint(ctx, "Projector"); c != "" {
 		t.Fatalf("Checkpoint(Projector) = %q; names are case-sensitive", c)
 	}
+	// A cursor the store did not make would fail only later, when a
+	// reader resumes from it: refuse it now and keep the saved one.
+	for _, bad := range []store.Cursor{"not a cursor", "\x00\xff"} {
+		err := st.SetCheckpoint(ctx, "projector", bad)
+		checkErr(t, fmt.Sprintf("SetCheckpoint to %q", bad), err, store.ErrInvalidCursor)
+	}
+	if c, _ := st.Checkpoint(ctx, "projector"); c != page[3].Cursor {
+		t.Fatalf("Checkpoint after refused updates = %q, want %q", c, page[3].Cursor)
+	}
 }
 
 func (s suite) testDeadLetters(t *testing.T) {
