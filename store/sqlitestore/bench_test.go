@@ -202,12 +202,21 @@ func BenchmarkRead(b *testing.B) {
 		b.ReportMetric(float64(b.N*readEvents)/b.Elapsed().Seconds(), "events/s")
 	})
 
-	b.Run("store-read", func(b *testing.B) {
+	for _, limit := range []int{0, store.MaxReadLimit} {
+		b.Run(fmt.Sprintf("store-read/limit=%d", limit), func(b *testing.B) {
+			benchStoreRead(b, s, limit)
+		})
+	}
+}
+
+// benchStoreRead reads the whole log with store.All in pages of limit.
+func benchStoreRead(b *testing.B, s *sqlitestore.Store, limit int) {
+	{
 		ctx := context.Background()
 		b.ResetTimer()
 		for b.Loop() {
 			n := 0
-			for r, err := range store.All(ctx, s, store.Query{}) {
+			for r, err := range store.All(ctx, s, store.Query{Limit: limit}) {
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -222,7 +231,7 @@ func BenchmarkRead(b *testing.B) {
 			}
 		}
 		b.ReportMetric(float64(b.N*readEvents)/b.Elapsed().Seconds(), "events/s")
-	})
+	}
 }
 
 func runtimeProcs() int { return runtime.GOMAXPROCS(0) }

@@ -364,7 +364,9 @@ func (s *Store) Read(ctx context.Context, q store.Query) ([]store.Record, store.
 		}
 	}
 
-	out := make([]store.Record, 0, min(limit, 64))
+	// Room for a default page at once; a larger one grows as it fills,
+	// so that a poll that finds little allocates little.
+	out := make([]store.Record, 0, min(limit, store.DefaultReadLimit))
 	last := after
 	for {
 		args[0] = last
