@@ -369,7 +369,17 @@ func TestGroupCommitStoredIDs(t *testing.T) {
 	for i := range stored {
 		stored[i].AggregateID = "acct"
 	}
-	if err := s.Append(t.Context(), stored, store.Expect{AggregateID: "acct", Version: 0}); err != nil {
+	// Stored through AppendTx, not Append, so that the writer goroutine
+	// has not committed yet and is certainly idle: after a commit it may
+	// still be preparing statements on the connection holdWriter takes.
+	tx, err := s.DB().BeginTx(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AppendTx(t.Context(), tx, stored, store.Expect{AggregateID: "acct", Version: 0}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
 	}
 	release := holdWriter(t, s)
