@@ -69,11 +69,7 @@ func (s suite) testCheckpoint(t *testing.T) {
 
 func (s suite) testDeadLetters(t *testing.T) {
 	t.Parallel()
-	st := s.open(t)
-	dl, ok := st.(store.DeadLetterStore)
-	if !ok {
-		t.Skip("store does not implement store.DeadLetterStore")
-	}
+	st, dl := openAs[store.DeadLetterStore](s, t)
 	ctx := t.Context()
 	recs := inAggregate("a", newRecords("d", 3))
 	recs[0].Metadata = map[string]string{"correlation_id": "c"}
@@ -182,11 +178,7 @@ func checkDeadLetter(tb testing.TB, what string, got, want store.DeadLetter) {
 // dead letter, and no change to the one it would have replaced.
 func (s suite) testDeadLetterValidation(t *testing.T) {
 	t.Parallel()
-	st := s.open(t)
-	dl, ok := st.(store.DeadLetterStore)
-	if !ok {
-		t.Skip("store does not implement store.DeadLetterStore")
-	}
+	st, dl := openAs[store.DeadLetterStore](s, t)
 	ctx := t.Context()
 	r := newRecord("dv")
 	r.AggregateID = "a"

@@ -45,6 +45,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -144,6 +145,18 @@ func (s suite) open(t *testing.T) store.Store {
 		t.Fatal("storetest: Harness.Open returned nil")
 	}
 	return st
+}
+
+// openAs opens a store, as s.open does, and returns it also as the
+// optional interface I, skipping t when the store does not implement it.
+func openAs[I any](s suite, t *testing.T) (store.Store, I) {
+	t.Helper()
+	st := s.open(t)
+	i, ok := st.(I)
+	if !ok {
+		t.Skipf("store does not implement %v", reflect.TypeFor[I]())
+	}
+	return st, i
 }
 
 func (s suite) needBegin(t *testing.T) {

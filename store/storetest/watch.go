@@ -13,11 +13,7 @@ import (
 // testWatch checks store.Watcher, for stores that implement it.
 func (s suite) testWatch(t *testing.T) {
 	t.Parallel()
-	st := s.open(t)
-	w, ok := st.(store.Watcher)
-	if !ok {
-		t.Skip("store does not implement store.Watcher")
-	}
+	st, w := openAs[store.Watcher](s, t)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	ch, err := w.Watch(ctx)
