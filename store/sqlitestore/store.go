@@ -336,37 +336,34 @@ func (s *Store) Read(ctx context.Context, q store.Query) ([]store.Record, store.
 		return nil, q.After, s.fail(ctx, "read", err)
 	}
 	defer tx.Rollback()
-	var end, hi int64
-	if after > 0 || bounded {
-		// end is the last position handed out: later appends, including
-		// one in a caller's transaction on the writer, get higher ones.
-		var low, first int64
-		err := tx.QueryRowContext(ctx, `SELECT (SELECT value FROM event_meta WHERE key = 'low_watermark'),
-			coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'event_log'), 0),
-			coalesce((SELECT position FROM event_log WHERE position > ? ORDER BY position LIMIT 1), 0)`, after).Scan(&low, &end, &first)
-		if err != nil {
-			return nil, q.After, s.fail(ctx, "read", err)
-		}
-		if after > 0 && after < low {
-			return nil, q.After, fmt.Errorf("sqlitestore: read after %s: %w (records up to position %d were deleted)", q.After, store.ErrCursorExpired, low)
-		}
-		if after > end {
-			return nil, q.After, fmt.Errorf("sqlitestore: read after %s: %w: it is past the end of the log (position %d)", q.After, store.ErrInvalidCursor, end)
-		}
-		if bounded {
-			if first == 0 {
-				return nil, q.After, nil
-			}
-			// The walk starts at the first record, not at the cursor, so
-			// that it does not spend itself on positions retention emptied.
-			hi = first - 1 + int64(scan)
-			args[1] = hi
-		}
+	// end is the last position handed out: later appends, including
+	// one in a caller's transaction on the writer, get higher ones.
+	var low, end, first, hi int64
+	err = tx.QueryRowContext(ctx, `SELECT (SELECT value FROM event_meta WHERE key = 'low_watermark'),
+		coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'event_log'), 0),
+		coalesce((SELECT position FROM event_log WHERE position > ? ORDER BY position LIMIT 1), 0)`, after).Scan(&low, &end, &first)
+	if err != nil {
+		return nil, q.After, s.fail(ctx, "read", err)
+	}
+	if after > 0 && after < low {
+		return nil, q.After, fmt.Errorf("sqlitestore: read after %s: %w (records up to position %d were deleted)", q.After, store.ErrCursorExpired, low)
+	}
+	if after > end {
+		return nil, q.After, fmt.Errorf("sqlitestore: read after %s: %w: it is past the end of the log (position %d)", q.After, store.ErrInvalidCursor, end)
+	}
+	if end == after || first == 0 {
+		return nil, q.After, nil // nothing after the cursor
+	}
+	if bounded {
+		// The walk starts at the first record, not at the cursor, so
+		// that it does not spend itself on positions retention emptied.
+		hi = first - 1 + int64(scan)
+		args[1] = hi
 	}
 
-	// Room for a default page at once; a larger one grows as it fills,
-	// so that a poll that finds little allocates little.
-	out := make([]store.Record, 0, min(limit, store.DefaultReadLimit))
+	// At most end-after records remain: room for them all at once, and
+	// little for a poll at the end of the log.
+	out := make([]store.Record, 0, min(int64(limit), max(end-after, 0)))
 	last := after
 	for {
 		args[0] = last
