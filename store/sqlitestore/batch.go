@@ -82,12 +82,10 @@ func (b *batch) add(ctx context.Context, reqs []*appendReq) error {
 // load reads the stored rows of the IDs and the versions of the aggregates
 // that reqs name and the batch has not seen.
 func (b *batch) load(ctx context.Context, reqs []*appendReq) error {
-	var aggs []any
+	var ids, aggs []any
 	for _, req := range reqs {
 		if !b.optimistic {
-			if err := b.lookupIDs(ctx, b.unknownIDs(req.rows)); err != nil {
-				return err
-			}
+			ids = append(ids, b.unknownIDs(req.rows)...)
 		}
 		for i := range req.rows {
 			if a := req.rows[i].aggregateID; a != "" {
@@ -103,6 +101,9 @@ func (b *batch) load(ctx context.Context, reqs []*appendReq) error {
 				aggs = append(aggs, e.AggregateID)
 			}
 		}
+	}
+	if err := b.lookupIDs(ctx, ids); err != nil {
+		return err
 	}
 	for len(aggs) > 0 {
 		n := min(len(aggs), lookupChunk)

@@ -12,8 +12,12 @@
 // (group commit): one writer goroutine commits everything queued while the
 // previous commit ran, in one transaction and one fsync, and each caller
 // gets its own result. An expectation that fails or a duplicate ID fails
-// only its own Append: the writer checks them in Go, against everything the
-// transaction has seen, before it writes anything. See [WithSync] to trade
+// only its own Append: the writer checks expectations in Go, against
+// everything the transaction has seen, before it writes anything. It
+// inserts without first looking up whether the IDs are stored, since they
+// almost never are; when one is, the unique index refuses the insert and
+// the writer redoes the transaction with every ID looked up, so a retried
+// Append still succeeds and a changed one fails alone. See [WithSync] to trade
 // the last commits on power loss for speed, and [WithGroupCommit] for batch
 // limits.
 //

@@ -106,8 +106,9 @@ func TestSparseReadIsBounded(t *testing.T) {
 	if err != nil || len(recs) != 2 || next != "p10502" {
 		t.Errorf("Read with Limit 1100 = %d records, cursor %q, %v; want both matches and p10502", len(recs), next, err)
 	}
-	// Reads by exact topic or without a filter still fill their pages.
-	for _, q := range []store.Query{{Topic: "rare.found", Limit: 2}, {Limit: 10}} {
+	// Reads by exact topic, with a kind or not, or without a filter still
+	// fill their pages.
+	for _, q := range []store.Query{{Topic: "rare.found", Limit: 2}, {Topic: "rare.found", Kind: "rare", Limit: 2}, {Limit: 10}} {
 		recs, _, err := s.Read(t.Context(), q)
 		if err != nil || len(recs) != q.Limit {
 			t.Errorf("Read(%+v) = %d records, %v; want %d", q, len(recs), err, q.Limit)
@@ -191,5 +192,39 @@ func TestWildcardTopicsWithGlobCharacters(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Errorf("Read(%q) = %v, want %v", pattern, got, want)
 		}
+	}
+}
+
+// TestSparseReadStopsBeforeOpenTransaction checks that the cursor a bounded
+// walk returns does not pass a record that an open outbox transaction has
+// appended but not committed: once it commits, reading on finds it.
+func TestSparseReadStopsBeforeOpenTransaction(t *testing.T) {
+	t.Parallel()
+	s := open(t)
+	sqlitestore.SetMinScan(s, 10)
+	fill(t, s, 5)
+	tx, err := s.DB().BeginTx(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	pending := rec("pending")
+	pending.Topic = "rare.found"
+	if err := s.AppendTx(t.Context(), tx, []store.Record{pending}); err != nil {
+		t.Fatal(err)
+	}
+	q := store.Query{Topic: "rare.>", Limit: 5}
+	recs, next, err := s.Read(t.Context(), q)
+	if err != nil || len(recs) != 0 || next != "p5" {
+		t.Fatalf("Read while the append is uncommitted = %d records, cursor %q, %v; want none and p5, not past position %d",
+			len(recs), next, err, pending.Position)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	q.After = next
+	recs, _, err = s.Read(t.Context(), q)
+	if err != nil || len(recs) != 1 || recs[0].ID != "pending" {
+		t.Fatalf("Read after the commit = %v, %v; want the committed record", recs, err)
 	}
 }

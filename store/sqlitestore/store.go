@@ -251,10 +251,11 @@ const defaultMinScan = 10_000
 
 // Read implements [store.Store].
 //
-// A read by exact topic or by aggregate finds its records through an index,
-// and one without filters takes the log as it comes: each fills its page
-// while records remain. Other filtered reads (a wildcard pattern, a kind, a
-// time) walk the log in position order and look at no more than
+// A read by exact topic or by aggregate finds its records through an index
+// (any kind or time filter is applied to what the index finds), and one
+// without filters takes the log as it comes: each fills its page while
+// records remain. Other filtered reads (a wildcard pattern, or a kind or a
+// time alone) walk the log in position order and look at no more than
 // max(10×limit, 10,000) positions per call; when their page is not full by
 // then they return the records they found, perhaps none, with a cursor past
 // the positions they looked at, and the next Read goes on from there.
@@ -278,8 +279,11 @@ func (s *Store) Read(ctx context.Context, q store.Query) ([]store.Record, store.
 		return nil, q.After, fmt.Errorf("sqlitestore: read: %w", err)
 	}
 
-	matchInGo := q.Topic != "" && q.Topic != ">" && !store.IsLiteral(q.Topic)
-	bounded := q.AggregateID == "" && (matchInGo || q.Kind != "" || !q.Since.IsZero())
+	exact := q.Topic != "" && q.Topic != ">" && store.IsLiteral(q.Topic)
+	matchInGo := q.Topic != "" && q.Topic != ">" && !exact
+	// A read by aggregate or exact topic takes its index, however its
+	// other filters thin it out; other filtered reads walk the log.
+	bounded := q.AggregateID == "" && !exact && (matchInGo || q.Kind != "" || !q.Since.IsZero())
 	var (
 		where strings.Builder
 		args  []any
@@ -536,7 +540,7 @@ func (s *Store) deleteOnce(ctx context.Context, cut int64) (int64, error) {
 		}
 		n, high = n+1, pos
 	}
-	if err := rows.Close(); err != nil || n == 0 {
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil || n == 0 {
 		return 0, err
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM event_log WHERE position <= ?`, high); err != nil {
