@@ -90,7 +90,7 @@ func (b *Bus[T]) Redrive(ctx context.Context, subscription, eventID string) erro
 	if err != nil {
 		return err
 	}
-	dl, err := dls.DeadLetter(ctx, subscription, eventID)
+	dl, err := store.FindDeadLetter(ctx, dls, subscription, eventID)
 	if err != nil {
 		return fmt.Errorf("event: redrive %s of %s: %w", eventID, subscription, err)
 	}

@@ -220,18 +220,16 @@ type DeadLetter struct {
 // concurrency, contexts and closing apply.
 //
 // A dead letter is identified by its subscription and its record's event
-// ID. DeadLetter and DeleteDeadLetter refuse an empty subscription or event
-// ID (or one that [ValidateName] refuses) with an error matching
-// ErrInvalidName, before touching the database.
+// ID. DeleteDeadLetter refuses an empty subscription or event ID (or one
+// that [ValidateName] refuses) with an error matching ErrInvalidName, before
+// touching the database. A store that can look one dead letter up by its
+// key implements [DeadLetterLookup] too.
 type DeadLetterStore interface {
 	// PutDeadLetter stores d, replacing an earlier dead letter of the same
 	// subscription and event ID. It checks d with [ValidateDeadLetter]
 	// first: an invalid dead letter fails with ErrInvalidRecord and stores
 	// nothing.
 	PutDeadLetter(ctx context.Context, d DeadLetter) error
-	// DeadLetter returns the dead letter of the subscription and event ID,
-	// or fails with ErrNotFound.
-	DeadLetter(ctx context.Context, subscription, eventID string) (DeadLetter, error)
 	// DeadLetters lists the dead letters of a subscription (all
 	// subscriptions if empty; otherwise one that ValidateName accepts),
 	// oldest first, at most limit of them (0 means DefaultReadLimit).
@@ -239,6 +237,43 @@ type DeadLetterStore interface {
 	// DeleteDeadLetter removes the dead letter of the subscription and event
 	// ID, or fails with ErrNotFound.
 	DeleteDeadLetter(ctx context.Context, subscription, eventID string) error
+}
+
+// DeadLetterLookup is implemented by a [DeadLetterStore] that can look one
+// dead letter up by its key. It is separate so that a store written
+// against DeadLetterStore alone keeps working; [FindDeadLetter] searches the
+// list of such a store instead.
+type DeadLetterLookup interface {
+	// DeadLetter returns the dead letter of the subscription and event ID,
+	// or fails with ErrNotFound. Like DeleteDeadLetter, it refuses an
+	// invalid subscription or event ID with ErrInvalidName.
+	DeadLetter(ctx context.Context, subscription, eventID string) (DeadLetter, error)
+}
+
+// FindDeadLetter returns the dead letter of the subscription and event ID
+// in s, or an error matching ErrNotFound. It asks s directly when s
+// implements [DeadLetterLookup]; otherwise it searches the first
+// MaxReadLimit dead letters that s lists for the subscription.
+func FindDeadLetter(ctx context.Context, s DeadLetterStore, subscription, eventID string) (DeadLetter, error) {
+	if l, ok := s.(DeadLetterLookup); ok {
+		return l.DeadLetter(ctx, subscription, eventID)
+	}
+	if err := ValidateName("subscription", subscription); err != nil {
+		return DeadLetter{}, err
+	}
+	if err := ValidateName("event ID", eventID); err != nil {
+		return DeadLetter{}, err
+	}
+	list, err := s.DeadLetters(ctx, subscription, MaxReadLimit)
+	if err != nil {
+		return DeadLetter{}, err
+	}
+	for _, d := range list {
+		if d.Record.ID == eventID {
+			return d, nil
+		}
+	}
+	return DeadLetter{}, fmt.Errorf("%w: no dead letter of event %s for subscription %s", ErrNotFound, eventID, subscription)
 }
 
 // Watcher is implemented by stores that can signal appends, including those

@@ -93,8 +93,9 @@ type Store struct {
 }
 
 var (
-	_ store.Store           = (*Store)(nil)
-	_ store.DeadLetterStore = (*Store)(nil)
+	_ store.Store            = (*Store)(nil)
+	_ store.DeadLetterStore  = (*Store)(nil)
+	_ store.DeadLetterLookup = (*Store)(nil)
 )
 
 // New returns a store on pool, creating or migrating its schema first. The

@@ -64,7 +64,7 @@ func scanDeadLetter(sc interface{ Scan(...any) error }) (store.DeadLetter, error
 	return d, nil
 }
 
-// DeadLetter implements [store.DeadLetterStore].
+// DeadLetter implements [store.DeadLetterLookup].
 func (s *Store) DeadLetter(ctx context.Context, subscription, eventID string) (store.DeadLetter, error) {
 	if err := checkDeadLetterKey(subscription, eventID); err != nil {
 		return store.DeadLetter{}, fmt.Errorf("sqlitestore: dead letter: %w", err)

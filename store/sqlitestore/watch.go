@@ -10,7 +10,11 @@ import (
 	"github.com/ncore-io/event/store"
 )
 
-var _ store.Watcher = (*Store)(nil)
+var (
+	_ store.Watcher          = (*Store)(nil)
+	_ store.DeadLetterStore  = (*Store)(nil)
+	_ store.DeadLetterLookup = (*Store)(nil)
+)
 
 // Watch implements [store.Watcher]. Appends through this Store's group
 // commit are signalled as soon as they commit. Appends that commit in other

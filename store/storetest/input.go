@@ -134,7 +134,7 @@ func methods(ctx context.Context, st store.Store, cursor store.Cursor) map[strin
 	if dl, ok := st.(store.DeadLetterStore); ok {
 		errs["PutDeadLetter"] = dl.PutDeadLetter(ctx, store.DeadLetter{Subscription: "s2", Record: newRecord("present"), Error: "x", Attempts: 1, Time: base})
 		_, errs["DeadLetters"] = dl.DeadLetters(ctx, "", 0)
-		_, errs["DeadLetter"] = dl.DeadLetter(ctx, "s", "present")
+		_, errs["DeadLetter"] = store.FindDeadLetter(ctx, dl, "s", "present")
 		errs["DeleteDeadLetter"] = dl.DeleteDeadLetter(ctx, "s", "present")
 	}
 	return errs

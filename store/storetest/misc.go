@@ -101,7 +101,7 @@ func (s suite) testDeadLetters(t *testing.T) {
 	}
 	lookup := func(want store.DeadLetter) {
 		t.Helper()
-		got, err := dl.DeadLetter(ctx, want.Subscription, want.Record.ID)
+		got, err := store.FindDeadLetter(ctx, dl, want.Subscription, want.Record.ID)
 		if err != nil {
 			t.Fatalf("DeadLetter(%s, %s): %v", want.Subscription, want.Record.ID, err)
 		}
@@ -109,7 +109,7 @@ func (s suite) testDeadLetters(t *testing.T) {
 	}
 	absent := func(what, sub, id string) {
 		t.Helper()
-		_, err := dl.DeadLetter(ctx, sub, id)
+		_, err := store.FindDeadLetter(ctx, dl, sub, id)
 		checkErr(t, fmt.Sprintf("DeadLetter(%s, %s) of %s", sub, id, what), err, store.ErrNotFound)
 	}
 	list := func(sub string, limit int) []store.DeadLetter {
@@ -251,7 +251,7 @@ func (s suite) testDeadLetterValidation(t *testing.T) {
 	if err := dl.PutDeadLetter(ctx, zero); err != nil {
 		t.Fatalf("PutDeadLetter with zero attempts and no error text: %v", err)
 	}
-	d, err := dl.DeadLetter(ctx, "new", r.ID)
+	d, err := store.FindDeadLetter(ctx, dl, "new", r.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,8 +273,8 @@ func (s suite) testInvalidNames(t *testing.T) {
 		calls["SetCheckpoint"] = st.SetCheckpoint(ctx, name, cursor)
 		_, calls["LoadAggregate"] = st.LoadAggregate(ctx, name, 0)
 		if isDL {
-			_, calls["DeadLetter by subscription"] = dl.DeadLetter(ctx, name, "present")
-			_, calls["DeadLetter by event ID"] = dl.DeadLetter(ctx, "s", name)
+			_, calls["DeadLetter by subscription"] = store.FindDeadLetter(ctx, dl, name, "present")
+			_, calls["DeadLetter by event ID"] = store.FindDeadLetter(ctx, dl, "s", name)
 			calls["DeleteDeadLetter by subscription"] = dl.DeleteDeadLetter(ctx, name, "present")
 			calls["DeleteDeadLetter by event ID"] = dl.DeleteDeadLetter(ctx, "s", name)
 			calls["PutDeadLetter"] = dl.PutDeadLetter(ctx, store.DeadLetter{Subscription: name, Record: newRecord("present"), Error: "x", Attempts: 1, Time: base})
