@@ -140,6 +140,10 @@ func (s *Store) AppendTx(ctx context.Context, tx *sql.Tx, recs []store.Record, e
 	return nil
 }
 
+// carefulCommits is how many commits after a redo look up their IDs
+// first.
+const carefulCommits = 16
+
 // run is the group-commit writer goroutine.
 func (s *Store) run() {
 	defer close(s.exited)
@@ -215,7 +219,11 @@ func (s *Store) commit(connCtx context.Context, batch []*appendReq) error {
 	}
 	defer tx.Rollback()
 
-	b := newBatch(s, tx, true)
+	// Optimistic unless a recent commit had to redo: appends of stored IDs
+	// come in runs (a relay resending its outbox), and each would cost a
+	// redo.
+	b := newBatch(s, tx, s.careful == 0)
+	s.careful = max(s.careful-1, 0)
 	var all []*appendReq
 	round := batch
 	for {
@@ -244,9 +252,11 @@ func (s *Store) commit(connCtx context.Context, batch []*appendReq) error {
 		}
 	}
 	err = b.finish(ctx)
-	if err != nil {
+	if err != nil && b.optimistic {
 		// Most likely an ID that is stored already: redo the transaction
 		// with a batch that looks up every ID and so handles it.
+		s.careful = carefulCommits
+		s.redos.Add(1)
 		tx.Rollback()
 		if tx, err = conn.BeginTx(ctx, nil); err != nil {
 			s.failAll(all, err)

@@ -3,6 +3,12 @@ package sqlitestore
 // Commits returns how many group-commit transactions s has committed.
 func Commits(s *Store) int64 { return s.commits.Load() }
 
+// Redos returns how many optimistic group commits s redid carefully.
+func Redos(s *Store) int64 { return s.redos.Load() }
+
+// CarefulCommits is how many commits after a redo look up their IDs first.
+const CarefulCommits = carefulCommits
+
 // Queued returns how many Appends wait in s's queue, not counting the one
 // the writer holds.
 func Queued(s *Store) int { return len(s.queue) }

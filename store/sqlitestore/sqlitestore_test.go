@@ -450,6 +450,39 @@ func TestGroupCommitStoredIDs(t *testing.T) {
 	}
 }
 
+// TestGroupCommitCarefulAfterRedo checks that a run of appends of stored
+// IDs, such as a relay resending its outbox, costs one redo, not one per
+// append, and that commits turn optimistic again after the run.
+func TestGroupCommitCarefulAfterRedo(t *testing.T) {
+	t.Parallel()
+	s := open(t)
+	stored := recs("r", 5)
+	if err := s.Append(t.Context(), stored); err != nil {
+		t.Fatal(err)
+	}
+	resend := func() {
+		for _, r := range stored {
+			again := []store.Record{r}
+			if err := s.Append(t.Context(), again); err != nil || again[0].Position != r.Position {
+				t.Fatalf("resending %s: position %d, %v; want its stored position %d", r.ID, again[0].Position, err, r.Position)
+			}
+		}
+	}
+	resend()
+	if got := sqlitestore.Redos(s); got != 1 {
+		t.Fatalf("resending 5 stored records one by one took %d redos, want 1", got)
+	}
+	for i := range sqlitestore.CarefulCommits {
+		if err := s.Append(t.Context(), recs(fmt.Sprintf("fresh%d", i), 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resend()
+	if got := sqlitestore.Redos(s); got != 2 {
+		t.Fatalf("after %d fresh commits, resending took the redo count to %d, want 2", sqlitestore.CarefulCommits, got)
+	}
+}
+
 // TestGroupCommitMaxBatch checks that a commit takes at most maxBatch
 // records (a larger single Append aside).
 func TestGroupCommitMaxBatch(t *testing.T) {

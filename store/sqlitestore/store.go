@@ -41,6 +41,8 @@ type Store struct {
 	closeErr  error
 
 	commits atomic.Int64 // group commit transactions, for tests
+	redos   atomic.Int64 // optimistic transactions redone carefully, for tests
+	careful int          // commits still to look up IDs first; the writer's own
 	minScan int          // see defaultMinScan; tests lower it
 
 	watchMu    sync.Mutex
