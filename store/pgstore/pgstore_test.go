@@ -257,14 +257,7 @@ func TestGroupCommit(t *testing.T) {
 	}
 	// Lock the aggregate's row so that the next append to it blocks the
 	// writer.
-	lock, err := s.Pool().Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lock.Rollback(context.Background())
-	if _, err := lock.Exec(ctx, "SELECT * FROM event.aggregates WHERE aggregate_id = 'held' FOR UPDATE"); err != nil {
-		t.Fatal(err)
-	}
+	lock := lockAggregate(t, s, "held")
 	blocked := blockWriters(t, s)
 
 	const n = 8
@@ -317,6 +310,23 @@ func TestGroupCommit(t *testing.T) {
 	if txids != 1 {
 		t.Errorf("the %d queued appends committed in %d transactions, want 1", n-2, txids)
 	}
+}
+
+// lockAggregate locks the version row of an aggregate that has records, in
+// a transaction of its own, so that appends to the aggregate wait for it.
+// The lock is released when the caller rolls the transaction back, or at
+// the end of the test.
+func lockAggregate(t *testing.T, s *pgstore.Store, id string) pgx.Tx {
+	t.Helper()
+	lock, err := s.Pool().Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lock.Rollback(context.Background()) })
+	if _, err := lock.Exec(t.Context(), "SELECT * FROM event.aggregates WHERE aggregate_id = $1 FOR UPDATE", id); err != nil {
+		t.Fatal(err)
+	}
+	return lock
 }
 
 // blockWriters occupies every group-commit goroutine of s with an append
@@ -658,14 +668,7 @@ func TestClosePendingAppends(t *testing.T) {
 	if err := s.Append(ctx, first); err != nil {
 		t.Fatal(err)
 	}
-	lock, err := s.Pool().Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lock.Rollback(context.Background())
-	if _, err := lock.Exec(ctx, "SELECT * FROM event.aggregates WHERE aggregate_id = 'held' FOR UPDATE"); err != nil {
-		t.Fatal(err)
-	}
+	lock := lockAggregate(t, s, "held")
 	const n = 5
 	blocked := blockWriters(t, s)
 	errs := make(chan error, n)

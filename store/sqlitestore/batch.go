@@ -105,27 +105,15 @@ func (b *batch) load(ctx context.Context, reqs []*appendReq) error {
 	if err := b.lookupIDs(ctx, ids); err != nil {
 		return err
 	}
-	for len(aggs) > 0 {
-		n := min(len(aggs), lookupChunk)
-		rows, err := b.query(ctx, stmtKey{lookupVersions, n}, aggs[:n])
-		if err != nil {
+	return b.lookup(ctx, lookupVersions, aggs, func(rows *sql.Rows) error {
+		var a string
+		var v int64
+		if err := rows.Scan(&a, &v); err != nil {
 			return err
 		}
-		for rows.Next() {
-			var a string
-			var v int64
-			if err := rows.Scan(&a, &v); err != nil {
-				rows.Close()
-				return err
-			}
-			b.versions[a] = v
-		}
-		if err := rows.Close(); err != nil {
-			return err
-		}
-		aggs = aggs[n:]
-	}
-	return nil
+		b.versions[a] = v
+		return nil
+	})
 }
 
 // unknownIDs returns the IDs of rows that the batch has neither looked up
@@ -155,24 +143,35 @@ func (b *batch) hasUnknown(rows []row) bool {
 
 // lookupIDs reads the stored rows of ids into the batch's view.
 func (b *batch) lookupIDs(ctx context.Context, ids []any) error {
-	for len(ids) > 0 {
-		n := min(len(ids), lookupChunk)
-		rows, err := b.query(ctx, stmtKey{lookupIDs, n}, ids[:n])
+	return b.lookup(ctx, lookupIDs, ids, func(rows *sql.Rows) error {
+		w := new(row)
+		if err := scanRow(rows, w); err != nil {
+			return err
+		}
+		b.known[w.id] = w
+		return nil
+	})
+}
+
+// lookup runs the lookup statement kind on keys, lookupChunk keys at a
+// time, and calls scan for each row found.
+func (b *batch) lookup(ctx context.Context, kind stmtKind, keys []any, scan func(*sql.Rows) error) error {
+	for len(keys) > 0 {
+		n := min(len(keys), lookupChunk)
+		rows, err := b.query(ctx, stmtKey{kind, n}, keys[:n])
 		if err != nil {
 			return err
 		}
 		for rows.Next() {
-			w := new(row)
-			if err := scanRow(rows, w); err != nil {
+			if err := scan(rows); err != nil {
 				rows.Close()
 				return err
 			}
-			b.known[w.id] = w
 		}
-		if err := rows.Close(); err != nil {
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 			return err
 		}
-		ids = ids[n:]
+		keys = keys[n:]
 	}
 	return nil
 }
