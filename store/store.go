@@ -23,10 +23,10 @@
 // touches its database, so that every store refuses the same input with
 // the same errors, whatever its database would have made of it:
 // [ValidateRecords] in Append, [ValidateDeadLetter] in PutDeadLetter,
-// [ValidateName] for checkpoint names, aggregate IDs, subscriptions and
-// event IDs, [ValidatePattern] for a [Query]'s Topic, and [PageLimit] for
-// limits. Run store/storetest against the driver to check the rest of the
-// contract.
+// [ValidateName] for checkpoint names, aggregate IDs and subscriptions,
+// [ValidateDeadLetterKey] for a dead letter's subscription and event ID,
+// [ValidatePattern] for a [Query]'s Topic, and [PageLimit] for limits. Run
+// store/storetest against the driver to check the rest of the contract.
 package store
 
 import (
@@ -258,10 +258,7 @@ func FindDeadLetter(ctx context.Context, s DeadLetterStore, subscription, eventI
 	if l, ok := s.(DeadLetterLookup); ok {
 		return l.DeadLetter(ctx, subscription, eventID)
 	}
-	if err := ValidateName("subscription", subscription); err != nil {
-		return DeadLetter{}, err
-	}
-	if err := ValidateName("event ID", eventID); err != nil {
+	if err := ValidateDeadLetterKey(subscription, eventID); err != nil {
 		return DeadLetter{}, err
 	}
 	list, err := s.DeadLetters(ctx, subscription, MaxReadLimit)

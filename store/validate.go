@@ -120,6 +120,16 @@ func ValidateName(field, name string) error {
 	return nil
 }
 
+// ValidateDeadLetterKey checks the subscription and event ID that name a
+// dead letter, as [ValidateName] does. Drivers call it in DeadLetter and
+// DeleteDeadLetter.
+func ValidateDeadLetterKey(subscription, eventID string) error {
+	if err := ValidateName("subscription", subscription); err != nil {
+		return err
+	}
+	return ValidateName("event ID", eventID)
+}
+
 // checkRecord reports what makes r unstorable, apart from its place in a
 // batch. maxPayload 0 means no limit.
 func checkRecord(r *Record, maxPayload int) error {

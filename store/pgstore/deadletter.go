@@ -65,7 +65,7 @@ func scanDeadLetter(row pgx.CollectableRow) (store.DeadLetter, error) {
 // DeadLetter returns the dead letter of the subscription and event ID, or
 // fails with store.ErrNotFound.
 func (s *Store) DeadLetter(ctx context.Context, subscription, eventID string) (store.DeadLetter, error) {
-	if err := checkDeadLetterKey(subscription, eventID); err != nil {
+	if err := store.ValidateDeadLetterKey(subscription, eventID); err != nil {
 		return store.DeadLetter{}, fmt.Errorf("pgstore: dead letter: %w", err)
 	}
 	if err := s.enter("dead letter"); err != nil {
@@ -118,7 +118,7 @@ FROM `+s.schema+`.dead_letters WHERE $1 = '' OR subscription = $1 ORDER BY dead_
 // DeleteDeadLetter removes the dead letter of the subscription and event ID,
 // or fails with store.ErrNotFound.
 func (s *Store) DeleteDeadLetter(ctx context.Context, subscription, eventID string) error {
-	if err := checkDeadLetterKey(subscription, eventID); err != nil {
+	if err := store.ValidateDeadLetterKey(subscription, eventID); err != nil {
 		return fmt.Errorf("pgstore: delete dead letter: %w", err)
 	}
 	if err := s.enter("delete dead letter"); err != nil {
@@ -133,13 +133,4 @@ func (s *Store) DeleteDeadLetter(ctx context.Context, subscription, eventID stri
 		return fmt.Errorf("pgstore: delete dead letter %s/%s: %w", subscription, eventID, store.ErrNotFound)
 	}
 	return nil
-}
-
-// checkDeadLetterKey checks the subscription and event ID that name a dead
-// letter.
-func checkDeadLetterKey(subscription, eventID string) error {
-	if err := store.ValidateName("subscription", subscription); err != nil {
-		return err
-	}
-	return store.ValidateName("event ID", eventID)
 }

@@ -66,7 +66,7 @@ func scanDeadLetter(sc interface{ Scan(...any) error }) (store.DeadLetter, error
 
 // DeadLetter implements [store.DeadLetterLookup].
 func (s *Store) DeadLetter(ctx context.Context, subscription, eventID string) (store.DeadLetter, error) {
-	if err := checkDeadLetterKey(subscription, eventID); err != nil {
+	if err := store.ValidateDeadLetterKey(subscription, eventID); err != nil {
 		return store.DeadLetter{}, fmt.Errorf("sqlitestore: dead letter: %w", err)
 	}
 	if err := s.enter(ctx, "dead letter"); err != nil {
@@ -119,7 +119,7 @@ func (s *Store) DeadLetters(ctx context.Context, subscription string, limit int)
 
 // DeleteDeadLetter implements [store.DeadLetterStore].
 func (s *Store) DeleteDeadLetter(ctx context.Context, subscription, eventID string) error {
-	if err := checkDeadLetterKey(subscription, eventID); err != nil {
+	if err := store.ValidateDeadLetterKey(subscription, eventID); err != nil {
 		return fmt.Errorf("sqlitestore: delete dead letter: %w", err)
 	}
 	if err := s.enter(ctx, "delete dead letter"); err != nil {
@@ -137,13 +137,4 @@ func (s *Store) DeleteDeadLetter(ctx context.Context, subscription, eventID stri
 		return fmt.Errorf("sqlitestore: delete dead letter (%s, %s): %w", subscription, eventID, store.ErrNotFound)
 	}
 	return nil
-}
-
-// checkDeadLetterKey checks the subscription and event ID that name a dead
-// letter.
-func checkDeadLetterKey(subscription, eventID string) error {
-	if err := store.ValidateName("subscription", subscription); err != nil {
-		return err
-	}
-	return store.ValidateName("event ID", eventID)
 }
