@@ -5,14 +5,6 @@ import (
 	"fmt"
 )
 
-// ExpectVersion makes a publish on a bus with a store succeed only if the
-// event's aggregate (see [Aggregate]) is at version v: 0 for an aggregate
-// with no events yet, n after its nth event. Otherwise Publish fails with
-// an error matching [store.ErrVersionConflict] and publishes nothing. This
-// is optimistic concurrency for event sourcing: load the aggregate, decide,
-// and publish with the version it was loaded at.
-func ExpectVersion(v int64) PublishOption { return PublishOption{op: opExpect, n: v} }
-
 // LoadAggregate returns the stored events of an aggregate, oldest first,
 // and its version (the version of its last event, 0 if it has none), for
 // [ExpectVersion]. On a bus of an interface type, events whose payload is

@@ -7,7 +7,6 @@ import (
 	"reflect"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/ncore-io/event/store"
 )
@@ -30,21 +29,21 @@ type Bus[T any] struct {
 	cfg config
 	log *slog.Logger
 
-	subMu  sync.Mutex // serialises changes to routes
+	subMu  sync.Mutex // serialises changes to routes and durables
 	routes atomic.Pointer[routes[T]]
 
 	queue chan *delivery[T] // events waiting for a worker
-	spill spill[T]          // overflow of queue for handlers' own publishes
+	spill spill[T]          // overflow of queue for events that must not wait
 	wake  chan struct{}     // tells an idle worker to look at the spill; unbuffered queues only
 	keys  keyTable[T]       // per-aggregate order
 
 	state    atomic.Int32
-	inflight atomic.Int64 // Publish calls in progress + events not yet handled
-	drained  chan struct{}
+	inflight atomic.Int64  // what Close waits for; see queue.go
+	drained  chan struct{} // closed when a closing bus has nothing in flight
 	drainMu  sync.Once
 	abort    context.Context // cancelled when Close gives up
 	cancel   context.CancelFunc
-	wg       sync.WaitGroup
+	running  group // the bus's goroutines: workers, durable runners, retention
 
 	stats counters
 
@@ -52,7 +51,8 @@ type Bus[T any] struct {
 	codec       Codec
 	types       registry
 	payloadType reflect.Type
-	durables    atomic.Pointer[durables[T]]
+	durables    atomic.Pointer[[]*durable[T]]
+	outbox      outboxSeen
 	bg          context.Context // cancelled by Close to stop background work
 	bgCancel    context.CancelFunc
 }
@@ -73,7 +73,7 @@ func New[T any](opts ...Option) (*Bus[T], error) {
 	b.abort, b.cancel = context.WithCancel(context.Background())
 	b.bg, b.bgCancel = context.WithCancel(b.abort)
 	b.routes.Store(&routes[T]{})
-	b.durables.Store(&durables[T]{})
+	b.durables.Store(new([]*durable[T]))
 	b.store, b.codec = cfg.store, cfg.codec
 	b.payloadType = reflect.TypeFor[T]()
 	if err := b.types.add(b.payloadType); err != nil {
@@ -92,8 +92,7 @@ func New[T any](opts ...Option) (*Bus[T], error) {
 		}
 	}
 	if cfg.retention > 0 {
-		b.wg.Add(1)
-		go b.prune()
+		b.running.Go(b.prune)
 	}
 	if cfg.sync {
 		return b, nil
@@ -103,318 +102,69 @@ func New[T any](opts ...Option) (*Bus[T], error) {
 	if cfg.bufferSize == 0 {
 		b.wake = make(chan struct{}, 1)
 	}
-	b.wg.Add(cfg.workers)
 	for range cfg.workers {
-		go b.work()
+		b.running.Go(b.work)
 	}
 	return b, nil
 }
 
-// Publish publishes payload to topic. It stamps the envelope (a new UUIDv7
-// ID, the time, and the options), then delivers it: synchronous
-// subscriptions run before Publish returns, asynchronous ones are queued for
-// the workers. An event that no subscription matches is counted in
-// [Stats].NoSubscriber and is not an error.
+// Close stops the bus in two steps, each bounded by ctx.
 //
-// When the queue is full Publish waits for room until ctx is done, and then
-// returns ctx's error; with [WithFailFast] it returns [ErrQueueFull] at once.
-// Either way the event was not published. A handler that publishes with the
-// context it was given never waits for room, so handlers cannot deadlock the
-// bus, and the new event records the handled one as its cause.
+// First it drains. Publish returns [ErrClosed] from the moment Close begins,
+// except to handlers of this bus, whose follow-up events are accepted and
+// handled as part of the drain. Close waits until every event accepted
+// before then has been handled by every subscription it was due to, retries
+// included: the queued and running asynchronous deliveries, and, for each
+// [Durable] subscription of this bus, every event this bus appended to the
+// store (by Publish or PublishBatch) that the subscription takes. Events of
+// other processes, and events stored with [Bus.PublishTx], are not waited
+// for: a durable subscription handles them if it gets to them, or on its
+// next start.
 //
-// Publish returns an error matching [ErrInvalidTopic] for an invalid topic,
-// and [ErrClosed] once Close has begun (except from handlers still draining).
-// A handler's failure is not Publish's: it is retried and dead-lettered per
-// the subscription.
-func (b *Bus[T]) Publish(ctx context.Context, topic string, payload T, opts ...PublishOption) error {
-	parent, _ := ctx.Value(ctxKey{}).(deliveryInfo)
-	// Only this bus's own handlers are exempt from backpressure and from
-	// Close; a handler of another bus publishing here is an ordinary
-	// publisher (its event still records the cause).
-	nested := parent.id != [16]byte{} && parent.bus == any(b)
-	b.inflight.Add(1)
-	if st := b.state.Load(); st == stateStopped || (st == stateClosing && !nested) {
-		b.done()
-		return ErrClosed
-	}
-	if err := ctx.Err(); err != nil {
-		b.done()
-		return fmt.Errorf("event: publish %s: %w", topic, err)
-	}
-	rt, err := b.routes.Load().lookup(topic)
-	if err != nil {
-		b.done()
-		return fmt.Errorf("event: publish: %w", err)
-	}
-	d, exp := b.stamp(ctx, parent, topic, payload, opts)
-	d.route = rt
-	if b.store != nil {
-		if err := b.persist(ctx, d, exp); err != nil {
-			b.done()
-			return fmt.Errorf("event: publish %s: %w", topic, err)
-		}
-	} else if exp.set {
-		b.done()
-		return fmt.Errorf("event: publish %s: ExpectVersion: %w", topic, ErrNoStore)
-	}
-	async := takes(rt.async, payload)
-	if !async && !takes(rt.sync, payload) && !takes(rt.durable, payload) {
-		b.stats.published.Add(1)
-		b.stats.noSubscriber.Add(1)
-		b.done()
-		return nil
-	}
-	var sd *delivery[T]
-	if len(rt.sync) > 0 {
-		sd = d
-		if d.async {
-			// A synchronous subscription on an asynchronous bus gets the
-			// publisher's context, like any synchronous delivery.
-			sd = &delivery[T]{bus: b, parent: ctx, route: rt, ev: d.ev}
-		}
-	}
-	if async {
-		if sd != nil {
-			// The queued event takes this call's unit of in-flight work
-			// to its worker; the synchronous deliveries below need one too.
-			b.inflight.Add(1)
-		}
-		// Queue first: an event the queue refuses must reach no handler,
-		// or a caller retrying the failed Publish would run the
-		// synchronous handlers twice.
-		// On a bus with a store the event is published once appended, so
-		// its in-process delivery must not fail now: it spills over a full
-		// queue instead of waiting, and the store's commit rate is the
-		// publisher's backpressure.
-		if err := b.enqueue(ctx, d, nested || b.store != nil); err != nil {
-			if sd != nil {
-				b.done()
-			}
-			b.done()
-			return fmt.Errorf("event: publish %s: %w", topic, err)
-		}
-	}
-	b.stats.published.Add(1)
-	if sd != nil {
-		for _, s := range rt.sync {
-			if !s.removed.Load() && (s.accepts == nil || s.accepts(payload)) {
-				b.deliver(s, sd)
-			}
-		}
-		b.done()
-	} else if !async {
-		b.done() // only durable subscriptions take it, from the store
-	}
-	return nil
-}
-
-// expectation is an [ExpectVersion] option, if any.
-type expectation struct {
-	set     bool
-	version int64
-}
-
-// stamp builds the delivery of a new event: the envelope with its ID, time,
-// options, and causation from a handler's context.
-func (b *Bus[T]) stamp(ctx context.Context, parent deliveryInfo, topic string, payload T, opts []PublishOption) (*delivery[T], expectation) {
-	d := &delivery[T]{bus: b, parent: ctx, async: !b.cfg.sync}
-	ev := &d.ev
-	ev.Topic = topic
-	ev.Kind = KindDomain
-	ev.Payload = payload
-	var exp expectation
-	for i := range opts {
-		if opts[i].op == opExpect {
-			exp = expectation{set: true, version: opts[i].n}
-			continue
-		}
-		d.apply(&opts[i])
-	}
-	var stamp time.Time
-	if ev.Time.IsZero() {
-		stamp = now()
-		ev.Time = stamp
-	}
-	if ev.ID == [16]byte{} {
-		if stamp.IsZero() {
-			// An imported event's time (EventTime) must not set the ID's:
-			// a future one would carry every later ID of the process along.
-			stamp = now()
-		}
-		ev.ID = newID(stamp)
-	}
-	if parent.id != [16]byte{} {
-		ev.CausationID = parent.id
-		if ev.CorrelationID == [16]byte{} {
-			ev.CorrelationID = parent.correlation
-		}
-	}
-	if ev.CorrelationID == [16]byte{} {
-		ev.CorrelationID = ev.ID
-	}
-	return d, exp
-}
-
-func (d *delivery[T]) apply(o *PublishOption) {
-	ev := &d.ev
-	switch o.op {
-	case opAggregate:
-		ev.AggregateID = o.s
-	case opKind:
-		ev.Kind = Kind(o.s)
-	case opMeta:
-		if ev.Metadata == nil {
-			ev.Metadata = make(map[string]string, 1)
-		}
-		ev.Metadata[o.s] = o.v
-	case opMetadata:
-		if ev.Metadata == nil {
-			ev.Metadata = make(map[string]string, len(o.m))
-		}
-		for k, v := range o.m {
-			ev.Metadata[k] = v
-		}
-	case opID:
-		ev.ID = o.id
-	case opTime:
-		ev.Time = o.t
-	case opCorrelation:
-		ev.CorrelationID = o.id
-	}
-}
-
-// enqueue queues d for the workers. With noWait it never waits for room:
-// d spills over a full queue instead.
-func (b *Bus[T]) enqueue(ctx context.Context, d *delivery[T], noWait bool) error {
-	if d.ev.AggregateID != "" {
-		b.keys.reserve(d)
-	}
-	err := b.send(ctx, d, noWait)
-	if err != nil && d.key != nil {
-		if next := b.keys.release(d); next != nil {
-			// A later event of the key was queued by another publisher and
-			// is parked waiting for this one, which will never come: run it
-			// here rather than strand it.
-			b.runKeyed(next)
-		}
-	}
-	return err
-}
-
-// nudge makes an idle worker look at the spill.
+// Then it stops: durable subscriptions save their checkpoints and their
+// goroutines, the workers and the retention goroutine exit. Close returns
+// nil when all of that is done.
 //
-// On a buffered queue a nil sent on the queue does it. The spill only
-// grows when the queue was full a moment ago, so either the nil finds
-// room (the queue has drained since, and a worker waiting on it wakes), or
-// the queue is still full and the worker that takes its last event looks
-// at the spill before waiting again. An unbuffered queue has no room for a
-// nil unless a worker already waits, so there workers also wait on a
-// wake-up channel, which costs every wait a second channel.
-func (b *Bus[T]) nudge() {
-	if b.wake == nil {
-		select {
-		case b.queue <- nil:
-		default:
-		}
-		return
-	}
-	select {
-	case b.wake <- struct{}{}:
-	default: // a wake-up is pending already: the worker taking it looks
-	}
-}
-
-func (b *Bus[T]) send(ctx context.Context, d *delivery[T], noWait bool) error {
-	select {
-	case b.queue <- d:
-		return nil
-	default:
-	}
-	if noWait {
-		// A handler must never wait for room (the workers that would make
-		// room may be the ones waiting), nor may an event already stored.
-		b.spill.push(d)
-		// Workers look at the spill before each wait, but one may be past
-		// that look and not yet waiting: make it look again.
-		b.nudge()
-		return nil
-	}
-	if b.cfg.failFast {
-		return ErrQueueFull
-	}
-	select {
-	case b.queue <- d:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// done ends one unit of in-flight work, and finishes a Close waiting for
-// the last one.
-func (b *Bus[T]) done() {
-	if b.inflight.Add(-1) != 0 || b.state.Load() == stateOpen {
-		return
-	}
-	b.state.CompareAndSwap(stateClosing, stateStopped)
-	if b.inflight.Load() == 0 {
-		// Stopped with nothing in flight: no Publish can be between its
-		// check of the state and its send, so the queue can be closed.
-		b.drainMu.Do(func() {
-			if b.queue != nil {
-				close(b.queue)
-			}
-			close(b.drained)
-		})
-	}
-}
-
-// Close stops the bus. Publish returns [ErrClosed] from then on, except for
-// handlers that are still running, whose follow-up events are accepted and
-// handled as part of the drain. Close waits until every accepted event has
-// been handled (retries included) and the workers have exited, or until ctx
-// is done.
-//
-// If ctx is done first, Close cancels the contexts of running handlers,
-// drops the events still queued (counting them in [Stats].Dropped and
-// passing them to the [WithDeadLetter] function), and returns ctx's error
-// without waiting further: handlers that ignore their context finish in the
-// background.
+// If ctx is done first, Close gives up: it cancels the contexts of running
+// handlers, drops the asynchronous events still queued (counting them in
+// [Stats].Dropped and passing them to the [WithDeadLetter] function), stops
+// the durable subscriptions (their unhandled events stay in the store for
+// the next start), and returns an error matching ctx's error without
+// waiting further. Handlers that ignore their context cannot be stopped from
+// outside: they go on in the background, still counted in [Stats].InFlight,
+// and the bus's goroutines exit once they return.
 //
 // Close is safe to call more than once and concurrently with Publish; later
-// calls wait like the first.
+// calls wait like the first. A nil ctx is an error.
 func (b *Bus[T]) Close(ctx context.Context) error {
+	if ctx == nil {
+		return errNilContext("close")
+	}
 	if b.state.CompareAndSwap(stateOpen, stateClosing) {
-		// Durable subscriptions stop first, each after the event in hand,
-		// while their handlers' follow-up events are still accepted; what
-		// they have not read stays in the store for their next start.
-		list := b.durables.Load().list
-		for _, c := range list {
-			c.halt()
-		}
-		b.bgCancel()
-	wait:
-		for _, c := range list {
-			select {
-			case <-c.done:
-			case <-ctx.Done():
-				b.cancel()
-				break wait
-			}
-		}
-		b.inflight.Add(1) // Close's own unit, so that done sees the change of state
-		b.done()
+		b.hold()    // Close's own unit, so that release sees the change of state
+		b.release() // and finishes the drain if nothing is in flight
 	}
 	select {
 	case <-b.drained:
-		b.wg.Wait()
-		b.cancel()
-		return nil
 	case <-ctx.Done():
 		b.cancel()
-		return fmt.Errorf("event: close: gave up waiting for %d in-flight events: %w", max(b.inflight.Load(), 0), ctx.Err())
+		return fmt.Errorf("event: close: gave up waiting for %d in-flight deliveries: %w", max(b.inflight.Load(), 0), ctx.Err())
 	}
+	b.bgCancel()
+	for _, c := range *b.durables.Load() {
+		c.sub.cancel()
+	}
+	if err := b.running.Wait(ctx); err != nil {
+		b.cancel()
+		return fmt.Errorf("event: close: gave up waiting for handlers to return: %w", err)
+	}
+	b.cancel()
+	return nil
 }
+
+// Store returns the store the bus was created with (see [WithStore]), or
+// nil.
+func (b *Bus[T]) Store() store.Store { return b.store }
 
 // Publisher is what a service needs to publish events. *Bus[T] and the
 // test double eventtest.MockBus[T] implement it; depend on it rather than
@@ -423,13 +173,79 @@ type Publisher[T any] interface {
 	Publish(ctx context.Context, topic string, payload T, opts ...PublishOption) error
 }
 
-// Subscriber is what a service needs to register handlers of the bus's
-// payload type. *Bus[T] and eventtest.MockBus[T] implement it.
+// TxPublisher is what a service needs to publish events inside its own
+// database transaction (the transactional outbox; see [Bus.PublishTx]).
+// *Bus[T] and eventtest.MockBus[T] implement it.
+type TxPublisher[T any] interface {
+	PublishTx(ctx context.Context, tx any, topic string, payload T, opts ...PublishOption) error
+}
+
+// Subscriber is what a service needs to register handlers. *Bus[T] and
+// eventtest.MockBus[T] implement it. Register handlers with [Subscribe],
+// which takes a Subscriber and also accepts handlers of one payload type of
+// an interface-typed bus.
 type Subscriber[T any] interface {
+	// Handle registers h for events whose topic matches pattern. It is the
+	// method behind [Subscribe], which callers should use instead.
 	Handle(pattern string, h Handler[T], opts ...SubscribeOption) (*Subscription, error)
 }
 
 var (
-	_ Publisher[any]  = (*Bus[any])(nil)
-	_ Subscriber[any] = (*Bus[any])(nil)
+	_ Publisher[any]   = (*Bus[any])(nil)
+	_ TxPublisher[any] = (*Bus[any])(nil)
+	_ Subscriber[any]  = (*Bus[any])(nil)
 )
+
+// errNilContext is the error of a blocking call given a nil context.
+func errNilContext(op string) error {
+	return fmt.Errorf("event: %s: %w", op, ErrNilContext)
+}
+
+// group runs goroutines and waits for them, with a context bound on the
+// wait that sync.WaitGroup lacks.
+type group struct {
+	mu   sync.Mutex
+	n    int
+	idle chan struct{} // closed when n drops to 0; nil while none has run
+}
+
+// Go runs f in a new goroutine of the group.
+func (g *group) Go(f func()) {
+	g.mu.Lock()
+	if g.n == 0 {
+		g.idle = make(chan struct{})
+	}
+	g.n++
+	g.mu.Unlock()
+	go func() {
+		defer g.done()
+		f()
+	}()
+}
+
+func (g *group) done() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.n--; g.n == 0 {
+		close(g.idle)
+	}
+}
+
+// Wait waits until the group's goroutines have returned or ctx is done.
+func (g *group) Wait(ctx context.Context) error {
+	g.mu.Lock()
+	idle := g.idle
+	if g.n == 0 {
+		idle = nil
+	}
+	g.mu.Unlock()
+	if idle == nil {
+		return nil
+	}
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ncore-io/event"
+	"github.com/ncore-io/event/store"
 )
 
 func TestPublishAfterClose(t *testing.T) {
@@ -313,5 +315,107 @@ func TestCloseWaitsForSyncPublish(t *testing.T) {
 	}
 	if followed.Load() != 1 {
 		t.Errorf("%d follow-ups handled, want 1", followed.Load())
+	}
+}
+
+// Close lets the bus's durable subscriptions handle everything it appended
+// before Close began, however many events that is: none is left for the
+// next start.
+func TestCloseWaitsForDurableCatchUp(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		for _, n := range []int{1, 10, 300} {
+			s := open(t)
+			bus := newStoreBus[int](t, s)
+			var handled atomic.Int64
+			subscribe(t, bus, "tick", func(context.Context, event.Event[int]) error {
+				time.Sleep(100 * time.Microsecond) // slower than publishing: a backlog builds up
+				handled.Add(1)
+				return nil
+			}, event.Durable("counter"))
+			subscribe(t, bus, "other", func(context.Context, event.Event[int]) error { return nil }, event.Durable("elsewhere"))
+			for i := range n {
+				publish(t, bus, "tick", i)
+			}
+			closeBus(t, bus)
+			if got := handled.Load(); got != int64(n) {
+				t.Fatalf("%d events published before Close: %d handled by the durable subscription", n, got)
+			}
+			// The checkpoint says so too: a new bus has nothing left to do.
+			again := newStoreBus[int](t, s)
+			var redone atomic.Int64
+			subscribe(t, again, "tick", func(context.Context, event.Event[int]) error { redone.Add(1); return nil }, event.Durable("counter"))
+			publish(t, again, "tick", -1)
+			closeBus(t, again)
+			if got := redone.Load(); got != 1 {
+				t.Fatalf("after a clean Close, the next start handled %d events, want only the new one", got)
+			}
+		}
+	})
+}
+
+// A durable handler that ignores its context cannot hold Close past its
+// deadline. Several buses, as the race it guards against is a coin toss.
+func TestCloseDeadlineWithStuckDurableHandler(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	defer close(release)
+	for range 4 {
+		bus := newStoreBus[int](t, openSQLite(t))
+		entered := make(chan struct{}, 1)
+		subscribe(t, bus, "stuck", func(context.Context, event.Event[int]) error {
+			entered <- struct{}{}
+			<-release // ignores ctx
+			return nil
+		}, event.Durable("stuck"))
+		publish(t, bus, "stuck", 1)
+		recv(t, entered, "the handler to start")
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		closed := make(chan error, 1)
+		go func() { closed <- bus.Close(ctx) }()
+		select {
+		case err := <-closed:
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("Close = %v, want the deadline's error", err)
+			}
+		case <-time.After(3 * time.Second):
+			t.Fatal("Close did not return within 3s of a 200ms deadline")
+		}
+		cancel()
+		if st := bus.Stats(); st.InFlight != 1 {
+			t.Errorf("InFlight %d after Close gave up, want the stuck delivery counted", st.InFlight)
+		}
+	}
+}
+
+// Unsubscribe stops the retries of an in-process subscription: the event
+// goes to the dead letters, and Close does not wait for retries that would
+// never end.
+func TestUnsubscribeStopsRetries(t *testing.T) {
+	t.Parallel()
+	var dead record[event.DeadLetter]
+	b := newBus[int](t, event.WithDeadLetter(func(_ context.Context, dl event.DeadLetter) { dead.add(dl) }))
+	var attempts atomic.Int64
+	sub := subscribe(t, b, "fails", func(context.Context, event.Event[int]) error {
+		attempts.Add(1)
+		return errors.New("always")
+	}, event.Retry(event.RetryPolicy{MaxRetries: math.MaxInt32, InitialInterval: time.Millisecond, MaxInterval: time.Millisecond}))
+	publish(t, b, "fails", 1)
+	waitUntil(t, "a few attempts", func() bool { return attempts.Load() >= 3 })
+	sub.Unsubscribe()
+	waitUntil(t, "the dead letter", func() bool { return len(dead.get()) == 1 })
+	n := attempts.Load()
+	if dl := dead.get()[0]; !errors.Is(dl.Err, event.ErrUnsubscribed) {
+		t.Errorf("dead letter error %v, want ErrUnsubscribed", dl.Err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := b.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if got := attempts.Load(); got != n {
+		t.Errorf("%d attempts after Unsubscribe's dead letter, want none", got-n)
+	}
+	if st := b.Stats(); st.Delivered != st.Processed+st.Failed+st.Dropped || st.Dropped != 1 {
+		t.Errorf("stats %+v: want the cut-off delivery counted as dropped", st)
 	}
 }

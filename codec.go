@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"strings"
 	"sync"
 )
 
@@ -69,6 +70,7 @@ type registry struct {
 	mu     sync.RWMutex
 	byName map[string]reflect.Type
 	names  sync.Map // reflect.Type -> string, a cache of typeName
+	known  sync.Map // reflect.Type -> string, the types added
 }
 
 func (r *registry) name(t reflect.Type) string {
@@ -78,6 +80,18 @@ func (r *registry) name(t reflect.Type) string {
 	n := typeName(t)
 	r.names.Store(t, n)
 	return n
+}
+
+// learn registers t unless it is known already, and returns its name. It
+// is add with a lock-free fast path, for every publish.
+func (r *registry) learn(t reflect.Type) (string, error) {
+	if n, ok := r.known.Load(t); ok {
+		return n.(string), nil
+	}
+	if err := r.add(t); err != nil {
+		return "", err
+	}
+	return r.name(t), nil
 }
 
 // add registers t, failing if another type already has its name.
@@ -95,12 +109,25 @@ func (r *registry) add(t reflect.Type) error {
 		return fmt.Errorf("event type name %q is used by both %v and %v", n, old, t)
 	}
 	r.byName[n] = t
+	r.known.Store(t, n)
 	return nil
 }
 
+// lookup returns the type stored under name. A pointer type whose element
+// type is known (or the reverse) is found too, by the rule of [Subscribe]
+// that a handler of X takes a *X and one of *X takes an X.
 func (r *registry) lookup(name string) (reflect.Type, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	t, ok := r.byName[name]
-	return t, ok
+	if t, ok := r.byName[name]; ok {
+		return t, true
+	}
+	if elem, ok := strings.CutPrefix(name, "*"); ok {
+		if t, ok := r.byName[elem]; ok && t.Kind() != reflect.Pointer {
+			return reflect.PointerTo(t), true
+		}
+	} else if t, ok := r.byName["*"+name]; ok && t.Kind() == reflect.Pointer {
+		return t.Elem(), true
+	}
+	return nil, false
 }

@@ -90,7 +90,7 @@
 // [store.Watcher] or by polling), and delivers each event at least once,
 // in order.
 //
-// [PublishTx] appends an event inside the caller's own database
+// [Bus.PublishTx] appends an event inside the caller's own database
 // transaction (the transactional outbox), so a domain write and its event
 // commit together; durable subscriptions deliver it after the commit.
 //

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -29,36 +30,10 @@ const (
 	durableBatch = 500
 )
 
-// Durable makes a subscription durable under name: it keeps a checkpoint in
-// the bus's store, so it sees every event stored since it last ran, also
-// the ones published while it was not running, by this process or another.
-//
-// A durable subscription reads the store, not the in-process queue. When it
-// starts it catches up from its checkpoint, then follows new events as they
-// are appended; the switch from one to the other can neither skip nor
-// repeat an event. It handles events one at a time in the store's order, so
-// each aggregate's events arrive in order, and saves its checkpoint every
-// [DefaultCheckpointEvery] events or [DefaultCheckpointInterval] (see
-// [Checkpoint]). Delivery is at least once: after a crash the events since
-// the last checkpoint are handled again, so handlers should be idempotent,
-// using Event.ID or Event.Position.
-//
-// A bus without a store ([WithStore]) rejects durable subscriptions. One
-// bus runs at most one subscription of a name; several processes sharing a
-// name would each handle every event.
-func Durable(name string) SubscribeOption {
-	return func(c *subConfig) { c.durable, c.durableSet = name, true }
-}
-
-// Checkpoint sets how often a durable subscription saves its checkpoint:
-// after every n events, and at least every d while it has handled events. A
-// crash repeats at most n events. Zero keeps a default.
-func Checkpoint(n int, d time.Duration) SubscribeOption {
-	return func(c *subConfig) { c.cpEvery, c.cpInterval = n, d }
-}
-
 // durable runs one durable subscription: a goroutine that reads the store
 // from the subscription's checkpoint and hands each event to its handler.
+// It stops when its subscription's context ends (Unsubscribe, or Close once
+// drained or given up), between events.
 type durable[T any] struct {
 	bus        *Bus[T]
 	sub        *subscription[T]
@@ -66,14 +41,11 @@ type durable[T any] struct {
 	cpEvery    int
 	cpInterval time.Duration
 	wake       chan struct{}
-	// ctx ends when the subscription is to stop, between events; it bounds
-	// the store calls, not the handler, whose context is the bus's.
-	ctx    context.Context
-	cancel context.CancelFunc
-	done   chan struct{}
+	owed       owed // events appended by this bus that it has yet to pass
 
-	mu  sync.Mutex
-	err error // why the subscription stopped by itself
+	mu      sync.Mutex
+	err     error // what keeps it from going on, now; see Subscription.Err
+	stopped bool  // err is why it stopped by itself, for good
 }
 
 func (c *durable[T]) signal() {
@@ -83,14 +55,36 @@ func (c *durable[T]) signal() {
 	}
 }
 
-func (c *durable[T]) halt() { c.cancel() }
-
-func (c *durable[T]) setErr(err error) {
+// trouble records a store failure that the subscription retries.
+func (c *durable[T]) trouble(ctx context.Context, msg string, err error, wait time.Duration) {
+	c.bus.stats.storeErrors.Add(1)
 	c.mu.Lock()
-	c.err = err
+	c.err = fmt.Errorf("event: durable subscription %s: %s, retrying: %w", c.name, msg, err)
+	c.mu.Unlock()
+	c.bus.log.LogAttrs(ctx, slog.LevelWarn, "event: durable subscription "+msg+", retrying",
+		slog.String("subscription", c.name), slog.Duration("retry_in", wait), slog.Any("error", err))
+}
+
+// recovered clears the error of a failure the store has recovered from.
+func (c *durable[T]) recovered() {
+	c.mu.Lock()
+	if !c.stopped {
+		c.err = nil
+	}
 	c.mu.Unlock()
 }
 
+// fatal records why the subscription stops by itself.
+func (c *durable[T]) fatal(ctx context.Context, err error) {
+	c.bus.stats.storeErrors.Add(1)
+	err = fmt.Errorf("event: durable subscription %s stopped: %w", c.name, err)
+	c.mu.Lock()
+	c.err, c.stopped = err, true
+	c.mu.Unlock()
+	c.bus.log.LogAttrs(ctx, slog.LevelError, err.Error(), slog.String("subscription", c.name))
+}
+
+// Err is [Subscription.Err].
 func (c *durable[T]) Err() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -99,10 +93,11 @@ func (c *durable[T]) Err() error {
 
 // run is the subscription's goroutine.
 func (c *durable[T]) run() {
-	defer close(c.done)
 	b := c.bus
-	ctx := c.ctx
-	defer c.cancel()
+	ctx := c.sub.ctx()
+	// Whatever happens below, this bus's Close must not wait for events
+	// the subscription will not handle now.
+	defer b.forgive(c)
 	var watch <-chan struct{}
 	if w, ok := b.store.(store.Watcher); ok {
 		ch, err := w.Watch(ctx)
@@ -126,6 +121,7 @@ func (c *durable[T]) run() {
 		sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer scancel()
 		if err := b.store.SetCheckpoint(sctx, c.name, cursor); err != nil {
+			b.stats.storeErrors.Add(1)
 			b.log.LogAttrs(ctx, slog.LevelError, "event: durable subscription could not save its checkpoint",
 				slog.String("subscription", c.name), slog.Any("error", err))
 			return
@@ -135,41 +131,33 @@ func (c *durable[T]) run() {
 	defer save()
 	poll := time.NewTimer(b.cfg.pollInterval)
 	defer poll.Stop()
-	backoff := 10 * time.Millisecond
-	for {
-		select {
-		case <-c.ctx.Done():
-			return
-		default:
-		}
+	retry := retries{p: storeRetry}
+	for ctx.Err() == nil {
 		recs, next, err := b.store.Read(ctx, store.Query{Topic: c.sub.pattern, After: cursor, Limit: durableBatch})
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
 			if errors.Is(err, store.ErrCursorExpired) || errors.Is(err, store.ErrInvalidCursor) || errors.Is(err, store.ErrClosed) {
-				err = fmt.Errorf("event: durable subscription %s stopped: %w", c.name, err)
-				c.setErr(err)
-				b.log.LogAttrs(ctx, slog.LevelError, err.Error(), slog.String("subscription", c.name))
+				c.fatal(ctx, err)
 				return
 			}
-			b.log.LogAttrs(ctx, slog.LevelWarn, "event: durable subscription cannot read the store, retrying",
-				slog.String("subscription", c.name), slog.Duration("retry_in", backoff), slog.Any("error", err))
-			if !c.sleep(backoff) {
+			wait := retry.next()
+			c.trouble(ctx, "cannot read the store", err, wait)
+			if !c.sleep(ctx, wait) {
 				return
 			}
-			backoff = min(2*backoff, 5*time.Second)
 			continue
 		}
-		retry := false
+		stuck := false
 		for i := range recs {
 			switch c.handle(&recs[i]) {
-			case stopped:
+			case abandoned:
 				return // the event will be handled on the next start
-			case tryAgain:
-				retry = true
+			case lost:
+				stuck = true
 			}
-			if retry {
+			if stuck {
 				break
 			}
 			cursor = recs[i].Cursor
@@ -178,19 +166,21 @@ func (c *durable[T]) run() {
 				save()
 			}
 		}
-		if retry {
+		if stuck {
 			// Moving past a failed event whose dead letter was not stored
 			// would lose it: deliver it again once the store recovers.
-			b.log.LogAttrs(ctx, slog.LevelWarn, "event: durable subscription could not store a dead letter; will deliver the event again",
-				slog.String("subscription", c.name), slog.Duration("retry_in", backoff))
 			save()
-			if !c.sleep(backoff) {
+			wait := retry.next()
+			c.trouble(ctx, "could not store a dead letter; will deliver the event again", errors.New("dead letter not stored"), wait)
+			if !c.sleep(ctx, wait) {
 				return
 			}
-			backoff = min(2*backoff, 5*time.Second)
 			continue
 		}
-		backoff = 10 * time.Millisecond
+		if retry.n > 0 {
+			retry.reset()
+			c.recovered()
+		}
 		if len(recs) > 0 {
 			continue
 		}
@@ -212,7 +202,7 @@ func (c *durable[T]) run() {
 		}
 		poll.Reset(b.cfg.pollInterval)
 		select {
-		case <-c.ctx.Done():
+		case <-ctx.Done():
 			return
 		case <-c.wake:
 		case <-watch:
@@ -223,78 +213,77 @@ func (c *durable[T]) run() {
 
 // checkpoint loads the saved cursor, retrying while the store fails.
 func (c *durable[T]) checkpoint(ctx context.Context) (store.Cursor, bool) {
-	backoff := 10 * time.Millisecond
+	retry := retries{p: storeRetry}
 	for {
 		cur, err := c.bus.store.Checkpoint(ctx, c.name)
 		if err == nil {
+			if retry.n > 0 {
+				c.recovered()
+			}
 			return cur, true
 		}
 		if ctx.Err() != nil {
 			return "", false
 		}
 		if errors.Is(err, store.ErrClosed) {
-			c.setErr(fmt.Errorf("event: durable subscription %s stopped: %w", c.name, err))
+			c.fatal(ctx, err)
 			return "", false
 		}
-		c.bus.log.LogAttrs(ctx, slog.LevelWarn, "event: durable subscription cannot load its checkpoint, retrying",
-			slog.String("subscription", c.name), slog.Any("error", err))
-		if !c.sleep(backoff) {
+		wait := retry.next()
+		c.trouble(ctx, "cannot load its checkpoint", err, wait)
+		if !c.sleep(ctx, wait) {
 			return "", false
 		}
-		backoff = min(2*backoff, 5*time.Second)
 	}
 }
 
-func (c *durable[T]) sleep(d time.Duration) bool {
+func (c *durable[T]) sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
 		return true
-	case <-c.ctx.Done():
+	case <-ctx.Done():
 		return false
 	}
 }
 
-// verdict says how the delivery of one record ended, for the checkpoint.
-type verdict uint8
-
-const (
-	moveOn   verdict = iota // handled or dead-lettered: move past it
-	stopped                 // the subscription stopped first: handle it on the next start
-	tryAgain                // it failed and its dead letter could not be stored: deliver it again later
-)
-
-// handle delivers one record.
-func (c *durable[T]) handle(rec *store.Record) verdict {
+// handle delivers one record and, unless it is to be delivered again,
+// settles what this bus's Close and Stats keep of it.
+func (c *durable[T]) handle(rec *store.Record) outcome {
 	b := c.bus
-	ev, err := b.decode(rec)
-	d := &delivery[T]{bus: b, parent: context.Background(), async: true, stop: c.ctx.Done(), ev: ev, rec: rec}
-	if err != nil {
-		// Not dropped: counted, logged and dead-lettered with the reason,
-		// to be re-driven once the type is registered.
-		b.stats.delivered.Add(1)
-		if !b.fail(c.sub, d, 0, err) {
-			return tryAgain
+	o := c.deliver(rec)
+	if o == succeeded || o == failed {
+		if id, err := parseID(rec.ID); err == nil {
+			b.paid(c, id)
+			if b.outbox.seen(id) {
+				b.stats.published.Add(1)
+			}
 		}
-		return moveOn
 	}
-	if c.sub.removed.Load() {
-		return stopped
-	}
-	if c.sub.accepts != nil && !c.sub.accepts(ev.Payload) {
-		return moveOn
-	}
-	switch b.deliver(c.sub, d) {
-	case abandoned:
-		return stopped
-	case unkept:
-		return tryAgain
-	}
-	return moveOn
+	return o
 }
 
-// startDurable registers and starts the durable subscription of s.
+func (c *durable[T]) deliver(rec *store.Record) outcome {
+	b := c.bus
+	ev, err := b.decode(rec)
+	d := &delivery[T]{bus: b, parent: context.Background(), async: true, ev: ev}
+	if err != nil {
+		// Not dropped: counted, logged and dead-lettered with the reason,
+		// to be re-driven once the type is registered or the payload fixed.
+		b.stats.delivered.Add(1)
+		return b.fail(c.sub, d, rec, 0, err)
+	}
+	if c.sub.stopped() {
+		return abandoned
+	}
+	if c.sub.accepts != nil && !c.sub.accepts(ev.Payload) {
+		return succeeded // not this subscription's: passed
+	}
+	return b.deliver(c.sub, d)
+}
+
+// startDurable starts the durable subscription of s and registers it.
 func (b *Bus[T]) startDurable(s *subscription[T], cfg *subConfig) (*durable[T], error) {
 	if b.store == nil {
 		return nil, fmt.Errorf("event: subscribe %s: durable subscription %q: %w", s.name, cfg.durable, ErrNoStore)
@@ -309,45 +298,38 @@ func (b *Bus[T]) startDurable(s *subscription[T], cfg *subConfig) (*durable[T], 
 		cpEvery:    orDefault(cfg.cpEvery, DefaultCheckpointEvery),
 		cpInterval: orDefault(cfg.cpInterval, DefaultCheckpointInterval),
 		wake:       make(chan struct{}, 1),
-		done:       make(chan struct{}),
 	}
-	c.ctx, c.cancel = context.WithCancel(b.abort)
+	s.durable = c
+	ctx, cancel := context.WithCancel(b.abort)
+	s.stop, s.cancel, s.ctxv = ctx.Done(), cancel, ctx
 	b.subMu.Lock()
 	defer b.subMu.Unlock()
-	for _, o := range b.durables.Load().list {
+	list := *b.durables.Load()
+	for _, o := range list {
 		if o.name == c.name {
-			c.cancel()
+			cancel()
 			return nil, fmt.Errorf("event: subscribe %s: durable subscription %q already runs on this bus", s.name, c.name)
 		}
 	}
-	old := b.durables.Load().list
-	b.durables.Store(&durables[T]{list: append(old[:len(old):len(old)], c)})
-	b.wg.Add(1)
-	go func() {
-		defer b.wg.Done()
-		c.run()
-	}()
+	list = append(slices.Clip(list), c)
+	b.durables.Store(&list)
+	b.addSubLocked(s)
+	b.running.Go(c.run)
 	return c, nil
 }
 
+// stopDurable is Unsubscribe of a durable subscription.
 func (b *Bus[T]) stopDurable(c *durable[T]) {
-	c.halt()
+	b.removeSub(c.sub)
 	b.subMu.Lock()
 	defer b.subMu.Unlock()
-	var list []*durable[T]
-	for _, o := range b.durables.Load().list {
-		if o != c {
-			list = append(list, o)
-		}
-	}
-	b.durables.Store(&durables[T]{list: list})
+	list := slices.DeleteFunc(slices.Clone(*b.durables.Load()), func(o *durable[T]) bool { return o == c })
+	b.durables.Store(&list)
 }
-
-type durables[T any] struct{ list []*durable[T] }
 
 // wakeDurable tells the durable subscriptions that events were appended.
 func (b *Bus[T]) wakeDurable() {
-	for _, c := range b.durables.Load().list {
+	for _, c := range *b.durables.Load() {
 		c.signal()
 	}
 }

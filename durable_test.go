@@ -2,16 +2,15 @@ package event_test
 
 import (
 	"context"
-	"database/sql"
+
 	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/ncore-io/event"
 	"github.com/ncore-io/event/internal/pgtest"
@@ -279,7 +278,7 @@ func TestOutbox(t *testing.T) {
 					if _, err := tx.Exec(`INSERT INTO users (id) VALUES (?)`, p.UserID); err != nil {
 						return err
 					}
-					return event.PublishTx[Registered, *sql.Tx](t.Context(), bus, tx, "user.registered", p)
+					return bus.PublishTx(t.Context(), tx, "user.registered", p)
 				},
 				tx.Commit, tx.Rollback
 		}},
@@ -296,7 +295,7 @@ func TestOutbox(t *testing.T) {
 					if _, err := tx.Exec(t.Context(), `INSERT INTO users (id) VALUES ($1)`, p.UserID); err != nil {
 						return err
 					}
-					return event.PublishTx[Registered, pgx.Tx](t.Context(), bus, tx, "user.registered", p)
+					return bus.PublishTx(t.Context(), tx, "user.registered", p)
 				},
 				func() error { return tx.Commit(context.Background()) },
 				func() error { return tx.Rollback(context.Background()) }
@@ -346,4 +345,34 @@ func TestOutbox(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A durable subscription whose reads fail keeps retrying, and says so: its
+// Err is the store's error while it lasts, Stats counts it, and both clear
+// once the store recovers.
+func TestDurableReadFailureIsExposed(t *testing.T) {
+	t.Parallel()
+	s := openSQLite(t).(*sqlitestore.Store)
+	bus := newStoreBus[int](t, s)
+	got := newSeen[int]()
+	sub := subscribe(t, bus, "n", got.handler, event.Durable("reader"))
+	publish(t, bus, "n", 1)
+	got.waitFor(t, "the first event", atLeast[int](1))
+	if _, err := s.DB().ExecContext(t.Context(), `ALTER TABLE event_log RENAME TO event_log_gone`); err != nil {
+		t.Fatal(err)
+	}
+	bus.Publish(t.Context(), "n", 2) // fails, but wakes the reader
+	waitUntil(t, "Err to report the failing reads", func() bool { return sub.Err() != nil })
+	if err := sub.Err(); !strings.Contains(err.Error(), "cannot read the store, retrying") || !strings.Contains(err.Error(), "event_log") {
+		t.Errorf("Err = %v, want the read error", err)
+	}
+	if st := bus.Stats(); st.StoreErrors == 0 {
+		t.Error("Stats.StoreErrors is 0 while reads fail")
+	}
+	if _, err := s.DB().ExecContext(t.Context(), `ALTER TABLE event_log_gone RENAME TO event_log`); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, bus, "n", 3)
+	got.waitFor(t, "the event after recovery", atLeast[int](2))
+	waitUntil(t, "Err to clear", func() bool { return sub.Err() == nil })
 }

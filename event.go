@@ -1,6 +1,7 @@
 package event
 
 import (
+	"reflect"
 	"time"
 
 	"github.com/google/uuid"
@@ -66,11 +67,15 @@ type Event[T any] struct {
 // Event[any], back into a typed event:
 //
 //	if ev, ok := event.As[UserRegistered](dl.Event); ok { ... }
+//
+// As follows the rule of [Subscribe] for pointers: a *E payload (not nil)
+// gives its E, and for a pointer type E = *X, an X payload gives a pointer
+// to a copy of it.
 func As[E, T any](ev Event[T]) (Event[E], bool) { return convert[E](&ev) }
 
 // convert is [As] without copying ev.
 func convert[E, T any](ev *Event[T]) (Event[E], bool) {
-	p, ok := any(ev.Payload).(E)
+	p, ok := payloadAs[E](any(ev.Payload))
 	if !ok {
 		return Event[E]{}, false
 	}
@@ -87,4 +92,39 @@ func convert[E, T any](ev *Event[T]) (Event[E], bool) {
 		Metadata:      ev.Metadata,
 		Payload:       p,
 	}, true
+}
+
+// payloadAs returns p as an E, by the pointer rule of [As].
+func payloadAs[E any](p any) (E, bool) {
+	if e, ok := p.(E); ok {
+		return e, true
+	}
+	if pe, ok := p.(*E); ok && pe != nil {
+		return *pe, true
+	}
+	var zero E
+	et := reflect.TypeFor[E]()
+	if p == nil || et.Kind() != reflect.Pointer {
+		return zero, false
+	}
+	v := reflect.ValueOf(p)
+	if v.Type() != et.Elem() {
+		return zero, false
+	}
+	ptr := reflect.New(v.Type())
+	ptr.Elem().Set(v)
+	return ptr.Interface().(E), true
+}
+
+// takesPayload reports whether a handler of E takes payload p, by the
+// pointer rule of [As].
+func takesPayload[E any](p any) bool {
+	if _, ok := p.(E); ok {
+		return true
+	}
+	if pe, ok := p.(*E); ok {
+		return pe != nil
+	}
+	et := reflect.TypeFor[E]()
+	return p != nil && et.Kind() == reflect.Pointer && reflect.TypeOf(p) == et.Elem()
 }

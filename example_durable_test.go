@@ -2,7 +2,6 @@ package event_test
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -71,7 +70,7 @@ func ExampleDurable() {
 
 // The transactional outbox: the user row and its event commit together, or
 // neither does.
-func ExamplePublishTx() {
+func ExampleBus_PublishTx() {
 	ctx := context.Background()
 	s, cleanup := tempStore()
 	defer cleanup()
@@ -89,7 +88,7 @@ func ExamplePublishTx() {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO users VALUES (?, ?)`, id, email); err != nil {
 			return err
 		}
-		if err := event.PublishTx[UserRegistered, *sql.Tx](ctx, bus, tx, "user.registered", UserRegistered{UserID: id, Email: email}); err != nil {
+		if err := bus.PublishTx(ctx, tx, "user.registered", UserRegistered{UserID: id, Email: email}); err != nil {
 			return err
 		}
 		if !commit {

@@ -42,3 +42,6 @@ func newID(now time.Time) uuid.UUID {
 	id[12], id[13], id[14], id[15] = byte(r>>24), byte(r>>16), byte(r>>8), byte(r)
 	return id
 }
+
+// parseID parses a stored event ID.
+func parseID(s string) (uuid.UUID, error) { return uuid.Parse(s) }

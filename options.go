@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"math/rand/v2"
+	"reflect"
 	"time"
 
 	"github.com/google/uuid"
@@ -66,9 +66,12 @@ func (c *config) validate() error {
 	return nil
 }
 
-// WithBufferSize sets how many events may wait for a worker before
-// [Bus.Publish] blocks (or, with [WithFailFast], fails). Events without an
-// Default [DefaultBufferSize].
+// WithBufferSize sets how many events may wait in the queue for a worker
+// before [Bus.Publish] blocks (or, with [WithFailFast], fails). 0 makes the
+// queue unbuffered: Publish then waits until a worker is free to take the
+// event. Events that handlers publish, and events already appended to a
+// store, never wait: they go past a full queue, so the buffer bounds
+// ordinary publishers only. Default [DefaultBufferSize].
 func WithBufferSize(n int) Option { return func(c *config) { c.bufferSize = n } }
 
 // WithWorkers sets how many goroutines run handlers for asynchronous
@@ -136,71 +139,23 @@ func WithTypes(samples ...any) Option {
 // [DefaultPollInterval].
 func WithPollInterval(d time.Duration) Option { return func(c *config) { c.pollInterval = d } }
 
-// RetryPolicy says how often and how soon a failed handler is tried again.
-// The zero value means no retries.
-//
-// The wait before retry n (from 1) is InitialInterval × Multiplier^(n-1),
-// capped at MaxInterval, then spread by ±Jitter of itself at random, so that
-// handlers failing together do not retry together.
-type RetryPolicy struct {
-	// MaxRetries is how many times a failed delivery is retried: a handler
-	// is called at most 1+MaxRetries times per event.
-	MaxRetries int
-	// InitialInterval is the wait before the first retry. Default 100ms.
-	InitialInterval time.Duration
-	// MaxInterval caps the wait. Default 10s.
-	MaxInterval time.Duration
-	// Multiplier grows the wait after each retry. Default 2.
-	Multiplier float64
-	// Jitter, from 0 to 1, is the fraction of the wait that is randomised.
-	// Default 0.2; a negative value disables jitter.
-	Jitter float64
-}
-
-func (p RetryPolicy) validate() error {
-	switch {
-	case p.MaxRetries < 0:
-		return fmt.Errorf("retry: MaxRetries must be zero or more, got %d", p.MaxRetries)
-	case p.InitialInterval < 0 || p.MaxInterval < 0:
-		return fmt.Errorf("retry: intervals must not be negative, got %v and %v", p.InitialInterval, p.MaxInterval)
-	case p.Multiplier != 0 && !(p.Multiplier >= 1): // NaN too: it would make every wait NaN
-		return fmt.Errorf("retry: Multiplier must be 1 or more, got %v", p.Multiplier)
-	case !(p.Jitter <= 1):
-		return fmt.Errorf("retry: Jitter must be at most 1, got %v", p.Jitter)
-	}
-	return nil
-}
-
-// backoff returns the wait before retry n, from 1.
-func (p RetryPolicy) backoff(n int) time.Duration {
-	d, maxd, mul, jit := p.InitialInterval, p.MaxInterval, p.Multiplier, p.Jitter
-	if d == 0 {
-		d = 100 * time.Millisecond
-	}
-	if maxd == 0 {
-		maxd = 10 * time.Second
-	}
-	if mul == 0 {
-		mul = 2
-	}
-	if jit == 0 {
-		jit = 0.2
-	}
-	w := float64(d)
-	for i := 1; i < n && w < float64(maxd); i++ {
-		w *= mul
-	}
-	w = min(w, float64(maxd))
-	if jit > 0 {
-		w += w * jit * (2*rand.Float64() - 1)
-	}
-	return time.Duration(w)
+// WithRetention makes the bus delete stored events older than maxAge, every
+// interval (0 means an hour), in the background. It deletes from the start
+// of the log (see [store.Store].DeleteBefore), so an event whose EventTime
+// is later than that of events published after it holds them back until it
+// is old enough itself. Deletion runs in bounded batches, so it does not
+// stall publishers. A durable subscription whose checkpoint falls among
+// deleted events stops with an error matching [store.ErrCursorExpired]
+// rather than silently skipping them. Default 0: events are kept for ever.
+func WithRetention(maxAge, interval time.Duration) Option {
+	return func(c *config) { c.retention, c.retentionEvery = maxAge, interval }
 }
 
 // A SubscribeOption configures one subscription in [Subscribe].
 type SubscribeOption func(*subConfig)
 
 type subConfig struct {
+	typed       *typedHandler // set by Subscribe for a handler of a payload type other than the bus's
 	name        string
 	retry       *RetryPolicy
 	timeout     *time.Duration
@@ -210,6 +165,13 @@ type subConfig struct {
 	durableSet  bool // Durable was given, even with an empty name
 	cpEvery     int
 	cpInterval  time.Duration
+}
+
+// typedHandler says which payloads a handler registered through [Subscribe]
+// takes, when its payload type is not the bus's.
+type typedHandler struct {
+	payload reflect.Type
+	accepts func(any) bool
 }
 
 // Name names a subscription in [Stats], logs and dead letters. Default: the
@@ -237,9 +199,38 @@ func Concurrency(n int) SubscribeOption { return func(c *subConfig) { c.concurre
 // subscriptions stay asynchronous.
 func Sync() SubscribeOption { return func(c *subConfig) { c.sync = true } }
 
-// A PublishOption sets a field of the event envelope in [Bus.Publish]. Build
-// one with [Aggregate], [AsKind], [Meta], [Metadata], [EventID], [EventTime]
-// or [Correlation].
+// Durable makes a subscription durable under name: it keeps a checkpoint in
+// the bus's store, so it sees every event stored since it last ran, also
+// the ones published while it was not running, by this process or another.
+//
+// A durable subscription reads the store, not the in-process queue. When it
+// starts it catches up from its checkpoint, then follows new events as they
+// are appended; the switch from one to the other can neither skip nor
+// repeat an event. It handles events one at a time in the store's order, so
+// each aggregate's events arrive in order, and saves its checkpoint every
+// [DefaultCheckpointEvery] events or [DefaultCheckpointInterval] (see
+// [Checkpoint]). Delivery is at least once: after a crash the events since
+// the last checkpoint are handled again, so handlers should be idempotent,
+// using Event.ID or Event.Position. [Bus.Close] waits for it to handle what
+// the bus appended (see there).
+//
+// A bus without a store ([WithStore]) rejects durable subscriptions. One
+// bus runs at most one subscription of a name; several processes sharing a
+// name would each handle every event.
+func Durable(name string) SubscribeOption {
+	return func(c *subConfig) { c.durable, c.durableSet = name, true }
+}
+
+// Checkpoint sets how often a durable subscription saves its checkpoint:
+// after every n events, and at least every d while it has handled events. A
+// crash repeats at most n events. Zero keeps a default.
+func Checkpoint(n int, d time.Duration) SubscribeOption {
+	return func(c *subConfig) { c.cpEvery, c.cpInterval = n, d }
+}
+
+// A PublishOption sets a field of the event envelope in [Bus.Publish], or
+// a condition of the publish. Build one with [Aggregate], [AsKind], [Meta],
+// [Metadata], [EventID], [EventTime], [Correlation] or [ExpectVersion].
 type PublishOption struct {
 	op   publishOp
 	s, v string
@@ -293,3 +284,11 @@ func EventTime(t time.Time) PublishOption { return PublishOption{op: opTime, t: 
 // default an event published from a handler's context inherits the handled
 // event's correlation ID, and any other event starts its own.
 func Correlation(id uuid.UUID) PublishOption { return PublishOption{op: opCorrelation, id: id} }
+
+// ExpectVersion makes a publish on a bus with a store succeed only if the
+// event's aggregate (see [Aggregate]) is at version v: 0 for an aggregate
+// with no events yet, n after its nth event. Otherwise Publish fails with
+// an error matching [store.ErrVersionConflict] and publishes nothing. This
+// is optimistic concurrency for event sourcing: load the aggregate, decide,
+// and publish with the version it was loaded at.
+func ExpectVersion(v int64) PublishOption { return PublishOption{op: opExpect, n: v} }

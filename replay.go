@@ -45,7 +45,7 @@ func (b *Bus[T]) ReplayTo(ctx context.Context, name string, q store.Query) (int,
 			return false, nil
 		}
 		d := &delivery[T]{bus: b, parent: ctx, ev: *ev}
-		b.deliver(s, d)
+		b.deliverInProcess(s, d)
 		return true, nil
 	})
 }
@@ -98,7 +98,7 @@ func (b *Bus[T]) findSub(name string) *subscription[T] {
 			return s
 		}
 	}
-	for _, c := range b.durables.Load().list {
+	for _, c := range *b.durables.Load() {
 		if c.sub.name == name || c.name == name {
 			return c.sub
 		}

@@ -68,12 +68,17 @@ func (rs *routes[T]) lookup(topic string) (*route[T], error) {
 func (b *Bus[T]) addSub(s *subscription[T]) {
 	b.subMu.Lock()
 	defer b.subMu.Unlock()
+	b.addSubLocked(s)
+}
+
+func (b *Bus[T]) addSubLocked(s *subscription[T]) {
 	old := b.routes.Load()
 	b.routes.Store(&routes[T]{subs: append(slices.Clip(old.subs), s)})
 }
 
 func (b *Bus[T]) removeSub(s *subscription[T]) {
 	s.removed.Store(true)
+	s.cancel()
 	b.subMu.Lock()
 	defer b.subMu.Unlock()
 	old := b.routes.Load()

@@ -14,6 +14,7 @@ type counters struct {
 	retried      atomic.Uint64
 	deadLettered atomic.Uint64
 	dropped      atomic.Uint64
+	storeErrors  atomic.Uint64
 }
 
 // Stats is a snapshot of a bus's counters, as returned by [Bus.Stats]. Its
@@ -44,6 +45,10 @@ type Stats struct {
 	DeadLettered uint64 `json:"dead_lettered"`
 	// Dropped counts queued deliveries abandoned because Close gave up.
 	Dropped uint64 `json:"dropped"`
+	// StoreErrors counts failures of the store met by durable subscriptions
+	// (reads, checkpoints, dead letters), which they retry; see
+	// [Subscription.Err].
+	StoreErrors uint64 `json:"store_errors"`
 	// QueueDepth is how many events wait for a worker, including events
 	// waiting behind an earlier event of their aggregate.
 	QueueDepth int `json:"queue_depth"`
@@ -65,6 +70,7 @@ func (b *Bus[T]) Stats() Stats {
 		Dropped:      b.stats.dropped.Load(),
 		Retried:      b.stats.retried.Load(),
 		DeadLettered: b.stats.deadLettered.Load(),
+		StoreErrors:  b.stats.storeErrors.Load(),
 	}
 	st.Delivered = b.stats.delivered.Load()
 	st.NoSubscriber = b.stats.noSubscriber.Load()

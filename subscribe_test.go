@@ -239,7 +239,7 @@ func TestTypedSubscriptionOnInterfaceBus(t *testing.T) {
 	})
 	publish[domainEvent](t, b, "user.registered", userRegisteredEv{Email: "a@x"})
 	publish[domainEvent](t, b, "user.renamed", &userRenamedEv{Name: "pointer"})
-	publish[domainEvent](t, b, "user.renamed", userRenamedEv{Name: "value"}) // not a *userRenamedEv
+	publish[domainEvent](t, b, "user.renamed", userRenamedEv{Name: "value"}) // the *userRenamedEv handler takes it too
 	publish[domainEvent](t, b, "user.registered", userRegisteredEv{Email: "fail@x"})
 	publish[domainEvent](t, b, "user.x.deleted", userDeletedEv{}) // matches no handler's type
 	publish[domainEvent](t, b, "user.deleted", userDeletedEv{})   // only the interface handler
@@ -250,8 +250,10 @@ func TestTypedSubscriptionOnInterfaceBus(t *testing.T) {
 	if !slices.Equal(g, []userRegisteredEv{{"a@x"}, {"fail@x"}}) {
 		t.Errorf("registration handler got %v", g)
 	}
-	if g := renames.get(); !slices.Equal(g, []string{"pointer"}) {
-		t.Errorf("*userRenamedEv handler got %q", g)
+	g2 := renames.get()
+	slices.Sort(g2)
+	if !slices.Equal(g2, []string{"pointer", "value"}) {
+		t.Errorf("*userRenamedEv handler got %q", g2)
 	}
 	all2 := all.get()
 	slices.Sort(all2)
@@ -262,8 +264,8 @@ func TestTypedSubscriptionOnInterfaceBus(t *testing.T) {
 	if st.Published != 6 || st.NoSubscriber != 1 {
 		t.Errorf("Published %d NoSubscriber %d, want 6 and 1", st.Published, st.NoSubscriber)
 	}
-	if st.Delivered != 8 || st.Processed != 7 || st.Failed != 1 {
-		t.Errorf("Delivered %d Processed %d Failed %d, want 8, 7, 1", st.Delivered, st.Processed, st.Failed)
+	if st.Delivered != 9 || st.Processed != 8 || st.Failed != 1 {
+		t.Errorf("Delivered %d Processed %d Failed %d, want 9, 8, 1", st.Delivered, st.Processed, st.Failed)
 	}
 	dls := dead.get()
 	if len(dls) != 1 || dls[0].Subscription != "registrations" {

@@ -32,7 +32,7 @@
 // # Integration tests: Watch
 //
 // On a real, asynchronous [event.Bus], [Watch] records the events published
-// to a pattern and [Expect] waits, with a deadline, for one of them, so that
+// to a pattern and [RequireReceived] waits, with a deadline, for one of them, so that
 // a test can wait for handlers running on the bus's workers without
 // sleeping.
 //

@@ -84,7 +84,7 @@ func ExampleRunHandlers() {
 
 // On a real, asynchronous bus, a test watches for the events its handlers
 // publish and waits for them with a deadline instead of sleeping.
-func ExampleExpect() {
+func ExampleRequireReceived() {
 	testWelcomeMail := func(t *testing.T) {
 		bus, err := event.New[any]()
 		if err != nil {
@@ -104,7 +104,7 @@ func ExampleExpect() {
 		}
 		// Waits until the handler has run, for at most 5s (or t.Context's
 		// deadline), then fails the test listing what the watcher saw.
-		ev := eventtest.Expect[string](t.Context(), t, w, "email.welcome")
+		ev := eventtest.RequireReceived[string](t.Context(), t, w, "email.welcome")
 		if ev.Payload != "welcome ada@example.com" {
 			t.Errorf("sent %q", ev.Payload)
 		}

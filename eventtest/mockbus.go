@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/google/uuid"
 	"github.com/ncore-io/event"
 	"github.com/ncore-io/event/store"
 )
@@ -14,13 +15,14 @@ import (
 // MockBus is a test double for [event.Bus]: it records every event
 // published to it, with the envelope a real bus stamps, and can be told to
 // fail publishes so that a test can exercise a service's error path. Give it
-// to code that depends on [event.Publisher] or [event.Subscriber].
+// to code that depends on [event.Publisher], [event.TxPublisher] or
+// [event.Subscriber]; subscribe to it with [event.Subscribe], as to a bus.
 //
 // Inside, a MockBus is a real synchronous bus (see [event.WithSync]), so the
 // recorded envelopes are exactly what handlers would receive: IDs, times,
 // kinds, aggregate IDs, metadata, and correlation and causation IDs of
 // events published from a handler's context. Handlers registered with
-// [MockBus.Handle] are kept but only run when the bus was created with
+// [event.Subscribe] are kept but only run when the bus was created with
 // [RunHandlers]; they then run in the publisher's goroutine, inside Publish.
 //
 // Create one with [NewMockBus]; the zero value is not usable. A MockBus
@@ -37,11 +39,13 @@ type MockBus[T any] struct {
 	subs       []*event.Subscription
 	failNext   []error
 	failTopic  []topicFailure
+	inTx       []uuid.UUID // IDs of events recorded by PublishTx
 }
 
 var (
-	_ event.Publisher[any]  = (*MockBus[any])(nil)
-	_ event.Subscriber[any] = (*MockBus[any])(nil)
+	_ event.Publisher[any]   = (*MockBus[any])(nil)
+	_ event.TxPublisher[any] = (*MockBus[any])(nil)
+	_ event.Subscriber[any]  = (*MockBus[any])(nil)
 )
 
 // FailedPublish is a call to [MockBus.Publish] that returned an error: one
@@ -72,7 +76,7 @@ type config struct {
 }
 
 // RunHandlers makes the mock run the handlers registered with
-// [MockBus.Handle] when an event is published, synchronously, inside
+// [event.Subscribe] when an event is published, synchronously, inside
 // [MockBus.Publish]. Default: handlers are registered (so a service's
 // subscriptions can be checked with [MockBus.Subscriptions]) but never run,
 // so that a unit test of a publisher does not also exercise its
@@ -106,10 +110,14 @@ func NewMockBus[T any](opts ...Option) *MockBus[T] {
 	return m
 }
 
-func (m *MockBus[T]) record(_ context.Context, ev event.Event[T]) error {
+func (m *MockBus[T]) record(ctx context.Context, ev event.Event[T]) error {
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	m.published = append(m.published, ev)
-	m.mu.Unlock()
+	if mark, _ := ctx.Value(txKey{}).(*txMark); mark != nil && !mark.used {
+		mark.used = true
+		m.inTx = append(m.inTx, ev.ID)
+	}
 	return nil
 }
 
@@ -145,6 +153,50 @@ func (m *MockBus[T]) Publish(ctx context.Context, topic string, payload T, opts 
 	return err
 }
 
+// PublishTx records an event published inside the caller's transaction
+// (see [event.Bus.PublishTx]) as if the transaction committed: a mock has
+// no store, so tx is not used, and the event is recorded, and delivered to
+// handlers run with [RunHandlers], just as [MockBus.Publish] does. The
+// events it recorded are also listed by [MockBus.PublishedTx], so a test can
+// check that a service used its transaction. A nil tx fails, as it would on
+// a real bus.
+func (m *MockBus[T]) PublishTx(ctx context.Context, tx any, topic string, payload T, opts ...event.PublishOption) error {
+	if tx == nil {
+		err := fmt.Errorf("eventtest: publish %s in transaction: nil transaction", topic)
+		m.mu.Lock()
+		m.failed = append(m.failed, FailedPublish[T]{Topic: topic, Payload: payload, Err: err})
+		m.mu.Unlock()
+		return err
+	}
+	// The recorder, which runs first, marks the event it records with this
+	// mark; the events that handlers publish in turn find it used.
+	return m.Publish(context.WithValue(ctx, txKey{}, &txMark{}), topic, payload, opts...)
+}
+
+type txKey struct{}
+
+// txMark marks the event of one PublishTx call.
+type txMark struct{ used bool }
+
+// PublishedTx returns the events recorded by [MockBus.PublishTx] whose topic
+// matches topic (a pattern with wildcards, as in [MockBus.Published]), in
+// order.
+func (m *MockBus[T]) PublishedTx(topic string) []event.Event[T] {
+	m.mu.Lock()
+	ids := make(map[uuid.UUID]bool, len(m.inTx))
+	for _, id := range m.inTx {
+		ids[id] = true
+	}
+	m.mu.Unlock()
+	var out []event.Event[T]
+	for _, ev := range m.Published(topic) {
+		if ids[ev.ID] {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
 func (m *MockBus[T]) configuredFailure(topic string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -163,19 +215,30 @@ func (m *MockBus[T]) configuredFailure(topic string) error {
 	return nil
 }
 
-// Handle registers h for events whose topic matches pattern, as
-// [event.Bus.Handle] does, and returns the subscription. The pattern and
-// options are validated as on a real bus. h runs only if the mock was
-// created with [RunHandlers]; either way the subscription is listed by
-// [MockBus.Subscriptions].
+// Handle registers h for events whose topic matches pattern: it is the
+// method behind [event.Subscribe], which is how a service subscribes, on a
+// mock as on a bus. The pattern and options are validated as on a real bus.
+// h runs only if the mock was created with [RunHandlers]; either way the
+// subscription is listed by [MockBus.Subscriptions].
 func (m *MockBus[T]) Handle(pattern string, h event.Handler[T], opts ...event.SubscribeOption) (*event.Subscription, error) {
 	if h == nil {
-		panic("eventtest: Handle with nil handler")
+		panic("eventtest: Subscribe with nil handler")
 	}
-	return Subscribe(m, pattern, h, opts...)
+	run := h
+	if !m.cfg.runHandlers {
+		run = func(context.Context, event.Event[T]) error { return nil }
+	}
+	sub, err := m.inner.Handle(pattern, run, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("eventtest: subscribe: %w", err)
+	}
+	m.mu.Lock()
+	m.subs = append(m.subs, sub)
+	m.mu.Unlock()
+	return sub, nil
 }
 
-// Subscriptions returns the subscriptions made with [MockBus.Handle], in
+// Subscriptions returns the subscriptions made with [event.Subscribe], in
 // order, including any since unsubscribed. [MockBus.Reset] keeps them.
 func (m *MockBus[T]) Subscriptions() []*event.Subscription {
 	m.mu.Lock()
@@ -274,7 +337,7 @@ func (m *MockBus[T]) HandlerErrors() []error {
 func (m *MockBus[T]) Reset() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.published, m.failed, m.handlerErr = nil, nil, nil
+	m.published, m.failed, m.handlerErr, m.inTx = nil, nil, nil, nil
 }
 
 // Close closes the mock as [event.Bus.Close] does: later publishes return
@@ -282,26 +345,4 @@ func (m *MockBus[T]) Reset() {
 // included. Calling Close is optional: a MockBus holds no goroutines.
 func (m *MockBus[T]) Close(ctx context.Context) error {
 	return m.inner.Close(ctx)
-}
-
-// Subscribe is [event.Subscribe] for a MockBus: it registers a handler whose
-// payload type E may differ from T on a mock of an interface type, and
-// receives only the events whose payload is an E. Like [MockBus.Handle], the
-// handler runs only on a mock made with [RunHandlers].
-func Subscribe[E, T any](m *MockBus[T], pattern string, h event.Handler[E], opts ...event.SubscribeOption) (*event.Subscription, error) {
-	if h == nil {
-		panic("eventtest: Subscribe with nil handler")
-	}
-	run := h
-	if !m.cfg.runHandlers {
-		run = func(context.Context, event.Event[E]) error { return nil }
-	}
-	sub, err := event.Subscribe(m.inner, pattern, run, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("eventtest: subscribe: %w", err)
-	}
-	m.mu.Lock()
-	m.subs = append(m.subs, sub)
-	m.mu.Unlock()
-	return sub, nil
 }

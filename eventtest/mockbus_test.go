@@ -403,7 +403,7 @@ func TestSubscribeTypedOnInterfaceMock(t *testing.T) {
 	ctx := context.Background()
 	m := eventtest.NewMockBus[any](eventtest.RunHandlers())
 	var got []string
-	if _, err := eventtest.Subscribe(m, "user.>", func(ctx context.Context, ev event.Event[string]) error {
+	if _, err := event.Subscribe(m, "user.>", func(ctx context.Context, ev event.Event[string]) error {
 		got = append(got, ev.Payload)
 		return nil
 	}); err != nil {
@@ -421,7 +421,7 @@ func TestSubscribeTypedOnInterfaceMock(t *testing.T) {
 	// Without RunHandlers the subscription is registered but does not run.
 	quiet := eventtest.NewMockBus[any]()
 	ran := false
-	eventtest.Subscribe(quiet, ">", func(ctx context.Context, ev event.Event[string]) error { ran = true; return nil })
+	event.Subscribe(quiet, ">", func(ctx context.Context, ev event.Event[string]) error { ran = true; return nil })
 	quiet.Publish(ctx, "x", "y")
 	if ran || len(quiet.Subscriptions()) != 1 {
 		t.Fatalf("handler ran without RunHandlers (%v) or was not registered", ran)

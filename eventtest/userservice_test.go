@@ -10,7 +10,7 @@ import (
 )
 
 // These tests run, with a real *testing.T, the code that ExampleRequirePublished
-// and ExampleExpect show (examples get no *testing.T, so theirs only compile).
+// and ExampleRequireReceived show (examples get no *testing.T, so theirs only compile).
 
 func TestUserService_CreateUser(t *testing.T) {
 	t.Parallel()
@@ -56,7 +56,7 @@ func TestUserService_WelcomeMailAsync(t *testing.T) {
 	if _, err := NewUserService(bus).CreateUser(t.Context(), "ada@example.com"); err != nil {
 		t.Fatal(err)
 	}
-	if ev := eventtest.Expect[string](t.Context(), t, w, "email.welcome"); ev.Payload != "welcome ada@example.com" {
+	if ev := eventtest.RequireReceived[string](t.Context(), t, w, "email.welcome"); ev.Payload != "welcome ada@example.com" {
 		t.Errorf("sent %q", ev.Payload)
 	}
 }

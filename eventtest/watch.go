@@ -11,7 +11,7 @@ import (
 	"github.com/ncore-io/event/store"
 )
 
-// DefaultTimeout is how long [Watcher.Next] and [Expect] wait when their
+// DefaultTimeout is how long [Watcher.Next] and [RequireReceived] wait when their
 // context has no deadline, so that a test whose event never comes fails
 // with a useful message instead of hanging until the test binary's timeout.
 const DefaultTimeout = 5 * time.Second
@@ -19,17 +19,18 @@ const DefaultTimeout = 5 * time.Second
 // Watcher records the events published on a real [event.Bus] to topics
 // matching a pattern, for integration tests that wait for asynchronous
 // handlers to publish. Create one with [Watch]; read it with [Watcher.Next],
-// [Expect] and [Watcher.Events].
+// [RequireReceived] and [Watcher.Events].
 //
 // Each event is taken at most once: [Watcher.Next] takes the earliest event
-// not yet taken, and [Expect] the earliest one not yet taken that it
-// matches, skipping (without taking) the others. So Expect calls may come in
+// not yet taken, and [RequireReceived] the earliest one not yet taken that it
+// matches, skipping (without taking) the others. So RequireReceived calls may come in
 // any order, which suits asynchronous handlers whose events interleave
-// unpredictably, and two Expect calls for the same topic need two events.
+// unpredictably, and two RequireReceived calls for the same topic need two events.
 //
 // A Watcher is safe for concurrent use by multiple goroutines.
 type Watcher[T any] struct {
 	pattern string
+	bus     *event.Bus[T]
 
 	mu      sync.Mutex
 	events  []event.Event[T]
@@ -48,7 +49,7 @@ type Watcher[T any] struct {
 // the bus's own handlers.
 func Watch[T any](tb testing.TB, bus *event.Bus[T], pattern string) *Watcher[T] {
 	tb.Helper()
-	w := &Watcher[T]{pattern: pattern, changed: make(chan struct{})}
+	w := &Watcher[T]{pattern: pattern, bus: bus, changed: make(chan struct{})}
 	sub, err := event.Subscribe(bus, pattern, w.record, event.Sync(), event.Name("eventtest.Watch("+pattern+")"))
 	if err != nil {
 		tb.Fatalf("eventtest: watch: %v", err)
@@ -113,7 +114,7 @@ func (w *Watcher[T]) take(ctx context.Context, match func(*event.Event[T]) bool)
 	}
 }
 
-// Expect takes and returns the earliest event seen by w, not yet taken, that
+// RequireReceived takes and returns the earliest event seen by w, not yet taken, that
 // was published to a topic matching topic (a topic, or a pattern with
 // wildcards) with a payload of type E. It waits for one until ctx is done,
 // or for [DefaultTimeout] if ctx has no deadline; then it fails the test
@@ -121,13 +122,13 @@ func (w *Watcher[T]) take(ctx context.Context, match func(*event.Event[T]) bool)
 //
 // E is given explicitly and T is inferred from w:
 //
-//	ev := eventtest.Expect[EmailSent](t.Context(), t, w, "email.sent")
+//	ev := eventtest.RequireReceived[EmailSent](t.Context(), t, w, "email.sent")
 //
 // It must be called from the test's goroutine, as tb.Fatalf requires.
-func Expect[E, T any](ctx context.Context, tb testing.TB, w *Watcher[T], topic string) event.Event[E] {
+func RequireReceived[E, T any](ctx context.Context, tb testing.TB, w *Watcher[T], topic string) event.Event[E] {
 	tb.Helper()
 	if err := store.ValidatePattern(topic); err != nil {
-		tb.Fatalf("eventtest: Expect: %v", err)
+		tb.Fatalf("eventtest: RequireReceived: %v", err)
 	}
 	ctx, cancel := withDefaultTimeout(ctx)
 	defer cancel()
@@ -136,7 +137,7 @@ func Expect[E, T any](ctx context.Context, tb testing.TB, w *Watcher[T], topic s
 		if !store.MatchTopic(topic, ev.Topic) {
 			return false
 		}
-		_, ok := any(ev.Payload).(E)
+		_, ok := event.As[E](*ev)
 		return ok
 	})
 	if !ok {
@@ -145,8 +146,8 @@ func Expect[E, T any](ctx context.Context, tb testing.TB, w *Watcher[T], topic s
 		if len(seen) > 0 {
 			msg = fmt.Sprintf("%d event(s):\n%s", len(seen), summarize(seen))
 		}
-		tb.Fatalf("eventtest: no event on %q with a payload of type %s after %v (%v); watcher on %q saw %s",
-			topic, typeName[E](), time.Since(start).Round(time.Millisecond), context.Cause(ctx), w.pattern, msg)
+		tb.Fatalf("eventtest: no event on %q with a payload of type %s after %v (%v); watcher on %q saw %s%s",
+			topic, typeName[E](), time.Since(start).Round(time.Millisecond), context.Cause(ctx), w.pattern, msg, outboxHint(w))
 		return event.Event[E]{} // unreachable: Fatalf stops the goroutine
 	}
 	typed, _ := event.As[E](*ev)
@@ -158,4 +159,13 @@ func withDefaultTimeout(ctx context.Context) (context.Context, context.CancelFun
 		return ctx, func() {}
 	}
 	return context.WithTimeout(ctx, DefaultTimeout)
+}
+
+// outboxHint explains, on a bus with a store, why an event stored with
+// PublishTx is not seen: a Watcher is an in-process subscription.
+func outboxHint[T any](w *Watcher[T]) string {
+	if w.bus.Store() == nil {
+		return ""
+	}
+	return "\n(a Watcher sees what Publish and PublishBatch deliver in process; events stored with PublishTx reach only durable subscriptions: subscribe one with event.Durable to wait for them)"
 }

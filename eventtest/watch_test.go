@@ -35,7 +35,7 @@ func shortCtx(t *testing.T) context.Context {
 	return ctx
 }
 
-func TestExpectAsyncHandler(t *testing.T) {
+func TestRequireReceivedAsyncHandler(t *testing.T) {
 	t.Parallel()
 	bus := newBus[any](t)
 	_, err := event.Subscribe(bus, "user.registered", func(ctx context.Context, ev event.Event[userRegistered]) error {
@@ -49,8 +49,8 @@ func TestExpectAsyncHandler(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	sent := eventtest.Expect[emailSent](t.Context(), t, w, "email.sent")
-	reg := eventtest.Expect[userRegistered](t.Context(), t, w, "user.*")
+	sent := eventtest.RequireReceived[emailSent](t.Context(), t, w, "email.sent")
+	reg := eventtest.RequireReceived[userRegistered](t.Context(), t, w, "user.*")
 	if sent.Payload.To != "ada@example.com" {
 		t.Errorf("email sent to %q", sent.Payload.To)
 	}
@@ -59,7 +59,7 @@ func TestExpectAsyncHandler(t *testing.T) {
 	}
 }
 
-func TestExpectTakesEachEventOnce(t *testing.T) {
+func TestRequireReceivedTakesEachEventOnce(t *testing.T) {
 	t.Parallel()
 	bus := newBus[string](t)
 	w := eventtest.Watch(t, bus, "job.*")
@@ -69,16 +69,16 @@ func TestExpectTakesEachEventOnce(t *testing.T) {
 		}
 	}
 	// Out of publish order, and twice for job.a: each call takes one event.
-	first := eventtest.Expect[string](t.Context(), t, w, "job.b")
-	a1 := eventtest.Expect[string](t.Context(), t, w, "job.a")
-	a2 := eventtest.Expect[string](t.Context(), t, w, "job.a")
+	first := eventtest.RequireReceived[string](t.Context(), t, w, "job.b")
+	a1 := eventtest.RequireReceived[string](t.Context(), t, w, "job.a")
+	a2 := eventtest.RequireReceived[string](t.Context(), t, w, "job.a")
 	// Each takes the earliest event not yet taken.
 	seen := w.Events()
 	if first.ID != seen[1].ID || a1.ID != seen[0].ID || a2.ID != seen[2].ID {
 		t.Errorf("took %s, %s, %s; want %s, %s, %s", first.ID, a1.ID, a2.ID, seen[1].ID, seen[0].ID, seen[2].ID)
 	}
 
-	f := runTB(func(tb testing.TB) { eventtest.Expect[string](shortCtx(t), tb, w, "job.a") })
+	f := runTB(func(tb testing.TB) { eventtest.RequireReceived[string](shortCtx(t), tb, w, "job.a") })
 	wantFatal(t, f, `no event on "job.a" with a payload of type string`, "context deadline exceeded",
 		`watcher on "job.*" saw 3 event(s)`, "job.a (string) ×2", "job.b (string) ×1")
 	if n := len(w.Events()); n != 3 {
@@ -86,26 +86,26 @@ func TestExpectTakesEachEventOnce(t *testing.T) {
 	}
 }
 
-func TestExpectWrongType(t *testing.T) {
+func TestRequireReceivedWrongType(t *testing.T) {
 	t.Parallel()
 	bus := newBus[any](t)
 	w := eventtest.Watch(t, bus, ">")
 	if err := bus.Publish(t.Context(), "user.registered", "just a string"); err != nil {
 		t.Fatal(err)
 	}
-	f := runTB(func(tb testing.TB) { eventtest.Expect[userRegistered](shortCtx(t), tb, w, "user.registered") })
+	f := runTB(func(tb testing.TB) { eventtest.RequireReceived[userRegistered](shortCtx(t), tb, w, "user.registered") })
 	wantFatal(t, f, "payload of type eventtest_test.userRegistered", "saw 1 event(s)", "user.registered (string) ×1")
 	// The mismatch was skipped, not taken.
-	if ev := eventtest.Expect[string](t.Context(), t, w, "user.registered"); ev.Payload != "just a string" {
+	if ev := eventtest.RequireReceived[string](t.Context(), t, w, "user.registered"); ev.Payload != "just a string" {
 		t.Errorf("got %+v", ev)
 	}
 }
 
-func TestExpectWaits(t *testing.T) {
+func TestRequireReceivedWaits(t *testing.T) {
 	t.Parallel()
 	bus := newBus[int](t)
 	w := eventtest.Watch(t, bus, "tick")
-	// Publish only once Expect is already waiting: the watcher must wake it.
+	// Publish only once RequireReceived is already waiting: the watcher must wake it.
 	started := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -118,9 +118,9 @@ func TestExpectWaits(t *testing.T) {
 	})
 	close(started)
 	got := []int{
-		eventtest.Expect[int](t.Context(), t, w, "tick").Payload,
-		eventtest.Expect[int](t.Context(), t, w, "tick").Payload,
-		eventtest.Expect[int](t.Context(), t, w, "tick").Payload,
+		eventtest.RequireReceived[int](t.Context(), t, w, "tick").Payload,
+		eventtest.RequireReceived[int](t.Context(), t, w, "tick").Payload,
+		eventtest.RequireReceived[int](t.Context(), t, w, "tick").Payload,
 	}
 	wg.Wait()
 	if got[0] != 0 || got[1] != 1 || got[2] != 2 {
@@ -137,8 +137,8 @@ func TestWatcherNext(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Expect takes "two"; Next skips what was taken.
-	eventtest.Expect[string](t.Context(), t, w, "n.two")
+	// RequireReceived takes "two"; Next skips what was taken.
+	eventtest.RequireReceived[string](t.Context(), t, w, "n.two")
 	var got []string
 	for range 2 {
 		ev, err := w.Next(t.Context())
@@ -181,7 +181,7 @@ func TestWatchManyPublishers(t *testing.T) {
 	}
 	seen := make(map[int]bool)
 	for range publishers * each {
-		ev := eventtest.Expect[int](t.Context(), t, w, "out")
+		ev := eventtest.RequireReceived[int](t.Context(), t, w, "out")
 		if seen[ev.Payload] {
 			t.Fatalf("payload %d taken twice", ev.Payload)
 		}
@@ -219,8 +219,8 @@ func TestWatchErrors(t *testing.T) {
 	wantFatal(t, f, "eventtest: watch:", "a..b")
 
 	w := eventtest.Watch(t, bus, ">")
-	f = runTB(func(tb testing.TB) { eventtest.Expect[string](t.Context(), tb, w, "a.>.b") })
-	wantFatal(t, f, "eventtest: Expect:", "a.>.b")
+	f = runTB(func(tb testing.TB) { eventtest.RequireReceived[string](t.Context(), tb, w, "a.>.b") })
+	wantFatal(t, f, "eventtest: RequireReceived:", "a.>.b")
 
 	closed, err := event.New[string]()
 	if err != nil {

@@ -1,10 +1,9 @@
 package event
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"reflect"
+	"runtime/debug"
 	"strings"
 
 	"github.com/google/uuid"
@@ -20,41 +19,39 @@ const (
 	metaCausation   = "event.causation_id"
 )
 
-// ErrUnknownType is matched by the error for a stored payload whose type a
-// bus of an interface type does not know. Register the type with
-// [WithTypes] or by subscribing a handler of that type.
-var ErrUnknownType = errors.New("event: unknown payload type")
-
-// ErrNoStore is returned by operations that need a bus created with
-// [WithStore].
-var ErrNoStore = errors.New("event: the bus has no store (see WithStore)")
-
-// encode turns an envelope into a record for the store.
+// encode turns an envelope into a record for the store. The record keeps
+// the envelope's Position and Version, if it has them, so that a dead
+// letter re-encoded from a stored event still says where it was.
 func (b *Bus[T]) encode(ev *Event[T]) (store.Record, error) {
-	data, err := b.codec.Marshal(ev.Payload)
+	var ptype string
+	if t := reflect.TypeOf(any(ev.Payload)); t != nil {
+		// Learn the type, so that a durable subscription of this bus can
+		// decode what it publishes.
+		n, err := b.types.learn(t)
+		if err != nil {
+			return store.Record{}, fmt.Errorf("encode %T payload: %w", ev.Payload, err)
+		}
+		ptype = n
+	}
+	data, err := b.marshal(ev.Payload)
 	if err != nil {
 		return store.Record{}, fmt.Errorf("encode %T payload: %w", ev.Payload, err)
 	}
 	meta := make(map[string]string, len(ev.Metadata)+2)
 	for k, v := range ev.Metadata {
-		if strings.HasPrefix(k, metaPrefix) {
-			return store.Record{}, fmt.Errorf("metadata key %q uses the reserved prefix %q", k, metaPrefix)
-		}
 		meta[k] = v
 	}
 	meta[metaCorrelation] = ev.CorrelationID.String()
 	if ev.CausationID != (uuid.UUID{}) {
 		meta[metaCausation] = ev.CausationID.String()
 	}
-	var ptype string
-	if t := reflect.TypeOf(any(ev.Payload)); t != nil {
-		ptype = b.types.name(t)
-	}
 	return store.Record{
 		ID:          ev.ID.String(),
 		Topic:       ev.Topic,
 		Kind:        string(ev.Kind),
 		AggregateID: ev.AggregateID,
+		Version:     ev.Version,
+		Position:    ev.Position,
 		Time:        ev.Time,
 		Metadata:    meta,
 		PayloadType: ptype,
@@ -63,7 +60,28 @@ func (b *Bus[T]) encode(ev *Event[T]) (store.Record, error) {
 	}, nil
 }
 
-// decode turns a stored record back into an envelope.
+// marshal and unmarshal call the codec, turning a panic (in the codec, or
+// in a payload's MarshalJSON or UnmarshalJSON) into a *PanicError.
+func (b *Bus[T]) marshal(v any) (data []byte, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = &PanicError{Value: p, Stack: debug.Stack(), in: "codec"}
+		}
+	}()
+	return b.codec.Marshal(v)
+}
+
+func (b *Bus[T]) unmarshal(data []byte, v any) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = &PanicError{Value: p, Stack: debug.Stack(), in: "codec"}
+		}
+	}()
+	return b.codec.Unmarshal(data, v)
+}
+
+// decode turns a stored record back into an envelope. On error the
+// envelope has every field but the payload.
 func (b *Bus[T]) decode(rec *store.Record) (Event[T], error) {
 	id, err := uuid.Parse(rec.ID)
 	if err != nil {
@@ -98,7 +116,7 @@ func (b *Bus[T]) decode(rec *store.Record) (Event[T], error) {
 		return ev, fmt.Errorf("event %s: payload is %s, but the bus's codec reads %s", rec.ID, rec.ContentType, b.codec.ContentType())
 	}
 	if b.payloadType.Kind() != reflect.Interface {
-		if err := b.codec.Unmarshal(rec.Payload, &ev.Payload); err != nil {
+		if err := b.unmarshal(rec.Payload, &ev.Payload); err != nil {
 			return ev, fmt.Errorf("event %s: decode %s payload into %v: %w", rec.ID, rec.PayloadType, b.payloadType, err)
 		}
 		return ev, nil
@@ -108,10 +126,10 @@ func (b *Bus[T]) decode(rec *store.Record) (Event[T], error) {
 	}
 	t, ok := b.types.lookup(rec.PayloadType)
 	if !ok {
-		return ev, fmt.Errorf("event %s: %w %q: register it with event.WithTypes or subscribe a handler of that type", rec.ID, ErrUnknownType, rec.PayloadType)
+		return ev, fmt.Errorf("event %s: %w %q: register it with event.WithTypes, or subscribe a handler of that type", rec.ID, ErrUnknownType, rec.PayloadType)
 	}
 	v := reflect.New(t)
-	if err := b.codec.Unmarshal(rec.Payload, v.Interface()); err != nil {
+	if err := b.unmarshal(rec.Payload, v.Interface()); err != nil {
 		return ev, fmt.Errorf("event %s: decode %s payload: %w", rec.ID, rec.PayloadType, err)
 	}
 	p, ok := v.Elem().Interface().(T)
@@ -120,37 +138,4 @@ func (b *Bus[T]) decode(rec *store.Record) (Event[T], error) {
 	}
 	ev.Payload = p
 	return ev, nil
-}
-
-// persist appends d's event to the store and records its position.
-func (b *Bus[T]) persist(ctx context.Context, d *delivery[T], exp expectation) error {
-	if err := b.appendEvent(ctx, d, exp, b.store.Append); err != nil {
-		return err
-	}
-	b.wakeDurable()
-	return nil
-}
-
-// appendEvent encodes d's event, stores it with add (the store's Append,
-// or AppendTx in a caller's transaction) under exp, and writes back its
-// position and version.
-func (b *Bus[T]) appendEvent(ctx context.Context, d *delivery[T], exp expectation, add func(context.Context, []store.Record, ...store.Expect) error) error {
-	rec, err := b.encode(&d.ev)
-	if err != nil {
-		return err
-	}
-	recs := [1]store.Record{rec}
-	var expect []store.Expect
-	if exp.set {
-		if d.ev.AggregateID == "" {
-			return errors.New("ExpectVersion needs an aggregate ID (see Aggregate)")
-		}
-		expect = []store.Expect{{AggregateID: d.ev.AggregateID, Version: exp.version}}
-	}
-	if err := add(ctx, recs[:], expect...); err != nil {
-		return err
-	}
-	d.ev.Position, d.ev.Version = recs[0].Position, recs[0].Version
-	d.rec = &recs[0]
-	return nil
 }

@@ -12,14 +12,72 @@ import (
 	"github.com/ncore-io/event/store"
 )
 
-// storeDeadLetter keeps a failed delivery in the store, if the store keeps
-// dead letters.
-func (b *Bus[T]) storeDeadLetter(s *subscription[T], d *delivery[T], attempts int, cause error) bool {
-	dls, ok := b.store.(store.DeadLetterStore)
-	if !ok {
-		return false
+// DeadLetter is an event that a subscription failed to handle, as passed to
+// the [WithDeadLetter] function. Its stored form, in a store that keeps dead
+// letters, is a [store.DeadLetterRecord].
+type DeadLetter struct {
+	// Subscription is the name of the subscription that failed.
+	Subscription string
+	// Event is the event, with its payload as an any. For a stored event
+	// that could not be decoded, it has the envelope's fields and a nil
+	// payload.
+	Event Event[any]
+	// Err is the last attempt's error; [ErrClosed] for an event dropped
+	// because [Bus.Close] gave up before it was delivered; an error
+	// matching [ErrUnsubscribed] for one whose retries Unsubscribe cut off;
+	// or the decoding error of a stored event that could not be decoded.
+	Err error
+	// Attempts is how many times the handler was called.
+	Attempts int
+	// Time is when the event was dead-lettered.
+	Time time.Time
+}
+
+// fail records a delivery that will not be retried and dead-letters it.
+// rec is the stored event, when the caller has it (see deadLetter).
+func (b *Bus[T]) fail(s *subscription[T], d *delivery[T], rec *store.Record, attempts int, err error) outcome {
+	b.stats.failed.Add(1)
+	b.log.LogAttrs(context.Background(), slog.LevelError, "event: handler failed, dead-lettering",
+		slog.String("subscription", s.name), slog.String("topic", d.ev.Topic),
+		slog.String("event_id", d.ev.ID.String()), slog.Int("attempts", attempts), slog.Any("error", err))
+	if !b.deadLetter(s, d, rec, attempts, err) {
+		return lost
 	}
-	rec := d.rec
+	return failed
+}
+
+// drop records a queued delivery abandoned because Close gave up.
+func (b *Bus[T]) drop(s *subscription[T], d *delivery[T], err error) {
+	b.stats.delivered.Add(1) // before its outcome, as Stats reads them in the other order
+	b.stats.dropped.Add(1)
+	b.log.LogAttrs(context.Background(), slog.LevelWarn, "event: bus closed before delivery, dropping",
+		slog.String("subscription", s.name), slog.String("topic", d.ev.Topic), slog.String("event_id", d.ev.ID.String()))
+	b.deadLetter(s, d, nil, 0, err)
+}
+
+// deadLetter hands a failed delivery to the store, if it keeps dead
+// letters, and to the dead-letter function. rec is the stored event when
+// the caller has it (a durable subscription's read), else d's event is
+// encoded. It reports false if the store should have kept the dead letter
+// and could not.
+func (b *Bus[T]) deadLetter(s *subscription[T], d *delivery[T], rec *store.Record, attempts int, err error) bool {
+	kept, stored := false, true
+	if dls, ok := b.store.(store.DeadLetterStore); ok {
+		stored = b.storeDeadLetter(dls, s, d, rec, attempts, err)
+		kept = stored
+	}
+	if b.cfg.deadLetter != nil {
+		ev, _ := convert[any](&d.ev)
+		b.cfg.deadLetter(context.WithoutCancel(d), DeadLetter{Subscription: s.name, Event: ev, Err: err, Attempts: attempts, Time: time.Now()})
+		kept = true
+	}
+	if kept {
+		b.stats.deadLettered.Add(1)
+	}
+	return stored
+}
+
+func (b *Bus[T]) storeDeadLetter(dls store.DeadLetterStore, s *subscription[T], d *delivery[T], rec *store.Record, attempts int, cause error) bool {
 	if rec == nil {
 		r, err := b.encode(&d.ev)
 		if err != nil {
@@ -31,7 +89,7 @@ func (b *Bus[T]) storeDeadLetter(s *subscription[T], d *delivery[T], attempts in
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	err := dls.PutDeadLetter(ctx, store.DeadLetter{Subscription: s.name, Record: *rec, Error: errorText(cause), Attempts: attempts, Time: time.Now()})
+	err := dls.PutDeadLetter(ctx, store.DeadLetterRecord{Subscription: s.name, Record: *rec, Error: errorText(cause), Attempts: attempts, Time: time.Now()})
 	if err != nil {
 		b.log.LogAttrs(ctx, slog.LevelError, "event: cannot store dead letter",
 			slog.String("subscription", s.name), slog.String("event_id", d.ev.ID.String()), slog.Any("error", err))
@@ -40,12 +98,15 @@ func (b *Bus[T]) storeDeadLetter(s *subscription[T], d *delivery[T], attempts in
 	return true
 }
 
-// errorText is the text of a handler's error as a dead letter keeps it.
-// Stores refuse text that is not valid UTF-8 or holds NUL bytes; a handler
-// that wraps binary data in its error must not cost the dead letter, so
-// such bytes become U+FFFD.
+// errorText is the text of a handler's error as a dead letter keeps it,
+// with the stack of a panic. Stores refuse text that is not valid UTF-8 or
+// holds NUL bytes; a handler that wraps binary data in its error must not
+// cost the dead letter, so such bytes become U+FFFD.
 func errorText(err error) string {
 	msg := err.Error()
+	if pe, ok := errors.AsType[*PanicError](err); ok && len(pe.Stack) > 0 {
+		msg += "\n\n" + string(pe.Stack)
+	}
 	if utf8.ValidString(msg) && strings.IndexByte(msg, 0) < 0 {
 		return msg
 	}
@@ -66,7 +127,10 @@ func (b *Bus[T]) deadLetterStore(op string) (store.DeadLetterStore, error) {
 // DeadLetters lists the dead letters the store keeps for the subscription
 // named subscription (all subscriptions if empty), oldest first, at most
 // limit (0 means [store.DefaultReadLimit]).
-func (b *Bus[T]) DeadLetters(ctx context.Context, subscription string, limit int) ([]store.DeadLetter, error) {
+func (b *Bus[T]) DeadLetters(ctx context.Context, subscription string, limit int) ([]store.DeadLetterRecord, error) {
+	if ctx == nil {
+		return nil, errNilContext("dead letters")
+	}
 	dls, err := b.deadLetterStore("dead letters")
 	if err != nil {
 		return nil, err
@@ -86,6 +150,9 @@ func (b *Bus[T]) DeadLetters(ctx context.Context, subscription string, limit int
 // exist fails with an error matching [store.ErrNotFound]; an empty
 // subscription or event ID with one matching [store.ErrInvalidName].
 func (b *Bus[T]) Redrive(ctx context.Context, subscription, eventID string) error {
+	if ctx == nil {
+		return errNilContext("redrive")
+	}
 	dls, err := b.deadLetterStore("redrive")
 	if err != nil {
 		return err
@@ -101,6 +168,9 @@ func (b *Bus[T]) Redrive(ctx context.Context, subscription, eventID string) erro
 // [Bus.Redrive]) and returns how many succeeded. It goes on past failures,
 // trying each dead letter once, and returns them joined.
 func (b *Bus[T]) RedriveAll(ctx context.Context, subscription string) (int, error) {
+	if ctx == nil {
+		return 0, errNilContext("redrive")
+	}
 	dls, err := b.deadLetterStore("redrive")
 	if err != nil {
 		return 0, err
@@ -135,7 +205,7 @@ func (b *Bus[T]) RedriveAll(ctx context.Context, subscription string) (int, erro
 	}
 }
 
-func (b *Bus[T]) redrive(ctx context.Context, dls store.DeadLetterStore, dl store.DeadLetter) error {
+func (b *Bus[T]) redrive(ctx context.Context, dls store.DeadLetterStore, dl store.DeadLetterRecord) error {
 	s := b.findSub(dl.Subscription)
 	if s == nil {
 		return fmt.Errorf("event: redrive %s: no subscription %q on this bus", dl.Record.ID, dl.Subscription)
@@ -147,7 +217,7 @@ func (b *Bus[T]) redrive(ctx context.Context, dls store.DeadLetterStore, dl stor
 	if s.accepts != nil && !s.accepts(ev.Payload) {
 		return fmt.Errorf("event: redrive %s: subscription %q does not take a %T", dl.Record.ID, dl.Subscription, ev.Payload)
 	}
-	d := &delivery[T]{bus: b, parent: ctx, ev: ev, rec: &dl.Record}
+	d := &delivery[T]{bus: b, parent: ctx, ev: ev}
 	if b.deliver(s, d) != succeeded {
 		return fmt.Errorf("event: redrive %s to %s: handler failed again", dl.Record.ID, dl.Subscription)
 	}

@@ -1,0 +1,98 @@
+package event_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ncore-io/event"
+	"github.com/ncore-io/event/store"
+)
+
+// explosive panics when it is encoded or decoded.
+type explosive struct{ Boom bool }
+
+func (e explosive) MarshalJSON() ([]byte, error) {
+	if e.Boom {
+		panic("marshal boom")
+	}
+	return []byte(`{"boom":false}`), nil
+}
+
+func (e *explosive) UnmarshalJSON(data []byte) error {
+	if strings.Contains(string(data), "poison") {
+		panic("unmarshal boom")
+	}
+	return nil
+}
+
+// A payload whose MarshalJSON panics fails its Publish with a clear error
+// and leaves nothing in flight: Close then drains at once.
+func TestPublishCodecPanic(t *testing.T) {
+	t.Parallel()
+	bus := newStoreBus[explosive](t, openSQLite(t))
+	subscribe(t, bus, "x", func(context.Context, event.Event[explosive]) error { return nil })
+	err := bus.Publish(t.Context(), "x", explosive{Boom: true})
+	var pe *event.PanicError
+	if !errors.As(err, &pe) || pe.Value != "marshal boom" || len(pe.Stack) == 0 || !strings.Contains(err.Error(), "codec panicked") {
+		t.Fatalf("Publish = %v, want a *PanicError from the codec with its stack", err)
+	}
+	if err := bus.Publish(t.Context(), "x", explosive{}); err != nil {
+		t.Fatalf("Publish after the panic: %v", err)
+	}
+	closeBus(t, bus) // fails the test if a unit was left in flight
+	if st := bus.Stats(); st.Published != 1 {
+		t.Errorf("Published %d, want only the good event", st.Published)
+	}
+}
+
+// A stored payload whose UnmarshalJSON panics is a poison event: it is
+// dead-lettered with the panic and its stack, and the subscription moves on.
+func TestDecodePanicDeadLetters(t *testing.T) {
+	t.Parallel()
+	s := openSQLite(t)
+	if err := s.Append(t.Context(), []store.Record{
+		{ID: "01930000-0000-7000-8000-000000000001", Topic: "x", Time: fixedTime, Payload: []byte(`"poison"`), ContentType: "application/json"},
+		{ID: "01930000-0000-7000-8000-000000000002", Topic: "x", Time: fixedTime, Payload: []byte(`{}`), ContentType: "application/json"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var dead record[event.DeadLetter]
+	bus := newStoreBus[explosive](t, s, event.WithDeadLetter(func(_ context.Context, dl event.DeadLetter) { dead.add(dl) }))
+	got := newSeen[explosive]()
+	subscribe(t, bus, "x", got.handler, event.Durable("reader"))
+	got.waitFor(t, "the event after the poison one", atLeast[explosive](1))
+	closeBus(t, bus)
+	dls := dead.get()
+	var pe *event.PanicError
+	if len(dls) != 1 || !errors.As(dls[0].Err, &pe) || pe.Value != "unmarshal boom" {
+		t.Fatalf("dead letters %+v, want the poison event with its panic", dls)
+	}
+	stored, err := bus.DeadLetters(t.Context(), "reader", 0)
+	if err != nil || len(stored) != 1 || !strings.Contains(stored[0].Error, "unmarshal boom") || !strings.Contains(stored[0].Error, "goroutine") {
+		t.Fatalf("stored dead letters %+v (%v), want the panic with its stack", stored, err)
+	}
+}
+
+// Replay and Fold meet a poison event as an error, not a crash.
+func TestReplayDecodePanic(t *testing.T) {
+	t.Parallel()
+	s := openSQLite(t)
+	if err := s.Append(t.Context(), []store.Record{{ID: "01930000-0000-7000-8000-000000000003", Topic: "x", AggregateID: "a", Time: fixedTime, Payload: json.RawMessage(`"poison"`)}}); err != nil {
+		t.Fatal(err)
+	}
+	bus := newStoreBus[explosive](t, s)
+	var pe *event.PanicError
+	if _, err := event.Replay(t.Context(), bus, store.Query{}, func(context.Context, event.Event[explosive]) error { return nil }); !errors.As(err, &pe) {
+		t.Errorf("Replay = %v, want a *PanicError", err)
+	}
+	if _, _, err := event.LoadAggregate[explosive](t.Context(), bus, "a"); !errors.As(err, &pe) {
+		t.Errorf("LoadAggregate = %v, want a *PanicError", err)
+	}
+}
+
+// fixedTime is a time for records appended by hand.
+var fixedTime = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)

@@ -1,0 +1,223 @@
+package event
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// delivery is one event on its way to its subscriptions. It is the one
+// allocation of an asynchronous publish, and it doubles as the context its
+// handlers receive, which carries the event's identity (for causation) and
+// the publisher's context values (for tracing).
+type delivery[T any] struct {
+	bus    *Bus[T]
+	parent context.Context // the publisher's context
+	route  *route[T]
+	async  bool
+	key    *keyState[T] // set for queued events with an aggregate ID
+	seq    uint64       // the event's number within its key
+	ev     Event[T]
+}
+
+type ctxKey struct{}
+
+// deliveryInfo is what Publish reads from a handler's context.
+type deliveryInfo struct {
+	id, correlation uuid.UUID
+	bus             any // the *Bus[T] delivering it
+}
+
+// caller returns what ctx says of the handler that is publishing, if any,
+// and whether it is a handler of b. Only b's own handlers are exempt from
+// backpressure and from Close; a handler of another bus publishing here is
+// an ordinary publisher (its event still records the cause).
+func (b *Bus[T]) caller(ctx context.Context) (deliveryInfo, bool) {
+	parent, _ := ctx.Value(ctxKey{}).(deliveryInfo)
+	return parent, parent.id != uuid.Nil && parent.bus == any(b)
+}
+
+// Deadline, Done and Err make a synchronous delivery's context the
+// publisher's, and an asynchronous one's independent of the publisher (which
+// has usually returned) but cancelled when Close gives up.
+func (d *delivery[T]) Deadline() (time.Time, bool) {
+	if d.async {
+		return time.Time{}, false
+	}
+	return d.parent.Deadline()
+}
+
+func (d *delivery[T]) Done() <-chan struct{} {
+	if d.async {
+		return d.bus.abort.Done()
+	}
+	return d.parent.Done()
+}
+
+func (d *delivery[T]) Err() error {
+	if d.async {
+		return d.bus.abort.Err()
+	}
+	return d.parent.Err()
+}
+
+func (d *delivery[T]) Value(key any) any {
+	if key == (ctxKey{}) {
+		return deliveryInfo{d.ev.ID, d.ev.CorrelationID, d.bus}
+	}
+	if d.async && d.parent.Done() != nil {
+		// Hide the publisher's cancellation (including from context.Cause)
+		// while keeping its values.
+		return context.WithoutCancel(d.parent).Value(key)
+	}
+	return d.parent.Value(key)
+}
+
+// AfterFunc lets context.WithTimeout and friends derive from a delivery
+// without a goroutine per derived context.
+func (d *delivery[T]) AfterFunc(f func()) func() bool {
+	if d.async {
+		return context.AfterFunc(d.bus.abort, f)
+	}
+	return context.AfterFunc(d.parent, f)
+}
+
+func (d *delivery[T]) String() string { return "event.delivery(" + d.ev.Topic + ")" }
+
+// deliverAll delivers a dequeued d to its asynchronous subscriptions.
+func (b *Bus[T]) deliverAll(d *delivery[T]) {
+	for _, s := range d.route.async {
+		if s.removed.Load() || (s.accepts != nil && !s.accepts(d.ev.Payload)) {
+			continue
+		}
+		if b.abort.Err() != nil {
+			b.drop(s, d, ErrClosed)
+			continue
+		}
+		b.deliverInProcess(s, d)
+	}
+}
+
+// deliverInProcess delivers d to s, an in-process subscription. An event
+// abandoned because s was unsubscribed while it waited for a retry has no
+// later start to be handled on, so it goes to the dead letters.
+func (b *Bus[T]) deliverInProcess(s *subscription[T], d *delivery[T]) {
+	if b.deliver(s, d) == abandoned {
+		b.deadLetter(s, d, nil, 0, fmt.Errorf("%w before the event was handled", ErrUnsubscribed))
+	}
+}
+
+// outcome is how one subscription's delivery of an event ended. The
+// in-process and durable paths share it.
+type outcome uint8
+
+const (
+	succeeded outcome = iota // the handler returned nil
+	failed                   // failed after its last attempt, and dead-lettered
+	abandoned                // the subscription stopped first; counted as dropped, not dead-lettered
+	lost                     // failed, and the store could not keep its dead letter
+)
+
+// deliver runs one subscription's handler for d, with retries, and
+// dead-letters d after the last attempt. It gives up on d, abandoned, when
+// the subscription stops (Unsubscribe, or a durable subscription halted)
+// while d waits for a retry or a concurrency slot; an attempt already
+// running finishes first.
+func (b *Bus[T]) deliver(s *subscription[T], d *delivery[T]) outcome {
+	b.stats.delivered.Add(1)
+	if s.sem != nil {
+		select {
+		case s.sem <- struct{}{}:
+		case <-d.Done():
+			return b.giveUp(s, d, 0, fmt.Errorf("event: waiting for a concurrency slot: %w", context.Cause(d)))
+		case <-s.stop:
+			return b.abandon(s, d)
+		}
+		defer func() { <-s.sem }()
+	}
+	for attempt := 1; ; attempt++ {
+		err := b.attempt(s, d)
+		if err == nil {
+			b.stats.processed.Add(1)
+			return succeeded
+		}
+		if d.Err() != nil {
+			return b.giveUp(s, d, attempt, err)
+		}
+		if attempt > s.retry.MaxRetries {
+			return b.fail(s, d, nil, attempt, err)
+		}
+		if s.stopped() {
+			return b.abandon(s, d)
+		}
+		wait := s.retry.backoff(attempt)
+		b.log.LogAttrs(context.Background(), slog.LevelDebug, "event: handler failed, will retry",
+			slog.String("subscription", s.name), slog.String("topic", d.ev.Topic),
+			slog.String("event_id", d.ev.ID.String()), slog.Int("attempt", attempt),
+			slog.Duration("backoff", wait), slog.Any("error", err))
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-d.Done():
+			t.Stop()
+			return b.giveUp(s, d, attempt, fmt.Errorf("%w (no retry: %w)", err, context.Cause(d)))
+		case <-s.stop:
+			t.Stop()
+			return b.abandon(s, d)
+		}
+		b.stats.retried.Add(1) // only now: a retry that was cut off never ran
+	}
+}
+
+// giveUp ends a delivery whose context is done: the publisher's, for a
+// synchronous delivery, or the bus's when Close gave up. A durable
+// subscription, stopped by the same Close, abandons it, as its event stays
+// in the store; any other fails and dead-letters it.
+func (b *Bus[T]) giveUp(s *subscription[T], d *delivery[T], attempts int, err error) outcome {
+	if s.stopped() {
+		return b.abandon(s, d)
+	}
+	return b.fail(s, d, nil, attempts, err)
+}
+
+// abandon ends a delivery unfinished because its subscription stopped; it
+// is counted as dropped.
+func (b *Bus[T]) abandon(s *subscription[T], d *delivery[T]) outcome {
+	b.stats.dropped.Add(1)
+	b.log.LogAttrs(context.Background(), slog.LevelInfo, "event: subscription stopped during delivery",
+		slog.String("subscription", s.name), slog.String("event_id", d.ev.ID.String()), slog.Bool("durable", s.durable != nil))
+	return abandoned
+}
+
+// attempt calls the handler once, under the subscription's timeout,
+// turning a panic into a *PanicError. An attempt that outlives its timeout
+// fails even if the handler then returns nil: its work may have been cut
+// short by the cancelled context.
+func (b *Bus[T]) attempt(s *subscription[T], d *delivery[T]) error {
+	if s.timeout <= 0 {
+		return safeCall(s.call, d, &d.ev)
+	}
+	ctx, cancel := context.WithTimeout(d, s.timeout)
+	defer cancel()
+	err := safeCall(s.call, ctx, &d.ev)
+	if errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
+		if err == nil || !errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("event: handler exceeded its %v timeout: %w", s.timeout, errors.Join(context.DeadlineExceeded, err))
+		}
+	}
+	return err
+}
+
+func safeCall[T any](call func(context.Context, *Event[T]) error, ctx context.Context, ev *Event[T]) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &PanicError{Value: v, Stack: debug.Stack()}
+		}
+	}()
+	return call(ctx, ev)
+}

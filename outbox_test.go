@@ -1,0 +1,114 @@
+package event_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/ncore-io/event"
+	"github.com/ncore-io/event/store"
+	"github.com/ncore-io/event/store/sqlitestore"
+)
+
+// Events stored with PublishTx count in Stats once a durable subscription
+// of the bus has seen them committed; a rolled-back one never counts.
+func TestOutboxStats(t *testing.T) {
+	t.Parallel()
+	s := openSQLite(t).(*sqlitestore.Store)
+	bus := newStoreBus[int](t, s)
+	got := newSeen[int]()
+	subscribe(t, bus, "tx.>", got.handler, event.Durable("reader"))
+	inTx := func(commit bool, n int) {
+		tx, err := s.DB().BeginTx(t.Context(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := bus.PublishTx(t.Context(), tx, "tx.event", n); err != nil {
+			t.Fatal(err)
+		}
+		if commit {
+			err = tx.Commit()
+		} else {
+			err = tx.Rollback()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	inTx(false, 1)
+	inTx(true, 2)
+	inTx(true, 3)
+	got.waitFor(t, "the committed events", atLeast[int](2))
+	closeBus(t, bus)
+	st := bus.Stats()
+	if st.Published != 2 || st.Processed != 2 || st.Delivered != 2 {
+		t.Errorf("Published %d Delivered %d Processed %d, want 2 of each: the committed events", st.Published, st.Delivered, st.Processed)
+	}
+}
+
+// PublishTx refuses a transaction of the wrong type with an error naming
+// both types, and stores nothing.
+func TestPublishTxWrongType(t *testing.T) {
+	t.Parallel()
+	s := openSQLite(t)
+	bus := newStoreBus[int](t, s)
+	err := bus.PublishTx(t.Context(), "not a tx", "a", 1)
+	if err == nil || !strings.Contains(err.Error(), "string") || !strings.Contains(err.Error(), "*sql.Tx") {
+		t.Fatalf("PublishTx with a string = %v, want an error naming string and *sql.Tx", err)
+	}
+	var nilTx *sql.Tx
+	if err := bus.PublishTx(t.Context(), nilTx, "a", 1); err == nil {
+		t.Fatal("PublishTx with a nil *sql.Tx succeeded")
+	}
+	if _, next, err := s.Read(t.Context(), store.Query{}); err != nil || next != "" {
+		t.Fatalf("store not empty after refused PublishTx calls: %q %v", next, err)
+	}
+	mem := newBus[int](t)
+	if err := mem.PublishTx(t.Context(), nilTx, "a", 1); !errors.Is(err, event.ErrNoStore) {
+		t.Fatalf("PublishTx on a bus without a store = %v, want ErrNoStore", err)
+	}
+}
+
+// userService publishes inside its own transaction; it depends on an
+// interface, so a unit test can give it a MockBus.
+type userService struct {
+	db     *sql.DB
+	events event.TxPublisher[Registered]
+}
+
+func (s *userService) register(ctx context.Context, id string) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS users (id TEXT PRIMARY KEY)`); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO users (id) VALUES (?)`, id); err != nil {
+		return err
+	}
+	if err := s.events.PublishTx(ctx, tx, "user.registered", Registered{UserID: id}, event.Aggregate(id)); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// The same service runs against a real bus: its event reaches a durable
+// subscription after the commit.
+func TestTxPublisherOnBus(t *testing.T) {
+	t.Parallel()
+	s := openSQLite(t).(*sqlitestore.Store)
+	bus := newStoreBus[Registered](t, s)
+	got := newSeen[Registered]()
+	subscribe(t, bus, "user.>", got.handler, event.Durable("welcome"))
+	svc := &userService{db: s.DB(), events: bus}
+	if err := svc.register(t.Context(), "u-1"); err != nil {
+		t.Fatal(err)
+	}
+	if evs := got.waitFor(t, "the outbox event", atLeast[Registered](1)); evs[0].Payload.UserID != "u-1" || evs[0].AggregateID != "u-1" {
+		t.Fatalf("got %+v", evs[0])
+	}
+}

@@ -1,0 +1,487 @@
+package event
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/ncore-io/event/store"
+)
+
+// The publish path. Every way of publishing reads as the same three steps:
+//
+//  1. admit: take a unit of in-flight work (see queue.go), or refuse with
+//     ErrClosed; the unit is released by a defer, so no return path, panic
+//     included, can keep Close waiting.
+//  2. prepare: validate the topic and the envelope, stamp it (ID, time,
+//     causation), and, on a bus with a store, persist it: the event is
+//     published once the store has it, and not at all if the store refuses.
+//  3. dispatch: hand it to the in-process subscriptions, queued for the
+//     workers or run in the caller's goroutine. Durable subscriptions are
+//     not dispatched to: they read the store.
+
+// Publish publishes payload to topic. It stamps the envelope (a new UUIDv7
+// ID, the time, and the options), then delivers it: synchronous
+// subscriptions run before Publish returns, asynchronous ones are queued for
+// the workers. An event that no subscription matches is counted in
+// [Stats].NoSubscriber and is not an error.
+//
+// On a bus with a store ([WithStore]) Publish first appends the event, and
+// returns the store's error if the append fails; the event is then not
+// published. If the outcome cannot be known (ctx ended while the store was
+// committing), the error matches [ErrMaybePublished]: publishing again with
+// the same [EventID] stores the event at most once (see [MaybePublishedError]).
+//
+// When the queue is full Publish waits for room until ctx is done, and then
+// returns ctx's error; with [WithFailFast] it returns [ErrQueueFull] at once.
+// Either way the event was not published. A handler that publishes with the
+// context it was given never waits for room, so handlers cannot deadlock the
+// bus, and the new event records the handled one as its cause.
+//
+// Publish returns an error matching [ErrInvalidTopic] for an invalid topic,
+// one matching [ErrInvalidEvent] for an envelope no store could keep, and
+// [ErrClosed] once Close has begun (except from handlers still draining). A
+// handler's failure is not Publish's: it is retried and dead-lettered per
+// the subscription.
+func (b *Bus[T]) Publish(ctx context.Context, topic string, payload T, opts ...PublishOption) error {
+	if ctx == nil {
+		return errNilContext("publish " + topic)
+	}
+	parent, nested := b.caller(ctx)
+	if !b.admit(nested) {
+		return ErrClosed
+	}
+	defer b.release()
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("event: publish %s: %w", topic, err)
+	}
+	d, exp, err := b.prepare(ctx, parent, topic, payload, opts)
+	if err != nil {
+		return err
+	}
+	if b.store != nil {
+		ds, exps := [1]*delivery[T]{d}, [1]expectation{exp}
+		if err := b.persist(ctx, ds[:], exps[:]); err != nil {
+			return publishError("publish "+topic, ds[:], err)
+		}
+	}
+	if err := b.dispatch(ctx, d, nested || b.store != nil); err != nil {
+		return fmt.Errorf("event: publish %s: %w", topic, err)
+	}
+	return nil
+}
+
+// Message is one event of a [Bus.PublishBatch]: what [Bus.Publish] takes as
+// arguments.
+type Message[T any] struct {
+	Topic   string
+	Payload T
+	Options []PublishOption
+}
+
+// PublishBatch publishes several events, of one or several topics and
+// aggregates, all or none. Each is stamped and validated as by
+// [Bus.Publish]; if any is invalid, none is published and the error names
+// its index. On a bus with a store the events are appended in one atomic
+// store call, in order, so they commit together; [ExpectVersion] on an
+// event is honoured for its aggregate (on a later event of an aggregate
+// that has several in the batch it must count the batch's earlier ones).
+// Once stored, or on a bus without a store once validated, every event is
+// delivered in process as by Publish, in order, without waiting for queue
+// room: a batch is never partly queued. An empty batch publishes nothing.
+func (b *Bus[T]) PublishBatch(ctx context.Context, msgs []Message[T]) error {
+	if ctx == nil {
+		return errNilContext("publish batch")
+	}
+	parent, nested := b.caller(ctx)
+	if !b.admit(nested) {
+		return ErrClosed
+	}
+	defer b.release()
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("event: publish batch: %w", err)
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	ds := make([]*delivery[T], len(msgs))
+	exps := make([]expectation, len(msgs))
+	for i := range msgs {
+		m := &msgs[i]
+		d, exp, err := b.prepare(ctx, parent, m.Topic, m.Payload, m.Options)
+		if err != nil {
+			return fmt.Errorf("event: publish batch: message %d: %w", i, err)
+		}
+		ds[i], exps[i] = d, exp
+	}
+	if err := batchExpectations(ds, exps); err != nil {
+		return fmt.Errorf("event: publish batch: %w", err)
+	}
+	if b.store != nil {
+		if err := b.persist(ctx, ds, exps); err != nil {
+			return publishError("publish batch", ds, err)
+		}
+	}
+	for _, d := range ds {
+		if err := b.dispatch(ctx, d, true); err != nil {
+			return fmt.Errorf("event: publish batch: %w", err) // unreachable: dispatch without waiting cannot fail
+		}
+	}
+	return nil
+}
+
+// PublishTx appends an event to the bus's store inside the caller's
+// transaction tx, the transactional outbox: the event is stored if and only
+// if tx commits, together with whatever else tx writes. Durable
+// subscriptions ([Durable]) deliver it after the commit; in-process
+// subscriptions do not see it, since it may yet be rolled back. It is
+// counted in [Stats].Published when a durable subscription of this bus
+// first reads it, as only then is it known to have committed.
+//
+// tx is the store's transaction type: *sql.Tx for store/sqlitestore, pgx.Tx
+// for store/pgstore. The bus's store must implement [store.TxAppender], and
+// PublishTx returns an error naming the types otherwise. Its options are
+// those of [Bus.Publish]; the event's envelope is checked as by Publish.
+func (b *Bus[T]) PublishTx(ctx context.Context, tx any, topic string, payload T, opts ...PublishOption) error {
+	if ctx == nil {
+		return errNilContext("publish " + topic + " in transaction")
+	}
+	if b.store == nil {
+		return fmt.Errorf("event: publish %s in transaction: %w", topic, ErrNoStore)
+	}
+	txs, ok := b.store.(store.TxAppender)
+	if !ok {
+		return fmt.Errorf("event: publish %s in transaction: the store (%T) cannot append in a transaction of the caller's", topic, b.store)
+	}
+	parent, nested := b.caller(ctx)
+	if !b.admit(nested) {
+		return fmt.Errorf("event: publish %s in transaction: %w", topic, ErrClosed)
+	}
+	defer b.release()
+	d, exp, err := b.prepare(ctx, parent, topic, payload, opts)
+	if err != nil {
+		return err
+	}
+	rec, err := b.encode(&d.ev)
+	if err != nil {
+		return fmt.Errorf("event: publish %s in transaction: %w", topic, err)
+	}
+	recs := [1]store.Record{rec}
+	var expect []store.Expect
+	if exp.set {
+		expect = []store.Expect{{AggregateID: d.ev.AggregateID, Version: exp.version}}
+	}
+	if err := txs.AppendInTx(ctx, tx, recs[:], expect...); err != nil {
+		return fmt.Errorf("event: publish %s in transaction: %w", topic, err)
+	}
+	b.outbox.add(d.ev.ID)
+	return nil
+}
+
+// expectation is an [ExpectVersion] option, if any.
+type expectation struct {
+	set     bool
+	version int64
+}
+
+// prepare validates and stamps a new event, and finds its route.
+func (b *Bus[T]) prepare(ctx context.Context, parent deliveryInfo, topic string, payload T, opts []PublishOption) (*delivery[T], expectation, error) {
+	rt, err := b.routes.Load().lookup(topic)
+	if err != nil {
+		return nil, expectation{}, fmt.Errorf("event: publish: %w", err)
+	}
+	d, exp := b.stamp(ctx, parent, topic, payload, opts)
+	d.route = rt
+	if err := checkEnvelope(&d.ev); err != nil {
+		return nil, exp, fmt.Errorf("event: publish %s: %w: %w", topic, ErrInvalidEvent, err)
+	}
+	if exp.set {
+		switch {
+		case b.store == nil:
+			return nil, exp, fmt.Errorf("event: publish %s: ExpectVersion: %w", topic, ErrNoStore)
+		case d.ev.AggregateID == "":
+			return nil, exp, fmt.Errorf("event: publish %s: ExpectVersion needs an aggregate ID (see Aggregate)", topic)
+		case exp.version < 0:
+			return nil, exp, fmt.Errorf("event: publish %s: ExpectVersion %d is negative", topic, exp.version)
+		}
+	}
+	return d, exp, nil
+}
+
+// stamp builds the delivery of a new event: the envelope with its ID, time,
+// options, and causation from a handler's context.
+func (b *Bus[T]) stamp(ctx context.Context, parent deliveryInfo, topic string, payload T, opts []PublishOption) (*delivery[T], expectation) {
+	d := &delivery[T]{bus: b, parent: ctx, async: !b.cfg.sync}
+	ev := &d.ev
+	ev.Topic = topic
+	ev.Kind = KindDomain
+	ev.Payload = payload
+	var exp expectation
+	for i := range opts {
+		if opts[i].op == opExpect {
+			exp = expectation{set: true, version: opts[i].n}
+			continue
+		}
+		d.apply(&opts[i])
+	}
+	var stamp time.Time
+	if ev.Time.IsZero() {
+		stamp = now()
+		ev.Time = stamp
+	}
+	if ev.ID == [16]byte{} {
+		if stamp.IsZero() {
+			// An imported event's time (EventTime) must not set the ID's:
+			// a future one would carry every later ID of the process along.
+			stamp = now()
+		}
+		ev.ID = newID(stamp)
+	}
+	if parent.id != [16]byte{} {
+		ev.CausationID = parent.id
+		if ev.CorrelationID == [16]byte{} {
+			ev.CorrelationID = parent.correlation
+		}
+	}
+	if ev.CorrelationID == [16]byte{} {
+		ev.CorrelationID = ev.ID
+	}
+	return d, exp
+}
+
+func (d *delivery[T]) apply(o *PublishOption) {
+	ev := &d.ev
+	switch o.op {
+	case opAggregate:
+		ev.AggregateID = o.s
+	case opKind:
+		ev.Kind = Kind(o.s)
+	case opMeta:
+		if ev.Metadata == nil {
+			ev.Metadata = make(map[string]string, 1)
+		}
+		ev.Metadata[o.s] = o.v
+	case opMetadata:
+		if ev.Metadata == nil {
+			ev.Metadata = make(map[string]string, len(o.m))
+		}
+		for k, v := range o.m {
+			ev.Metadata[k] = v
+		}
+	case opID:
+		ev.ID = o.id
+	case opTime:
+		ev.Time = o.t
+	case opCorrelation:
+		ev.CorrelationID = o.id
+	}
+}
+
+// Limits of the envelope, the same on every bus: what every store can keep.
+const (
+	minYear = 1
+	maxYear = 9999
+)
+
+// checkEnvelope reports what in ev no store could keep. Every bus checks
+// it, with a store or without, so that a program does not come to depend on
+// events it could never store. The payload's size is a store's limit (a
+// bus without one never encodes payloads), and the store checks it.
+func checkEnvelope[T any](ev *Event[T]) error {
+	if ev.AggregateID != "" {
+		if len(ev.AggregateID) > store.MaxAggregateIDLen {
+			return fmt.Errorf("aggregate ID is %d bytes, longer than %d", len(ev.AggregateID), store.MaxAggregateIDLen)
+		}
+		if err := checkText("aggregate ID", ev.AggregateID); err != nil {
+			return err
+		}
+	}
+	if ev.Kind != KindDomain {
+		if len(ev.Kind) > store.MaxKindLen {
+			return fmt.Errorf("kind is %d bytes, longer than %d", len(ev.Kind), store.MaxKindLen)
+		}
+		if err := checkText("kind", string(ev.Kind)); err != nil {
+			return err
+		}
+	}
+	for k, v := range ev.Metadata {
+		if strings.HasPrefix(k, metaPrefix) {
+			return fmt.Errorf("metadata key %q uses the reserved prefix %q", k, metaPrefix)
+		}
+		if err := checkText("metadata key", k); err != nil {
+			return err
+		}
+		if err := checkText("metadata value of "+k, v); err != nil {
+			return err
+		}
+	}
+	if y := ev.Time.Year(); y < minYear || y > maxYear {
+		return fmt.Errorf("time %v is outside years %d to %d", ev.Time, minYear, maxYear)
+	}
+	return nil
+}
+
+// checkText reports invalid UTF-8 or a NUL byte in a text field, which no
+// store can keep.
+func checkText(field, v string) error {
+	switch {
+	case !utf8.ValidString(v):
+		return fmt.Errorf("%s %q is not valid UTF-8", field, v)
+	case strings.IndexByte(v, 0) >= 0:
+		return fmt.Errorf("%s %q contains a NUL byte", field, v)
+	}
+	return nil
+}
+
+// batchExpectations folds the expectations of a batch into one per
+// aggregate, on its first event, as the store takes them: the version the
+// aggregate is at before the batch.
+func batchExpectations[T any](ds []*delivery[T], exps []expectation) error {
+	type agg struct {
+		first int   // index of the aggregate's first event in the batch
+		count int64 // its events so far
+		set   bool
+		base  int64
+	}
+	var aggs map[string]*agg
+	for i, d := range ds {
+		id := d.ev.AggregateID
+		if id == "" {
+			continue
+		}
+		if aggs == nil {
+			aggs = make(map[string]*agg)
+		}
+		a := aggs[id]
+		if a == nil {
+			a = &agg{first: i}
+			aggs[id] = a
+		}
+		if exps[i].set {
+			base := exps[i].version - a.count
+			switch {
+			case a.set && base != a.base:
+				return fmt.Errorf("message %d: ExpectVersion %d for aggregate %s, which earlier messages of the batch expect at %d", i, exps[i].version, id, a.base+a.count)
+			case base < 0:
+				return fmt.Errorf("message %d: ExpectVersion %d for aggregate %s, which has %d earlier messages in the batch", i, exps[i].version, id, a.count)
+			}
+			a.set, a.base = true, base
+			exps[i] = expectation{}
+		}
+		a.count++
+	}
+	for _, a := range aggs {
+		if a.set {
+			exps[a.first] = expectation{set: true, version: a.base}
+		}
+	}
+	return nil
+}
+
+// persist appends the events of ds to the store, in one call, with their
+// expectations, and writes back their positions and versions. The units
+// that this bus's durable subscriptions owe for the events are taken before
+// the append, as a subscription may read an event before Append returns.
+func (b *Bus[T]) persist(ctx context.Context, ds []*delivery[T], exps []expectation) error {
+	recs := make([]store.Record, len(ds))
+	var expect []store.Expect
+	for i, d := range ds {
+		rec, err := b.encode(&d.ev)
+		if err != nil {
+			return err
+		}
+		recs[i] = rec
+		if exps[i].set {
+			expect = append(expect, store.Expect{AggregateID: d.ev.AggregateID, Version: exps[i].version})
+		}
+	}
+	b.oweAll(ds)
+	if err := b.store.Append(ctx, recs, expect...); err != nil {
+		b.payAll(ds)
+		return err
+	}
+	for i, d := range ds {
+		d.ev.Position, d.ev.Version = recs[i].Position, recs[i].Version
+	}
+	b.wakeDurable()
+	return nil
+}
+
+// oweAll takes, for each event of ds, a unit for every durable subscription
+// of this bus due to handle it; payAll gives them back.
+func (b *Bus[T]) oweAll(ds []*delivery[T]) {
+	for _, d := range ds {
+		for _, s := range d.route.durable {
+			if !s.removed.Load() && (s.accepts == nil || s.accepts(d.ev.Payload)) {
+				b.owe(s.durable, d.ev.ID)
+			}
+		}
+	}
+}
+
+func (b *Bus[T]) payAll(ds []*delivery[T]) {
+	for _, d := range ds {
+		for _, s := range d.route.durable {
+			b.paid(s.durable, d.ev.ID)
+		}
+	}
+}
+
+// publishError wraps a failed append of ds, marking one that may have
+// stored them.
+func publishError[T any](op string, ds []*delivery[T], err error) error {
+	if errors.Is(err, store.ErrMaybeStored) {
+		e := &MaybePublishedError{Err: err}
+		for _, d := range ds {
+			e.IDs = append(e.IDs, d.ev.ID)
+		}
+		return fmt.Errorf("event: %s: %w", op, e)
+	}
+	return fmt.Errorf("event: %s: %w", op, err)
+}
+
+// dispatch delivers a prepared event to the in-process subscriptions.
+// With noWait it does not wait for queue room (see [Bus.enqueue]).
+func (b *Bus[T]) dispatch(ctx context.Context, d *delivery[T], noWait bool) error {
+	rt, p := d.route, d.ev.Payload
+	async, syncs := takes(rt.async, p), takes(rt.sync, p)
+	if !async && !syncs {
+		b.stats.published.Add(1)
+		if !takes(rt.durable, p) {
+			b.stats.noSubscriber.Add(1)
+		}
+		return nil
+	}
+	var sd *delivery[T]
+	if syncs {
+		sd = d
+		if d.async {
+			// A synchronous subscription on an asynchronous bus gets the
+			// publisher's context, like any synchronous delivery.
+			sd = &delivery[T]{bus: b, parent: ctx, route: rt, ev: d.ev}
+		}
+	}
+	if async {
+		// Queue first: an event the queue refuses must reach no handler,
+		// or a caller retrying the failed Publish would run the
+		// synchronous handlers twice. An event already stored is
+		// published, so its in-process delivery must not fail now: it
+		// spills over a full queue instead of waiting, and the store's
+		// commit rate is the publisher's backpressure.
+		if err := b.enqueue(ctx, d, noWait); err != nil {
+			return err
+		}
+	}
+	b.stats.published.Add(1)
+	if sd != nil {
+		for _, s := range rt.sync {
+			if !s.removed.Load() && (s.accepts == nil || s.accepts(p)) {
+				b.deliverInProcess(s, sd)
+			}
+		}
+	}
+	return nil
+}

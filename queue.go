@@ -1,0 +1,316 @@
+package event
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+
+	"github.com/google/uuid"
+)
+
+// In-flight work. Close waits for b.inflight to reach zero, and this file is
+// the only place that moves it. A unit is one of:
+//
+//   - a Publish, PublishBatch or PublishTx call between admit and its
+//     deferred release, so that no return path, panic included, keeps it;
+//   - an asynchronous delivery, from the moment it is queued until its
+//     worker has run it (or dropped it): enqueue takes the unit, and the
+//     worker releases it after running the delivery;
+//   - an event this bus appended that one of its durable subscriptions is
+//     due to handle: owe takes the unit before the append, and the durable
+//     runner releases it when it moves past the event (or stops).
+//
+// When the count reaches zero on a closing bus, nothing can add to it any
+// more (admit refuses, and only admitted callers and running deliveries
+// take units), so the bus is drained.
+
+// admit takes the unit of a publishing call, or reports false if the bus
+// no longer accepts it: once Close has begun only this bus's own handlers
+// (nested) may publish, and once drained no one may.
+func (b *Bus[T]) admit(nested bool) bool {
+	b.inflight.Add(1)
+	if st := b.state.Load(); st == stateStopped || (st == stateClosing && !nested) {
+		b.release()
+		return false
+	}
+	return true
+}
+
+// hold takes a unit for work that an admitted caller or a running delivery
+// hands on.
+func (b *Bus[T]) hold() { b.inflight.Add(1) }
+
+// release ends one unit, and finishes the drain of a closing bus at the
+// last one.
+func (b *Bus[T]) release() {
+	if b.inflight.Add(-1) != 0 || b.state.Load() == stateOpen {
+		return
+	}
+	b.state.CompareAndSwap(stateClosing, stateStopped)
+	if b.inflight.Load() == 0 {
+		// Stopped with nothing in flight: no caller can be between admit
+		// and a send, so the queue can be closed.
+		b.drainMu.Do(func() {
+			if b.queue != nil {
+				close(b.queue)
+			}
+			close(b.drained)
+		})
+	}
+}
+
+// owed is the set of events a durable subscription is due to handle for
+// this bus's Close: those the bus appended, matching the subscription,
+// that its runner has not yet moved past. Each is one unit of in-flight
+// work.
+type owed struct {
+	mu      sync.Mutex
+	ids     map[uuid.UUID]struct{}
+	stopped bool // the runner has exited: owe nothing more
+}
+
+// owe takes a unit for id, due to c, before the bus appends it; it reports
+// false if c no longer runs.
+func (b *Bus[T]) owe(c *durable[T], id uuid.UUID) bool {
+	o := &c.owed
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.stopped {
+		return false
+	}
+	if o.ids == nil {
+		o.ids = make(map[uuid.UUID]struct{})
+	}
+	if _, dup := o.ids[id]; dup {
+		return false // a batch that names one ID twice is refused by the store
+	}
+	o.ids[id] = struct{}{}
+	b.hold()
+	return true
+}
+
+// paid releases the unit of id, if c owed it: when c moved past the event,
+// or when the append failed.
+func (b *Bus[T]) paid(c *durable[T], id uuid.UUID) {
+	o := &c.owed
+	o.mu.Lock()
+	_, ok := o.ids[id]
+	if ok {
+		delete(o.ids, id)
+	}
+	o.mu.Unlock()
+	if ok {
+		b.release()
+	}
+}
+
+// forgive releases every unit c owes, for good: its runner has exited.
+func (b *Bus[T]) forgive(c *durable[T]) {
+	o := &c.owed
+	o.mu.Lock()
+	n := len(o.ids)
+	o.ids, o.stopped = nil, true
+	o.mu.Unlock()
+	for range n {
+		b.release()
+	}
+}
+
+// outboxSeen remembers the IDs of events this bus stored with PublishTx,
+// so that the first durable subscription to read one counts it as
+// published: only then is it known to have committed. It is bounded, as a
+// transaction that rolls back leaves its IDs behind.
+type outboxSeen struct {
+	mu  sync.Mutex
+	ids map[uuid.UUID]struct{}
+}
+
+// maxOutboxSeen bounds outboxSeen; past it, the oldest entries are not
+// tracked and their events are not counted in Stats.Published.
+const maxOutboxSeen = 1 << 16
+
+func (o *outboxSeen) add(id uuid.UUID) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.ids == nil {
+		o.ids = make(map[uuid.UUID]struct{})
+	}
+	if len(o.ids) >= maxOutboxSeen {
+		return
+	}
+	o.ids[id] = struct{}{}
+}
+
+// seen reports whether id was stored by this bus with PublishTx and not
+// seen before, forgetting it.
+func (o *outboxSeen) seen(id uuid.UUID) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if _, ok := o.ids[id]; !ok {
+		return false
+	}
+	delete(o.ids, id)
+	return true
+}
+
+// enqueue queues d for the workers, with a unit of its own. With noWait it
+// never waits for room: d spills over a full queue instead.
+func (b *Bus[T]) enqueue(ctx context.Context, d *delivery[T], noWait bool) error {
+	if d.ev.AggregateID != "" {
+		b.keys.reserve(d)
+	}
+	b.hold()
+	err := b.send(ctx, d, noWait)
+	if err != nil {
+		if d.key != nil {
+			if next := b.keys.release(d); next != nil {
+				// A later event of the key was queued by another publisher
+				// and is parked waiting for this one, which will never
+				// come: run it here rather than strand it.
+				b.runKeyed(next)
+			}
+		}
+		b.release()
+	}
+	return err
+}
+
+func (b *Bus[T]) send(ctx context.Context, d *delivery[T], noWait bool) error {
+	select {
+	case b.queue <- d:
+		return nil
+	default:
+	}
+	if noWait {
+		b.spill.push(d)
+		// Workers look at the spill before each wait, but one may be past
+		// that look and not yet waiting: make it look again.
+		b.nudge()
+		return nil
+	}
+	if b.cfg.failFast {
+		return ErrQueueFull
+	}
+	select {
+	case b.queue <- d:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// nudge makes an idle worker look at the spill.
+//
+// On a buffered queue a nil sent on the queue does it. The spill only
+// grows when the queue was full a moment ago, so either the nil finds
+// room (the queue has drained since, and a worker waiting on it wakes), or
+// the queue is still full and the worker that takes its last event looks
+// at the spill before waiting again. An unbuffered queue has no room for a
+// nil unless a worker already waits, so there workers also wait on a
+// wake-up channel, which costs every wait a second channel.
+func (b *Bus[T]) nudge() {
+	if b.wake == nil {
+		select {
+		case b.queue <- nil:
+		default:
+		}
+		return
+	}
+	select {
+	case b.wake <- struct{}{}:
+	default: // a wake-up is pending already: the worker taking it looks
+	}
+}
+
+// work runs queued events until the queue is closed.
+func (b *Bus[T]) work() {
+	for {
+		if d := b.spill.pop(); d != nil {
+			b.handle(d)
+			continue
+		}
+		if b.wake == nil {
+			// One channel: a two-channel select locks both on every wait,
+			// and the queue's lock is the one publishers contend for.
+			d, ok := <-b.queue
+			if !ok {
+				return
+			}
+			if d != nil { // nil: a nudge to look at the spill
+				b.handle(d)
+			}
+			continue
+		}
+		select {
+		case d, ok := <-b.queue:
+			if !ok {
+				return
+			}
+			b.handle(d)
+		case <-b.wake:
+		}
+	}
+}
+
+// handle runs a dequeued event, or parks it behind its key's earlier ones.
+func (b *Bus[T]) handle(d *delivery[T]) {
+	if d.key == nil {
+		defer b.release()
+		b.deliverAll(d)
+		return
+	}
+	if b.keys.acquire(d) {
+		b.runKeyed(d)
+	}
+}
+
+// runKeyed runs d, whose key the caller holds, and then the key's parked
+// successors, releasing each one's unit.
+func (b *Bus[T]) runKeyed(d *delivery[T]) {
+	for d != nil {
+		next := b.runOne(d)
+		d = next
+	}
+}
+
+func (b *Bus[T]) runOne(d *delivery[T]) (next *delivery[T]) {
+	defer func() {
+		next = b.keys.finish(d)
+		b.release()
+	}()
+	b.deliverAll(d)
+	return nil
+}
+
+// spill is an unbounded FIFO for events that must not wait for room in the
+// queue: those that handlers publish, and those already stored.
+type spill[T any] struct {
+	n  atomic.Int32
+	mu sync.Mutex
+	q  []*delivery[T]
+}
+
+func (s *spill[T]) push(d *delivery[T]) {
+	s.mu.Lock()
+	s.q = append(s.q, d)
+	s.n.Add(1)
+	s.mu.Unlock()
+}
+
+func (s *spill[T]) pop() *delivery[T] {
+	if s.n.Load() == 0 {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.q) == 0 {
+		return nil
+	}
+	d := s.q[0]
+	s.q[0] = nil
+	s.q = s.q[1:]
+	s.n.Add(-1)
+	return d
+}
+
+func (s *spill[T]) len() int { return int(s.n.Load()) }
