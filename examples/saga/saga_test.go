@@ -420,28 +420,27 @@ func runAndKill(t *testing.T, path, killAt string) string {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	ready := make(chan struct{})
-	lines := make(chan string, 100)
+	// The child's output is read as it comes, so that the child never
+	// blocks on a full pipe.
+	ready, eof := make(chan struct{}), make(chan struct{})
+	var out strings.Builder
 	go func() {
-		defer close(lines)
+		defer close(eof)
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			if sc.Text() == "ready" {
 				close(ready)
 				continue
 			}
-			lines <- sc.Text()
+			fmt.Fprintln(&out, sc.Text())
 		}
 	}()
 	select {
 	case <-ready:
 	case <-time.After(10 * time.Second):
 	}
-	cmd.Process.Kill()
-	var out strings.Builder
-	for l := range lines {
-		fmt.Fprintln(&out, l)
-	}
+	cmd.Process.Kill() // SIGKILL
+	<-eof
 	cmd.Wait()
 	select {
 	case <-ready:
