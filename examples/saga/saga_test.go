@@ -365,10 +365,11 @@ func child() int {
 // The saga runs in a child process that is killed with SIGKILL right after
 // a step commits, while other orders' steps may be running. Started again
 // on the same file, the saga must finish every order with every step
-// applied once.
+// applied once. It is killed before the compensation and in its middle;
+// TestResumeAfterStopBetweenSteps stops after each step.
 func TestResumeAfterKill(t *testing.T) {
 	t.Parallel()
-	for _, killAt := range []string{"reserve-inventory order-1", "process-payment order-2", "release-inventory order-2"} {
+	for _, killAt := range []string{"process-payment order-2", "release-inventory order-2"} {
 		t.Run(strings.ReplaceAll(killAt, " ", "/"), func(t *testing.T) {
 			t.Parallel()
 			path := filepath.Join(t.TempDir(), "saga.db")
