@@ -1,7 +1,7 @@
 // Command cqrs shows command–query responsibility segregation on a durable
 // event log. Commands change the write model (a users table) and publish
 // their event in the same SQLite transaction, through the outbox
-// (event.PublishTx). A projection, a durable subscription, applies the
+// (Bus.PublishTx). A projection, a durable subscription, applies the
 // events to a read model in a database of its own: an FTS5 full-text index
 // that queries search. Since the read model is made from the events alone,
 // it can be dropped and rebuilt from the log (event.Replay), and the

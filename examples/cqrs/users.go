@@ -201,7 +201,7 @@ func (s *Service) RenameUser(ctx context.Context, id, name string) (User, error)
 // publish appends a user's event in tx, the outbox, expecting the user to
 // be at version before it.
 func (s *Service) publish(ctx context.Context, tx *sql.Tx, userID, topic string, payload any, version int64) error {
-	return event.PublishTx(ctx, s.bus, tx, topic, payload, event.Aggregate(userID), event.ExpectVersion(version))
+	return s.bus.PublishTx(ctx, tx, topic, payload, event.Aggregate(userID), event.ExpectVersion(version))
 }
 
 func checkName(name string) error {

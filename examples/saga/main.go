@@ -6,7 +6,7 @@
 //
 // Each step writes the domain tables (orders, inventory, payments, …) and
 // publishes the next event in one SQLite transaction, through the outbox
-// (event.PublishTx), and marks the event it handled as processed in the same
+// (Bus.PublishTx), and marks the event it handled as processed in the same
 // transaction. A crash between steps therefore loses nothing and repeats
 // nothing: the next start resumes each step from its checkpoint and skips
 // the events it had already handled. Every event of one order's saga

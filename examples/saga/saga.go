@@ -574,7 +574,7 @@ func (s *Saga) step(ctx context.Context, step string, eventID uuid.UUID, orderID
 
 // publish appends an event of the order's saga in tx: the outbox.
 func (s *Saga) publish(ctx context.Context, tx *sql.Tx, orderID, topic string, payload any, opts ...event.PublishOption) error {
-	return event.PublishTx(ctx, s.bus, tx, topic, payload, append(opts, event.Aggregate(orderID))...)
+	return s.bus.PublishTx(ctx, tx, topic, payload, append(opts, event.Aggregate(orderID))...)
 }
 
 func money(cents int64) string { return fmt.Sprintf("$%d.%02d", cents/100, cents%100) }
