@@ -433,3 +433,6 @@ var (
 	_ Publisher[any]  = (*Bus[any])(nil)
 	_ Subscriber[any] = (*Bus[any])(nil)
 )
+
+// Store returns the store the bus was created with (see WithStore), or nil.
+func (b *Bus[T]) Store() store.Store { return b.store }
