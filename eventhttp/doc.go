@@ -1,0 +1,2 @@
+// Package eventhttp serves an event bus over HTTP.
+package eventhttp
