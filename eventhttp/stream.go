@@ -93,6 +93,11 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request) error {
 	hd.Set("Cache-Control", "no-cache")
 	hd.Set("X-Accel-Buffering", "no") // nginx would buffer the stream
 	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		// The GET pattern takes HEAD too, which has no body to stream:
+		// following the log would hold the connection for nothing.
+		return nil
+	}
 	rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
 	if _, err := w.Write([]byte(": events\n\n")); err != nil {
 		return nil

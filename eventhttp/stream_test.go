@@ -291,3 +291,26 @@ func TestStreamBadRequests(t *testing.T) {
 		}
 	}
 }
+
+// HEAD answers the stream's headers and returns, rather than following
+// the log for a client that reads no body.
+func TestStreamHead(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	rec := httptest.NewRecorder()
+	returned := make(chan struct{})
+	go func() {
+		defer close(returned)
+		f.h.ServeHTTP(rec, httptest.NewRequest(http.MethodHead, "/events/stream", nil))
+	}()
+	select {
+	case <-returned:
+	case <-time.After(5 * time.Second):
+		f.h.Close()
+		<-returned
+		t.Fatal("HEAD kept streaming")
+	}
+	if rec.Code != http.StatusOK || rec.Header().Get("Content-Type") != "text/event-stream" {
+		t.Errorf("HEAD: status %d, Content-Type %q", rec.Code, rec.Header().Get("Content-Type"))
+	}
+}
