@@ -25,7 +25,7 @@
 // # Routes
 //
 //	method  path                                             class    answer
-//	POST    /events                                          publish  201 the stored event (200 for a retry)
+//	POST    /events                                          publish  201 the stored event(s) (200 for a retry)
 //	GET     /events                                          read     200 {"events": [...], "next": "<cursor>"}
 //	GET     /events/{id}                                     read     200 one event
 //	GET     /events/stats                                    read     200 the bus's counters
@@ -36,7 +36,8 @@
 //
 // # Publishing
 //
-// POST /events takes one event as a JSON object:
+// POST /events takes one event as a JSON object, or a batch as an array
+// of them:
 //
 //	{
 //	  "type": "user.registered",          the topic; required
@@ -88,6 +89,12 @@
 // Reads (GET /events, the stream) fill in cursor; the answer to a POST
 // leaves it empty, since a store's Load does not report it.
 //
+// A JSON array of such objects publishes them as one batch (see
+// event.Bus.PublishBatch): stored atomically, all of them or none, in the
+// order given, at most [MaxBatchLen]. The answer is 201 with
+// {"events": [...]}, the envelopes in the same order. An error that one
+// event of the batch caused says which with its index.
+//
 // # Retries
 //
 // A client that did not get an answer may retry safely if it gave the
@@ -98,6 +105,10 @@
 // event as stored by the first, and stores nothing. A retry whose event
 // differs from the stored one (topic, kind, aggregate, metadata or data)
 // is refused with 409. Without an ID, every POST publishes a new event.
+//
+// In a batch, event i's ID is its id field, else one derived from the
+// Idempotency-Key and i. A retried batch answers 200 when all its events
+// are stored; one of which only some are stored is not a retry, but 409.
 //
 // # Reading
 //

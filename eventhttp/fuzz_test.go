@@ -3,6 +3,7 @@ package eventhttp_test
 import (
 	"context"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/ncore-io/event/eventhttp"
@@ -44,7 +45,7 @@ func FuzzPostEvents(f *testing.F) {
 		switch {
 		case code == http.StatusCreated || code == http.StatusOK:
 			var answered []eventhttp.Envelope
-			if len(data) > 0 && data[0] == '{' {
+			if b := strings.TrimLeft(body, " \t\r\n"); b == "" || b[0] != '[' {
 				answered = append(answered, decode[eventhttp.Envelope](t, data))
 			} else {
 				answered = decode[struct {

@@ -38,6 +38,8 @@ type backend interface {
 	// publish, a T.
 	decode(topic string, data []byte) (any, error)
 	publish(ctx context.Context, topic string, payload any, opts []event.PublishOption) error
+	// publishBatch publishes msgs atomically.
+	publishBatch(ctx context.Context, msgs []message) error
 	stats() event.Stats
 	deadLetters(ctx context.Context, subscription string, limit int) ([]deadLetterRecord, error)
 	redrive(ctx context.Context, subscription, eventID string) error
@@ -234,6 +236,14 @@ func (b *busBackend[T]) decode(topic string, data []byte) (any, error) {
 
 func (b *busBackend[T]) publish(ctx context.Context, topic string, payload any, opts []event.PublishOption) error {
 	return b.bus.Publish(ctx, topic, payload.(T), opts...)
+}
+
+func (b *busBackend[T]) publishBatch(ctx context.Context, msgs []message) error {
+	batch := make([]event.Message[T], len(msgs))
+	for i := range msgs {
+		batch[i] = event.Message[T]{Topic: msgs[i].topic, Payload: msgs[i].payload.(T), Options: msgs[i].opts}
+	}
+	return b.bus.PublishBatch(ctx, batch)
 }
 
 func (b *busBackend[T]) stats() event.Stats { return b.bus.Stats() }

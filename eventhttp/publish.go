@@ -87,16 +87,13 @@ func (h *Handler) postEvents(w http.ResponseWriter, r *http.Request) error {
 	for i := range posted {
 		if msgs[i], err = h.prepare(&posted[i], key, i, batch); err != nil {
 			if batch {
-				e := classify(err)
-				e.body.Index = &i
-				e.body.Error = fmt.Sprintf("event %d: %s", i, e.body.Error)
-				return e
+				return batchError(err, i)
 			}
 			return err
 		}
 	}
 	if batch {
-		return badRequest("a JSON array of events is not supported; post one event at a time")
+		return h.publishBatch(w, r.Context(), msgs)
 	}
 	return h.publishOne(w, r.Context(), &msgs[0])
 }
@@ -293,18 +290,23 @@ func (h *Handler) publishOne(w http.ResponseWriter, ctx context.Context, m *mess
 	if err != nil {
 		// Stored, but not read back: the client must not retry as if it
 		// failed. Answer what is known.
-		data, _ := json.Marshal(m.payload)
-		meta := m.metadata
-		if meta == nil {
-			meta = map[string]string{}
-		}
-		writeJSON(w, http.StatusCreated, Envelope{
-			ID: m.id.String(), Type: m.topic, Kind: m.kind, AggregateID: m.aggregateID, Metadata: meta, Data: data,
-		})
+		writeJSON(w, http.StatusCreated, m.unread())
 		return nil
 	}
 	writeJSON(w, http.StatusCreated, envelope(&rec))
 	return nil
+}
+
+// unread is the envelope of a published event that could not be read
+// back from the store: what the request said, without what the store
+// assigned.
+func (m *message) unread() Envelope {
+	data, _ := json.Marshal(m.payload)
+	meta := m.metadata
+	if meta == nil {
+		meta = map[string]string{}
+	}
+	return Envelope{ID: m.id.String(), Type: m.topic, Kind: m.kind, AggregateID: m.aggregateID, Metadata: meta, Data: data}
 }
 
 // answerStored answers 200 with the stored event of m's ID, if there is
