@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,112 +15,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/ncore-io/event"
 )
-
-// waitTimeout bounds every wait in these tests. It is far above what any of
-// them needs, so that a slow machine under -race cannot make them flaky; a
-// test only reaches it when the behaviour under test is broken.
-const waitTimeout = 15 * time.Second
-
-// newBus returns a bus built with opts that is closed when the test ends.
-func newBus[T any](tb testing.TB, opts ...event.Option) *event.Bus[T] {
-	tb.Helper()
-	b, err := event.New[T](opts...)
-	if err != nil {
-		tb.Fatalf("New: %v", err)
-	}
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-		defer cancel()
-		if err := b.Close(ctx); err != nil {
-			tb.Errorf("Close at cleanup: %v", err)
-		}
-	})
-	return b
-}
-
-// closeBus closes b, failing the test if it does not drain in time.
-func closeBus[T any](tb testing.TB, b *event.Bus[T]) {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	if err := b.Close(ctx); err != nil {
-		tb.Fatalf("Close: %v", err)
-	}
-}
-
-// subscribe is event.Subscribe that fails the test on error.
-func subscribe[E, T any](tb testing.TB, b *event.Bus[T], pattern string, h event.Handler[E], opts ...event.SubscribeOption) *event.Subscription {
-	tb.Helper()
-	s, err := event.Subscribe(b, pattern, h, opts...)
-	if err != nil {
-		tb.Fatalf("Subscribe(%q): %v", pattern, err)
-	}
-	return s
-}
-
-// publish is Bus.Publish that fails the test on error.
-func publish[T any](tb testing.TB, b *event.Bus[T], topic string, p T, opts ...event.PublishOption) {
-	tb.Helper()
-	if err := b.Publish(context.Background(), topic, p, opts...); err != nil {
-		tb.Fatalf("Publish(%q): %v", topic, err)
-	}
-}
-
-// waitUntil polls cond until it holds, failing the test after waitTimeout.
-func waitUntil(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(200 * time.Microsecond)
-	}
-}
-
-// recv receives from ch, failing the test after waitTimeout.
-func recv[V any](tb testing.TB, ch <-chan V, what string) V {
-	tb.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(waitTimeout):
-		tb.Fatalf("timed out waiting for %s", what)
-		panic("unreachable")
-	}
-}
-
-// goid returns the current goroutine's number, a goroutine-local marker to
-// tell where a handler runs.
-func goid() string {
-	buf := make([]byte, 64)
-	buf = buf[:runtime.Stack(buf, false)]
-	return string(bytes.Fields(buf)[1]) // "goroutine 123 [running]: ..."
-}
-
-// record is a concurrency-safe list of what handlers saw.
-type record[V any] struct {
-	mu   sync.Mutex
-	vals []V
-}
-
-func (l *record[V]) add(v V) {
-	l.mu.Lock()
-	l.vals = append(l.vals, v)
-	l.mu.Unlock()
-}
-
-func (l *record[V]) get() []V {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]V(nil), l.vals...)
-}
-
-func (l *record[V]) len() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.vals)
-}
 
 func TestNewRejectsInvalidOptions(t *testing.T) {
 	t.Parallel()

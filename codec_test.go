@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
-	"time"
 
 	"github.com/ncore-io/event"
 	"github.com/ncore-io/event/store"
@@ -94,5 +94,49 @@ func TestReplayDecodePanic(t *testing.T) {
 	}
 }
 
-// fixedTime is a time for records appended by hand.
-var fixedTime = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+type Unregistered struct{ X int }
+
+// A bus of an interface type decodes each stored payload into its own type
+// (or, by the pointer rule, the pointer or value of a registered one); a
+// payload of a type it does not know is dead-lettered, not dropped.
+func TestInterfaceBusDecoding(t *testing.T) {
+	ctx := t.Context()
+	s := openSQLite(t)
+	writer := newStoreBus[any](t, s)
+	writer.Publish(ctx, "user.registered", Registered{UserID: "u-1"})
+	writer.Publish(ctx, "odd.thing", Unregistered{X: 1})
+	writer.Publish(ctx, "user.registered", &Registered{UserID: "u-2"})
+	writer.Close(ctx)
+
+	var mu sync.Mutex
+	var dead []event.DeadLetter
+	reader := newStoreBus[any](t, s, event.WithTypes(&Registered{}), event.WithDeadLetter(func(ctx context.Context, dl event.DeadLetter) {
+		mu.Lock()
+		dead = append(dead, dl)
+		mu.Unlock()
+	}))
+	values, pointers := newSeen[Registered](), newSeen[*Registered]()
+	event.Subscribe(reader, ">", values.handler, event.Durable("values"))
+	event.Subscribe(reader, ">", pointers.handler, event.Durable("pointers"))
+	values.waitFor(t, "the value and the pointer", atLeast[Registered](2))
+	pointers.waitFor(t, "the value and the pointer", atLeast[*Registered](2))
+	if err := reader.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The pointer rule of Subscribe: a handler of X takes a *X, and one of
+	// *X an X, whichever the publisher passed.
+	if v := values.snapshot(); len(v) != 2 || v[0].Payload.UserID != "u-1" || v[1].Payload.UserID != "u-2" {
+		t.Fatalf("value handler got %v", v)
+	}
+	if p := pointers.snapshot(); len(p) != 2 || p[0].Payload.UserID != "u-1" || p[1].Payload.UserID != "u-2" {
+		t.Fatalf("pointer handler got %v", p)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(dead) != 2 || !errors.Is(dead[0].Err, event.ErrUnknownType) {
+		t.Fatalf("dead letters %v, want the unknown type twice (once per subscription)", dead)
+	}
+	if dls, _ := reader.DeadLetters(ctx, "", 0); len(dls) != 2 {
+		t.Fatalf("stored dead letters: %d, want 2", len(dls))
+	}
+}

@@ -5,123 +5,16 @@ import (
 
 	"errors"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/ncore-io/event"
-	"github.com/ncore-io/event/internal/pgtest"
 	"github.com/ncore-io/event/store"
 	"github.com/ncore-io/event/store/pgstore"
 	"github.com/ncore-io/event/store/sqlitestore"
 )
-
-// backend opens a fresh store of one kind for a test.
-type backend struct {
-	name string
-	open func(t testing.TB) store.Store
-}
-
-var backends = []backend{
-	{"sqlite", openSQLite},
-	{"postgres", openPG},
-}
-
-func openSQLite(t testing.TB) store.Store {
-	t.Helper()
-	s, err := sqlitestore.Open(t.Context(), filepath.Join(t.TempDir(), "events.db"))
-	if err != nil {
-		t.Fatalf("open sqlite store: %v", err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
-
-func openPG(t testing.TB) store.Store {
-	t.Helper()
-	s, err := pgstore.Open(t.Context(), pgtest.DSN(t))
-	if err != nil {
-		t.Fatalf("open postgres store: %v", err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
-
-func forEachBackend(t *testing.T, f func(t *testing.T, open func(testing.TB) store.Store)) {
-	for _, be := range backends {
-		t.Run(be.name, func(t *testing.T) {
-			t.Parallel()
-			f(t, be.open)
-		})
-	}
-}
-
-type Registered struct {
-	UserID string `json:"user_id"`
-	Email  string `json:"email"`
-	N      int    `json:"n"`
-}
-
-func newStoreBus[T any](t testing.TB, s store.Store, opts ...event.Option) *event.Bus[T] {
-	t.Helper()
-	bus, err := event.New[T](append([]event.Option{event.WithStore(s), event.WithPollInterval(20 * time.Millisecond)}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { bus.Close(context.Background()) })
-	return bus
-}
-
-// seen collects events a handler received, safely across goroutines.
-type seen[T any] struct {
-	mu     sync.Mutex
-	events []event.Event[T]
-	signal chan struct{}
-}
-
-func newSeen[T any]() *seen[T] { return &seen[T]{signal: make(chan struct{}, 1)} }
-
-func (s *seen[T]) handler(ctx context.Context, ev event.Event[T]) error {
-	s.mu.Lock()
-	s.events = append(s.events, ev)
-	s.mu.Unlock()
-	select {
-	case s.signal <- struct{}{}:
-	default:
-	}
-	return nil
-}
-
-func (s *seen[T]) snapshot() []event.Event[T] {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.events)
-}
-
-// waitFor waits until cond holds on the events seen, or fails the test.
-func (s *seen[T]) waitFor(t testing.TB, what string, cond func([]event.Event[T]) bool) []event.Event[T] {
-	t.Helper()
-	deadline := time.NewTimer(20 * time.Second)
-	defer deadline.Stop()
-	for {
-		evs := s.snapshot()
-		if cond(evs) {
-			return evs
-		}
-		select {
-		case <-s.signal:
-		case <-deadline.C:
-			t.Fatalf("timed out waiting for %s: have %d events", what, len(evs))
-		}
-	}
-}
-
-func atLeast[T any](n int) func([]event.Event[T]) bool {
-	return func(evs []event.Event[T]) bool { return len(evs) >= n }
-}
 
 func TestPersistedPublish(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, open func(testing.TB) store.Store) {
@@ -375,4 +268,23 @@ func TestDurableReadFailureIsExposed(t *testing.T) {
 	publish(t, bus, "n", 3)
 	got.waitFor(t, "the event after recovery", atLeast[int](2))
 	waitUntil(t, "Err to clear", func() bool { return sub.Err() == nil })
+}
+
+func TestDurableNeedsStore(t *testing.T) {
+	bus, _ := event.New[int]()
+	defer bus.Close(t.Context())
+	if _, err := event.Subscribe(bus, ">", func(context.Context, event.Event[int]) error { return nil }, event.Durable("x")); !errors.Is(err, event.ErrNoStore) {
+		t.Fatalf("durable subscription without a store: %v", err)
+	}
+	sbus := newStoreBus[int](t, openSQLite(t))
+	h := func(context.Context, event.Event[int]) error { return nil }
+	if _, err := event.Subscribe(sbus, ">", h, event.Durable("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := event.Subscribe(sbus, ">", h, event.Durable("x")); err == nil {
+		t.Fatal("two durable subscriptions of one name on one bus")
+	}
+	if _, err := event.Subscribe(sbus, ">", h, event.Durable("y"), event.Sync()); err == nil {
+		t.Fatal("a synchronous durable subscription was accepted")
+	}
 }

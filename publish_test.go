@@ -12,15 +12,6 @@ import (
 	"github.com/ncore-io/event/store"
 )
 
-// busKinds are the kinds of bus whose publish paths differ.
-func busKinds(t *testing.T) map[string]func() *event.Bus[int] {
-	return map[string]func() *event.Bus[int]{
-		"async":   func() *event.Bus[int] { return newBus[int](t) },
-		"sync":    func() *event.Bus[int] { return newBus[int](t, event.WithSync()) },
-		"durable": func() *event.Bus[int] { return newStoreBus[int](t, openSQLite(t)) },
-	}
-}
-
 // A nil context is an error that says so, on every bus and every call that
 // takes one, not a nil-pointer panic.
 func TestNilContext(t *testing.T) {
