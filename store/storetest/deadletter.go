@@ -10,63 +10,6 @@ import (
 	"github.com/ncore-io/event/store"
 )
 
-func (s suite) testCheckpoint(t *testing.T) {
-	t.Parallel()
-	st := s.open(t)
-	ctx := t.Context()
-	c, err := st.Checkpoint(ctx, "projector")
-	if err != nil || c != "" {
-		t.Fatalf("Checkpoint of an unknown name = %q, %v; want the zero cursor and no error", c, err)
-	}
-	mustAppend(t, st, newRecords("k", 4))
-	page, _, err := st.Read(ctx, store.Query{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.SetCheckpoint(ctx, "projector", page[1].Cursor); err != nil {
-		t.Fatalf("SetCheckpoint: %v", err)
-	}
-	if err := st.SetCheckpoint(ctx, "mailer", page[0].Cursor); err != nil {
-		t.Fatalf("SetCheckpoint: %v", err)
-	}
-	c, err = st.Checkpoint(ctx, "projector")
-	if err != nil || c != page[1].Cursor {
-		t.Fatalf("Checkpoint(projector) = %q, %v; want %q", c, err, page[1].Cursor)
-	}
-	got := readAll(t, st, store.Query{After: c})
-	checkIDs(t, "Read from the saved checkpoint", got, []string{"k-2", "k-3"})
-
-	// Replace.
-	if err := st.SetCheckpoint(ctx, "projector", page[3].Cursor); err != nil {
-		t.Fatal(err)
-	}
-	if c, _ := st.Checkpoint(ctx, "projector"); c != page[3].Cursor {
-		t.Fatalf("Checkpoint after replacing = %q, want %q", c, page[3].Cursor)
-	}
-	if c, _ := st.Checkpoint(ctx, "mailer"); c != page[0].Cursor {
-		t.Fatalf("Checkpoint(mailer) = %q, want %q; names must be independent", c, page[0].Cursor)
-	}
-	// Back to the start.
-	if err := st.SetCheckpoint(ctx, "mailer", ""); err != nil {
-		t.Fatalf("SetCheckpoint to the zero cursor: %v", err)
-	}
-	if c, err := st.Checkpoint(ctx, "mailer"); err != nil || c != "" {
-		t.Fatalf("Checkpoint after resetting = %q, %v; want the zero cursor", c, err)
-	}
-	if c, _ := st.Checkpoint(ctx, "Projector"); c != "" {
-		t.Fatalf("Checkpoint(Projector) = %q; names are case-sensitive", c)
-	}
-	// A cursor the store did not make would fail only later, when a
-	// reader resumes from it: refuse it now and keep the saved one.
-	for _, bad := range []store.Cursor{"not a cursor", "\x00\xff"} {
-		err := st.SetCheckpoint(ctx, "projector", bad)
-		checkErr(t, fmt.Sprintf("SetCheckpoint to %q", bad), err, store.ErrInvalidCursor)
-	}
-	if c, _ := st.Checkpoint(ctx, "projector"); c != page[3].Cursor {
-		t.Fatalf("Checkpoint after refused updates = %q, want %q", c, page[3].Cursor)
-	}
-}
-
 func (s suite) testDeadLetters(t *testing.T) {
 	t.Parallel()
 	st, dl := openAs[store.DeadLetterStore](s, t)
@@ -256,46 +199,4 @@ func (s suite) testDeadLetterValidation(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkDeadLetter(t, "dead letter with zero attempts", d, zero)
-}
-
-// testInvalidNames checks that every method that looks something up by
-// name refuses an empty name, and one that is not valid UTF-8 or holds a
-// NUL byte, with store.ErrInvalidName, and changes nothing.
-func (s suite) testInvalidNames(t *testing.T) {
-	t.Parallel()
-	st := s.open(t)
-	ctx := t.Context()
-	cursor := seed(t, st) // record "present" of aggregate "a", checkpoint "c", dead letter ("s", "present")
-	dl, isDL := st.(store.DeadLetterStore)
-	for _, name := range []string{"", "c\x00", "\xff"} {
-		calls := map[string]error{}
-		_, calls["Checkpoint"] = st.Checkpoint(ctx, name)
-		calls["SetCheckpoint"] = st.SetCheckpoint(ctx, name, cursor)
-		_, calls["LoadAggregate"] = st.LoadAggregate(ctx, name, 0)
-		if isDL {
-			_, calls["DeadLetter by subscription"] = store.FindDeadLetter(ctx, dl, name, "present")
-			_, calls["DeadLetter by event ID"] = store.FindDeadLetter(ctx, dl, "s", name)
-			calls["DeleteDeadLetter by subscription"] = dl.DeleteDeadLetter(ctx, name, "present")
-			calls["DeleteDeadLetter by event ID"] = dl.DeleteDeadLetter(ctx, "s", name)
-			calls["PutDeadLetter"] = dl.PutDeadLetter(ctx, store.DeadLetter{Subscription: name, Record: newRecord("present"), Error: "x", Attempts: 1, Time: base})
-			if name != "" { // the empty subscription lists them all
-				_, calls["DeadLetters"] = dl.DeadLetters(ctx, name, 0)
-			}
-		}
-		for call, err := range calls {
-			checkErr(t, fmt.Sprintf("%s with name %q", call, name), err, store.ErrInvalidName)
-		}
-	}
-	if c, err := st.Checkpoint(ctx, "c"); err != nil || c != cursor {
-		t.Errorf("Checkpoint(c) = %q, %v after refused calls; want %q", c, err, cursor)
-	}
-	if recs, err := st.LoadAggregate(ctx, "a", 0); err != nil || len(recs) != 1 {
-		t.Errorf("LoadAggregate(a) = %d records, %v; want 1", len(recs), err)
-	}
-	if isDL {
-		got, err := dl.DeadLetters(ctx, "", 0)
-		if err != nil || len(got) != 1 || got[0].Subscription != "s" || got[0].Record.ID != "present" {
-			t.Errorf("dead letters after refused calls: %+v, %v; want only (s, present)", got, err)
-		}
-	}
 }
