@@ -13,7 +13,7 @@ type Option func(*config)
 
 type config struct {
 	maxPayload    int
-	sync          Sync
+	synchronous   Synchronous
 	busyTimeout   time.Duration
 	readConns     int
 	maxBatch      int
@@ -25,7 +25,7 @@ type config struct {
 func defaultConfig() config {
 	return config{
 		maxPayload:    store.DefaultMaxPayloadSize,
-		sync:          SyncFull,
+		synchronous:   SynchronousFull,
 		busyTimeout:   5 * time.Second,
 		readConns:     4,
 		maxBatch:      1000,
@@ -37,8 +37,8 @@ func (c *config) validate() error {
 	switch {
 	case c.maxPayload <= 0:
 		return fmt.Errorf("max payload size %d is not positive", c.maxPayload)
-	case c.sync != SyncFull && c.sync != SyncNormal:
-		return fmt.Errorf("unknown synchronous mode %d", c.sync)
+	case c.synchronous != SynchronousFull && c.synchronous != SynchronousNormal:
+		return fmt.Errorf("unknown synchronous mode %d", c.synchronous)
 	case c.busyTimeout < 0:
 		return fmt.Errorf("busy timeout %v is negative", c.busyTimeout)
 	case c.readConns < 1:
@@ -63,31 +63,31 @@ func WithMaxPayloadSize(n int) Option {
 	}
 }
 
-// Sync is SQLite's synchronous setting for the event database: how hard a
-// commit waits for the disk.
-type Sync int
+// Synchronous is SQLite's synchronous setting (PRAGMA synchronous) for the
+// event database: how hard a commit waits for the disk.
+type Synchronous int
 
 const (
-	// SyncFull makes every commit durable before Append returns: the
+	// SynchronousFull makes every commit durable before Append returns: the
 	// write-ahead log is fsynced on each commit. This is the default.
-	SyncFull Sync = iota
-	// SyncNormal fsyncs the write-ahead log only at checkpoints. A process
-	// crash loses nothing, but a power loss or operating system crash can
-	// lose the last commits (never corrupt the database). Appends are
-	// faster.
-	SyncNormal
+	SynchronousFull Synchronous = iota
+	// SynchronousNormal fsyncs the write-ahead log only at checkpoints. A
+	// process crash loses nothing, but a power loss or operating system
+	// crash can lose the last commits (never corrupt the database).
+	// Appends are faster.
+	SynchronousNormal
 )
 
-func (s Sync) pragma() string {
-	if s == SyncNormal {
+func (s Synchronous) pragma() string {
+	if s == SynchronousNormal {
 		return "NORMAL"
 	}
 	return "FULL"
 }
 
-// WithSync sets the synchronous mode. The default is [SyncFull].
-func WithSync(s Sync) Option {
-	return func(c *config) { c.sync = s }
+// WithSynchronous sets the synchronous mode. The default is [SynchronousFull].
+func WithSynchronous(s Synchronous) Option {
+	return func(c *config) { c.synchronous = s }
 }
 
 // WithBusyTimeout sets how long an operation waits for a lock that another

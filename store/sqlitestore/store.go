@@ -83,7 +83,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	w, err := sql.Open("sqlite", path+"?"+url.Values{
 		// temp_store(MEMORY): multi-row inserts keep their statement
 		// journal in memory instead of a temporary file.
-		"_pragma": {"busy_timeout(" + busy + ")", "journal_mode(WAL)", "synchronous(" + cfg.sync.pragma() + ")", "foreign_keys(1)", "temp_store(MEMORY)"},
+		"_pragma": {"busy_timeout(" + busy + ")", "journal_mode(WAL)", "synchronous(" + cfg.synchronous.pragma() + ")", "foreign_keys(1)", "temp_store(MEMORY)"},
 		"_txlock": {"immediate"},
 	}.Encode())
 	if err != nil {

@@ -188,7 +188,7 @@ func TestOpenOptionsValidated(t *testing.T) {
 		want string
 	}{
 		{sqlitestore.WithMaxPayloadSize(-1), "max payload size -1"},
-		{sqlitestore.WithSync(7), "synchronous mode 7"},
+		{sqlitestore.WithSynchronous(7), "synchronous mode 7"},
 		{sqlitestore.WithBusyTimeout(-time.Second), "busy timeout -1s"},
 		{sqlitestore.WithReadConns(0), "read pool size 0"},
 		{sqlitestore.WithGroupCommit(0, 0), "max batch 0"},
@@ -264,16 +264,16 @@ func pragma(t *testing.T, s *sqlitestore.Store, name string) string {
 	return v
 }
 
-func TestSyncOption(t *testing.T) {
+func TestSynchronousOption(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	full := mustOpen(t, filepath.Join(dir, "full.db"))
-	normal := mustOpen(t, filepath.Join(dir, "normal.db"), sqlitestore.WithSync(sqlitestore.SyncNormal))
+	normal := mustOpen(t, filepath.Join(dir, "normal.db"), sqlitestore.WithSynchronous(sqlitestore.SynchronousNormal))
 	if got := pragma(t, full, "synchronous"); got != "2" {
 		t.Errorf("default synchronous = %s, want 2 (FULL)", got)
 	}
 	if got := pragma(t, normal, "synchronous"); got != "1" {
-		t.Errorf("WithSync(SyncNormal): synchronous = %s, want 1 (NORMAL)", got)
+		t.Errorf("WithSynchronous(SynchronousNormal): synchronous = %s, want 1 (NORMAL)", got)
 	}
 	if got := pragma(t, normal, "journal_mode"); got != "wal" {
 		t.Errorf("journal_mode = %s, want wal", got)
