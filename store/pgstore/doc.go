@@ -32,7 +32,8 @@
 // Concurrent [Store.Append] calls are gathered into groups, each stored by
 // one SQL statement in one transaction, so the cost of a durable commit is
 // shared. Each caller gets its own result: a version conflict or duplicate
-// ID fails only the batch it belongs to.
+// ID fails only the batch it belongs to. [WithGroupCommit] sets the size of
+// a group and how long the writer may wait for one to fill.
 //
 // # Outbox
 //

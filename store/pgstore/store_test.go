@@ -312,6 +312,41 @@ func TestGroupCommit(t *testing.T) {
 	}
 }
 
+// TestGroupCommitMaxDelay checks that with a delay the writer holds a
+// lone append back for others to join, commits as soon as the group is
+// full, and commits a group that does not fill once the delay has passed.
+func TestGroupCommitMaxDelay(t *testing.T) {
+	ctx := t.Context()
+	s := open(t, pgstore.WithGroupCommit(2, time.Minute))
+	first := make(chan error, 1)
+	go func() { first <- s.Append(ctx, []store.Record{rec("d-1")}) }()
+	// Without the delay the writer would commit it at once, alone.
+	waitUntil(t, "the first append waits in the queue", func() bool { return pgstore.QueueLen(s) == 1 })
+	if err := s.Append(ctx, []store.Record{rec("d-2")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	var txids int
+	if err := s.Pool().QueryRow(ctx, "SELECT count(DISTINCT txid) FROM event.events WHERE id LIKE 'd-%'").Scan(&txids); err != nil {
+		t.Fatal(err)
+	}
+	if txids != 1 {
+		t.Errorf("two appends within the delay committed in %d transactions, want 1", txids)
+	}
+
+	const delay = 100 * time.Millisecond
+	short := open(t, pgstore.WithGroupCommit(1000, delay))
+	start := time.Now()
+	if err := short.Append(ctx, []store.Record{rec("alone")}); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < delay {
+		t.Errorf("a lone append with a %v delay returned after %v", delay, took)
+	}
+}
+
 // lockAggregate locks the version row of an aggregate that has records, in
 // a transaction of its own, so that appends to the aggregate wait for it.
 // The lock is released when the caller rolls the transaction back, or at
@@ -467,9 +502,17 @@ func TestSchemaOption(t *testing.T) {
 			t.Errorf("New with schema %q: %v, want an error naming the schema", bad, err)
 		}
 	}
-	for _, o := range []pgstore.Option{pgstore.WithMaxPayloadSize(0), pgstore.WithMaxBatch(-1)} {
-		if _, err := pgstore.New(ctx, pool, o); err == nil {
-			t.Errorf("New with a non-positive size succeeded")
+	for _, c := range []struct {
+		opt  pgstore.Option
+		want string
+	}{
+		{pgstore.WithMaxPayloadSize(0), "max payload size 0"},
+		{pgstore.WithGroupCommit(0, 0), "max batch 0"},
+		{pgstore.WithGroupCommit(-1, 0), "max batch -1"},
+		{pgstore.WithGroupCommit(10, -time.Millisecond), "max delay -1ms"},
+	} {
+		if _, err := pgstore.New(ctx, pool, c.opt); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("New with a bad option: %v, want an error containing %q", err, c.want)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -16,7 +17,8 @@ import (
 type request struct {
 	ctx  context.Context
 	args *args
-	res  []result // set by the writer before done is closed
+	at   time.Time // when it was queued, if the writer delays groups
+	res  []result  // set by the writer before done is closed
 	err  error
 	done chan struct{}
 }
@@ -28,8 +30,10 @@ func (r *request) reply(res []result, err error) {
 
 // writer runs group commit: each of its goroutines takes every Append
 // queued while it was busy, up to maxBatch records, and stores them in one
-// transaction. It adds no delay of its own: under light load a group is one
-// call, under heavy load it grows with the queue.
+// transaction. By default it adds no delay of its own: under light load a
+// group is one call, under heavy load it grows with the queue. With a
+// maxDelay (see WithGroupCommit) it waits, up to maxDelay after the first
+// queued Append, for the group to fill.
 //
 // The writer can run several groups at once, each on its own connection
 // (inflight goroutines), so that one group's WAL flush overlaps the next
@@ -47,9 +51,10 @@ type writer struct {
 	stop chan struct{}
 	done sync.WaitGroup
 
-	mu     sync.Mutex
-	queue  []*request
-	closed bool
+	mu      sync.Mutex
+	queue   []*request
+	records int // records in queue
+	closed  bool
 }
 
 // inflight is how many groups commit at once. It is one: with two, a
@@ -73,7 +78,11 @@ func (w *writer) submit(r *request) error {
 		w.mu.Unlock()
 		return store.ErrClosed
 	}
+	if w.s.opts.maxDelay > 0 {
+		r.at = time.Now()
+	}
 	w.queue = append(w.queue, r)
+	w.records += r.args.len()
 	w.mu.Unlock()
 	select {
 	case w.wake <- struct{}{}:
@@ -88,7 +97,7 @@ func (w *writer) close() {
 	w.mu.Lock()
 	w.closed = true
 	q := w.queue
-	w.queue = nil
+	w.queue, w.records = nil, 0
 	w.mu.Unlock()
 	for _, r := range q {
 		r.reply(nil, store.ErrClosed)
@@ -118,6 +127,9 @@ func (w *writer) run() {
 			// for no timer: it returns at once when nobody else is
 			// runnable.
 			runtime.Gosched()
+			if w.s.opts.maxDelay > 0 && !w.gather() {
+				return
+			}
 			group := w.take()
 			if len(group) == 0 {
 				break
@@ -131,6 +143,33 @@ func (w *writer) run() {
 			}
 			w.s.commitGroup(group)
 		}
+	}
+}
+
+// gather waits until the queue holds maxBatch records or its first request
+// has waited maxDelay, whichever comes first, so that a group takes the
+// appends that arrive meanwhile. It reports false if the writer stopped.
+func (w *writer) gather() bool {
+	for {
+		w.mu.Lock()
+		if len(w.queue) == 0 || w.records >= w.s.opts.maxBatch {
+			w.mu.Unlock()
+			return true
+		}
+		wait := time.Until(w.queue[0].at.Add(w.s.opts.maxDelay))
+		w.mu.Unlock()
+		if wait <= 0 {
+			return true
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-w.wake: // another append queued
+		case <-t.C:
+		case <-w.stop:
+			t.Stop()
+			return false
+		}
+		t.Stop()
 	}
 }
 
@@ -154,6 +193,7 @@ func (w *writer) take() []*request {
 		total += k
 		n++
 	}
+	w.records -= total
 	group := make([]*request, n)
 	copy(group, w.queue)
 	rest := copy(w.queue, w.queue[n:])

@@ -28,7 +28,7 @@ func defaultConfig() config {
 		synchronous:   SynchronousFull,
 		busyTimeout:   5 * time.Second,
 		readConns:     4,
-		maxBatch:      1000,
+		maxBatch:      DefaultMaxBatch,
 		watchInterval: 50 * time.Millisecond,
 	}
 }
@@ -44,7 +44,7 @@ func (c *config) validate() error {
 	case c.readConns < 1:
 		return fmt.Errorf("read pool size %d is less than 1", c.readConns)
 	case c.maxBatch < 1:
-		return fmt.Errorf("group commit max batch %d is less than 1", c.maxBatch)
+		return fmt.Errorf("group commit max batch %d is not positive", c.maxBatch)
 	case c.maxDelay < 0:
 		return fmt.Errorf("group commit max delay %v is negative", c.maxDelay)
 	case c.watchInterval <= 0:
@@ -104,13 +104,18 @@ func WithReadConns(n int) Option {
 	return func(c *config) { c.readConns = n }
 }
 
+// DefaultMaxBatch is the most records one group commit carries (see
+// [WithGroupCommit]).
+const DefaultMaxBatch = 1000
+
 // WithGroupCommit tunes group commit. Appends that arrive while a commit is
 // in progress are queued and committed together in one transaction, up to
 // maxBatch records (a single larger Append still commits alone). When
 // maxDelay is positive the writer also waits up to maxDelay after the first
 // queued Append for others to join, trading latency for fewer commits under
-// light concurrency. The defaults are 1000 records and no delay: a commit
-// takes whatever is queued when it starts.
+// light concurrency. The defaults are [DefaultMaxBatch] (1000) records and
+// no delay: a commit takes whatever is queued when it starts. maxBatch must
+// be positive and maxDelay not negative.
 func WithGroupCommit(maxBatch int, maxDelay time.Duration) Option {
 	return func(c *config) { c.maxBatch, c.maxDelay = maxBatch, maxDelay }
 }
