@@ -273,14 +273,14 @@ func FindDeadLetter(ctx context.Context, s DeadLetterStore, subscription, eventI
 	return DeadLetter{}, fmt.Errorf("%w: no dead letter of event %s for subscription %s", ErrNotFound, eventID, subscription)
 }
 
-// Watcher is implemented by stores that can signal appends, including those
-// of other processes, so that consumers need not poll. Watch returns a
-// channel that receives a value soon after appends commit; signals may
+// Notifier is implemented by stores that can signal appends, including
+// those of other processes, so that consumers need not poll. Notify returns
+// a channel that receives a value soon after appends commit; signals may
 // coalesce, so a receiver reads until it has caught up. The channel is
 // closed when ctx ends or the store is closed. Appends committed after
-// Watch returns are signalled.
-type Watcher interface {
-	Watch(ctx context.Context) (<-chan struct{}, error)
+// Notify returns are signalled.
+type Notifier interface {
+	Notify(ctx context.Context) (<-chan struct{}, error)
 }
 
 // PageLimit returns how many records a driver returns at most for a

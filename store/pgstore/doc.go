@@ -1,7 +1,7 @@
 // Package pgstore is a [store.Store] on PostgreSQL (13 or later), through
 // github.com/jackc/pgx/v5. Several processes may share one database: they
 // see one log, aggregate versions stay dense across them, and
-// [Store.Watch] tells each of them when another appended.
+// [Store.Notify] tells each of them when another appended.
 //
 // # Schema
 //

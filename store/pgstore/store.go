@@ -43,6 +43,7 @@ var (
 	_ store.Store            = (*Store)(nil)
 	_ store.DeadLetterStore  = (*Store)(nil)
 	_ store.DeadLetterLookup = (*Store)(nil)
+	_ store.Notifier         = (*Store)(nil)
 )
 
 // New returns a store on pool, creating or migrating its schema first. The

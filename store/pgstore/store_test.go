@@ -628,9 +628,9 @@ func TestFilteredReadScansInChunks(t *testing.T) {
 	}
 }
 
-// TestWatch checks that an append by another store (another process)
+// TestNotify checks that an append by another store (another process)
 // wakes a watcher, and that closing the store ends the watch.
-func TestWatch(t *testing.T) {
+func TestNotify(t *testing.T) {
 	ctx := t.Context()
 	dsn := pgtest.DSN(t)
 	watcher, err := pgstore.Open(ctx, dsn)
@@ -644,12 +644,12 @@ func TestWatch(t *testing.T) {
 	}
 	defer writer.Close()
 
-	ch, err := watcher.Watch(ctx)
+	ch, err := watcher.Notify(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	wctx, cancel := context.WithCancel(ctx)
-	ch2, err := watcher.Watch(wctx)
+	ch2, err := watcher.Notify(wctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -696,8 +696,8 @@ func TestWatch(t *testing.T) {
 	watcher.Close()
 	for range ch { // closed by Close
 	}
-	if _, err := watcher.Watch(ctx); !errors.Is(err, store.ErrClosed) {
-		t.Fatalf("Watch after Close: %v, want ErrClosed", err)
+	if _, err := watcher.Notify(ctx); !errors.Is(err, store.ErrClosed) {
+		t.Fatalf("Notify after Close: %v, want ErrClosed", err)
 	}
 }
 

@@ -12,24 +12,24 @@ import (
 type Option func(*config)
 
 type config struct {
-	maxPayload    int
-	synchronous   Synchronous
-	busyTimeout   time.Duration
-	readConns     int
-	maxBatch      int
-	maxDelay      time.Duration
-	watchInterval time.Duration
-	logger        *slog.Logger
+	maxPayload   int
+	synchronous  Synchronous
+	busyTimeout  time.Duration
+	readConns    int
+	maxBatch     int
+	maxDelay     time.Duration
+	pollInterval time.Duration
+	logger       *slog.Logger
 }
 
 func defaultConfig() config {
 	return config{
-		maxPayload:    store.DefaultMaxPayloadSize,
-		synchronous:   SynchronousFull,
-		busyTimeout:   5 * time.Second,
-		readConns:     4,
-		maxBatch:      DefaultMaxBatch,
-		watchInterval: 50 * time.Millisecond,
+		maxPayload:   store.DefaultMaxPayloadSize,
+		synchronous:  SynchronousFull,
+		busyTimeout:  5 * time.Second,
+		readConns:    4,
+		maxBatch:     DefaultMaxBatch,
+		pollInterval: 50 * time.Millisecond,
 	}
 }
 
@@ -47,8 +47,8 @@ func (c *config) validate() error {
 		return fmt.Errorf("group commit max batch %d is not positive", c.maxBatch)
 	case c.maxDelay < 0:
 		return fmt.Errorf("group commit max delay %v is negative", c.maxDelay)
-	case c.watchInterval <= 0:
-		return fmt.Errorf("watch interval %v is not positive", c.watchInterval)
+	case c.pollInterval <= 0:
+		return fmt.Errorf("poll interval %v is not positive", c.pollInterval)
 	}
 	return nil
 }
@@ -120,11 +120,11 @@ func WithGroupCommit(maxBatch int, maxDelay time.Duration) Option {
 	return func(c *config) { c.maxBatch, c.maxDelay = maxBatch, maxDelay }
 }
 
-// WithWatchInterval sets how often [Store.Watch] polls the database for
+// WithPollInterval sets how often [Store.Notify] polls the database for
 // appends that did not go through this Store's group commit (AppendTx,
 // other processes). The default is 50ms.
-func WithWatchInterval(d time.Duration) Option {
-	return func(c *config) { c.watchInterval = d }
+func WithPollInterval(d time.Duration) Option {
+	return func(c *config) { c.pollInterval = d }
 }
 
 // WithLogger sets the logger for schema migrations and failed commits. The

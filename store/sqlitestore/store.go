@@ -48,7 +48,7 @@ type Store struct {
 	watchers   map[chan struct{}]struct{}
 	watchCount atomic.Int64
 	watchWG    sync.WaitGroup
-	pollDB     *sql.DB // opened by the first Watch
+	pollDB     *sql.DB // opened by the first Notify
 }
 
 // Open opens the event database at path, creating the file and its schema if

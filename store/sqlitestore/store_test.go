@@ -700,14 +700,14 @@ func TestSetCheckpointValidates(t *testing.T) {
 	}
 }
 
-// TestWatchSeesOtherWriters checks that Watch signals appends that do not go
+// TestNotifySeesOtherWriters checks that Notify signals appends that do not go
 // through the store's group commit: AppendTx and another store on the file.
-func TestWatchSeesOtherWriters(t *testing.T) {
+func TestNotifySeesOtherWriters(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "events.db")
-	s := mustOpen(t, path, sqlitestore.WithWatchInterval(5*time.Millisecond))
+	s := mustOpen(t, path, sqlitestore.WithPollInterval(5*time.Millisecond))
 	other := mustOpen(t, path)
-	ch, err := s.Watch(t.Context())
+	ch, err := s.Notify(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
