@@ -31,7 +31,7 @@ func (b *Bus[T]) storeDeadLetter(s *subscription[T], d *delivery[T], attempts in
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	err := dls.PutDeadLetter(ctx, store.DeadLetter{Subscription: s.name, Record: *rec, Error: errorText(cause), Attempts: attempts, Time: time.Now()})
+	err := dls.PutDeadLetter(ctx, store.DeadLetterRecord{Subscription: s.name, Record: *rec, Error: errorText(cause), Attempts: attempts, Time: time.Now()})
 	if err != nil {
 		b.log.LogAttrs(ctx, slog.LevelError, "event: cannot store dead letter",
 			slog.String("subscription", s.name), slog.String("event_id", d.ev.ID.String()), slog.Any("error", err))
@@ -66,7 +66,7 @@ func (b *Bus[T]) deadLetterStore(op string) (store.DeadLetterStore, error) {
 // DeadLetters lists the dead letters the store keeps for the subscription
 // named subscription (all subscriptions if empty), oldest first, at most
 // limit (0 means [store.DefaultReadLimit]).
-func (b *Bus[T]) DeadLetters(ctx context.Context, subscription string, limit int) ([]store.DeadLetter, error) {
+func (b *Bus[T]) DeadLetters(ctx context.Context, subscription string, limit int) ([]store.DeadLetterRecord, error) {
 	dls, err := b.deadLetterStore("dead letters")
 	if err != nil {
 		return nil, err
@@ -135,7 +135,7 @@ func (b *Bus[T]) RedriveAll(ctx context.Context, subscription string) (int, erro
 	}
 }
 
-func (b *Bus[T]) redrive(ctx context.Context, dls store.DeadLetterStore, dl store.DeadLetter) error {
+func (b *Bus[T]) redrive(ctx context.Context, dls store.DeadLetterStore, dl store.DeadLetterRecord) error {
 	s := b.findSub(dl.Subscription)
 	if s == nil {
 		return fmt.Errorf("event: redrive %s: no subscription %q on this bus", dl.Record.ID, dl.Subscription)

@@ -200,9 +200,10 @@ type Store interface {
 	DeleteBefore(ctx context.Context, t time.Time) (int64, error)
 }
 
-// DeadLetter is an event that a subscription failed to handle after its
-// last attempt.
-type DeadLetter struct {
+// DeadLetterRecord is a dead letter as a [DeadLetterStore] keeps it: an
+// event that a subscription failed to handle after its last attempt, with
+// the event in its stored form, as [Record] is the stored form of an event.
+type DeadLetterRecord struct {
 	// Subscription names the subscription that failed.
 	Subscription string
 	// Record is the event, as stored.
@@ -229,11 +230,11 @@ type DeadLetterStore interface {
 	// subscription and event ID. It checks d with [ValidateDeadLetter]
 	// first: an invalid dead letter fails with ErrInvalidRecord and stores
 	// nothing.
-	PutDeadLetter(ctx context.Context, d DeadLetter) error
+	PutDeadLetter(ctx context.Context, d DeadLetterRecord) error
 	// DeadLetters lists the dead letters of a subscription (all
 	// subscriptions if empty; otherwise one that ValidateName accepts),
 	// oldest first, at most limit of them (0 means DefaultReadLimit).
-	DeadLetters(ctx context.Context, subscription string, limit int) ([]DeadLetter, error)
+	DeadLetters(ctx context.Context, subscription string, limit int) ([]DeadLetterRecord, error)
 	// DeleteDeadLetter removes the dead letter of the subscription and event
 	// ID, or fails with ErrNotFound.
 	DeleteDeadLetter(ctx context.Context, subscription, eventID string) error
@@ -247,30 +248,30 @@ type DeadLetterLookup interface {
 	// DeadLetter returns the dead letter of the subscription and event ID,
 	// or fails with ErrNotFound. Like DeleteDeadLetter, it refuses an
 	// invalid subscription or event ID with ErrInvalidName.
-	DeadLetter(ctx context.Context, subscription, eventID string) (DeadLetter, error)
+	DeadLetter(ctx context.Context, subscription, eventID string) (DeadLetterRecord, error)
 }
 
 // FindDeadLetter returns the dead letter of the subscription and event ID
 // in s, or an error matching ErrNotFound. It asks s directly when s
 // implements [DeadLetterLookup]; otherwise it searches the first
 // MaxReadLimit dead letters that s lists for the subscription.
-func FindDeadLetter(ctx context.Context, s DeadLetterStore, subscription, eventID string) (DeadLetter, error) {
+func FindDeadLetter(ctx context.Context, s DeadLetterStore, subscription, eventID string) (DeadLetterRecord, error) {
 	if l, ok := s.(DeadLetterLookup); ok {
 		return l.DeadLetter(ctx, subscription, eventID)
 	}
 	if err := ValidateDeadLetterKey(subscription, eventID); err != nil {
-		return DeadLetter{}, err
+		return DeadLetterRecord{}, err
 	}
 	list, err := s.DeadLetters(ctx, subscription, MaxReadLimit)
 	if err != nil {
-		return DeadLetter{}, err
+		return DeadLetterRecord{}, err
 	}
 	for _, d := range list {
 		if d.Record.ID == eventID {
 			return d, nil
 		}
 	}
-	return DeadLetter{}, fmt.Errorf("%w: no dead letter of event %s for subscription %s", ErrNotFound, eventID, subscription)
+	return DeadLetterRecord{}, fmt.Errorf("%w: no dead letter of event %s for subscription %s", ErrNotFound, eventID, subscription)
 }
 
 // Notifier is implemented by stores that can signal appends, including

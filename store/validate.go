@@ -72,7 +72,7 @@ func ValidateRecords(recs []Record, expect []Expect, maxPayload int) error {
 // Implementations of DeadLetterStore call it first in PutDeadLetter and
 // store nothing when it fails, so that every store refuses the same dead
 // letters.
-func ValidateDeadLetter(d DeadLetter) error {
+func ValidateDeadLetter(d DeadLetterRecord) error {
 	r := &d.Record
 	what := "dead letter"
 	if printable(r.ID) {

@@ -123,31 +123,31 @@ func TestPageLimit(t *testing.T) {
 
 func TestValidateDeadLetter(t *testing.T) {
 	t.Parallel()
-	valid := func() store.DeadLetter {
+	valid := func() store.DeadLetterRecord {
 		r := validRecord("e1")
 		r.Position, r.Version, r.AggregateID = 7, 2, "u1"
-		return store.DeadLetter{Subscription: "mailer", Record: r, Error: "smtp: 451", Attempts: 3, Time: time.Unix(1700000100, 0)}
+		return store.DeadLetterRecord{Subscription: "mailer", Record: r, Error: "smtp: 451", Attempts: 3, Time: time.Unix(1700000100, 0)}
 	}
 	tests := []struct {
 		name     string
-		edit     func(d *store.DeadLetter)
+		edit     func(d *store.DeadLetterRecord)
 		want     string // "" means valid
 		wantName bool   // the error also matches ErrInvalidName
 	}{
-		{name: "valid", edit: func(*store.DeadLetter) {}},
-		{name: "zero attempts, no error text", edit: func(d *store.DeadLetter) { d.Attempts, d.Error = 0, "" }},
-		{name: "payload beyond the default limit", edit: func(d *store.DeadLetter) { d.Record.Payload = make([]byte, store.DefaultMaxPayloadSize+1) }},
-		{name: "empty subscription", edit: func(d *store.DeadLetter) { d.Subscription = "" }, want: "dead letter of event e1: invalid name: empty subscription", wantName: true},
-		{name: "NUL in subscription", edit: func(d *store.DeadLetter) { d.Subscription = "a\x00" }, want: `subscription "a\x00" contains a NUL byte`, wantName: true},
-		{name: "invalid UTF-8 in error", edit: func(d *store.DeadLetter) { d.Error = "\xff" }, want: `dead letter of event e1 for mailer: error "\xff" is not valid UTF-8`},
-		{name: "negative attempts", edit: func(d *store.DeadLetter) { d.Attempts = -2 }, want: "negative attempts -2"},
-		{name: "zero time", edit: func(d *store.DeadLetter) { d.Time = time.Time{} }, want: "for mailer: zero time"},
-		{name: "record without ID", edit: func(d *store.DeadLetter) { d.Record.ID = "" }, want: "dead letter for mailer: record: empty ID"},
-		{name: "record with zero time", edit: func(d *store.DeadLetter) { d.Record.Time = time.Time{} }, want: "record: zero time"},
-		{name: "record with wildcard topic", edit: func(d *store.DeadLetter) { d.Record.Topic = "user.>" }, want: "record: invalid topic"},
-		{name: "record with NUL in metadata key", edit: func(d *store.DeadLetter) { d.Record.Metadata = map[string]string{"\x00": ""} }, want: "record: metadata key"},
-		{name: "record with negative version", edit: func(d *store.DeadLetter) { d.Record.Version = -1 }, want: "record has negative version -1"},
-		{name: "record with negative position", edit: func(d *store.DeadLetter) { d.Record.Position = -1 }, want: "record has negative position -1"},
+		{name: "valid", edit: func(*store.DeadLetterRecord) {}},
+		{name: "zero attempts, no error text", edit: func(d *store.DeadLetterRecord) { d.Attempts, d.Error = 0, "" }},
+		{name: "payload beyond the default limit", edit: func(d *store.DeadLetterRecord) { d.Record.Payload = make([]byte, store.DefaultMaxPayloadSize+1) }},
+		{name: "empty subscription", edit: func(d *store.DeadLetterRecord) { d.Subscription = "" }, want: "dead letter of event e1: invalid name: empty subscription", wantName: true},
+		{name: "NUL in subscription", edit: func(d *store.DeadLetterRecord) { d.Subscription = "a\x00" }, want: `subscription "a\x00" contains a NUL byte`, wantName: true},
+		{name: "invalid UTF-8 in error", edit: func(d *store.DeadLetterRecord) { d.Error = "\xff" }, want: `dead letter of event e1 for mailer: error "\xff" is not valid UTF-8`},
+		{name: "negative attempts", edit: func(d *store.DeadLetterRecord) { d.Attempts = -2 }, want: "negative attempts -2"},
+		{name: "zero time", edit: func(d *store.DeadLetterRecord) { d.Time = time.Time{} }, want: "for mailer: zero time"},
+		{name: "record without ID", edit: func(d *store.DeadLetterRecord) { d.Record.ID = "" }, want: "dead letter for mailer: record: empty ID"},
+		{name: "record with zero time", edit: func(d *store.DeadLetterRecord) { d.Record.Time = time.Time{} }, want: "record: zero time"},
+		{name: "record with wildcard topic", edit: func(d *store.DeadLetterRecord) { d.Record.Topic = "user.>" }, want: "record: invalid topic"},
+		{name: "record with NUL in metadata key", edit: func(d *store.DeadLetterRecord) { d.Record.Metadata = map[string]string{"\x00": ""} }, want: "record: metadata key"},
+		{name: "record with negative version", edit: func(d *store.DeadLetterRecord) { d.Record.Version = -1 }, want: "record has negative version -1"},
+		{name: "record with negative position", edit: func(d *store.DeadLetterRecord) { d.Record.Position = -1 }, want: "record has negative position -1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

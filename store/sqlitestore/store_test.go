@@ -72,7 +72,7 @@ func TestReopenPersists(t *testing.T) {
 	if err := s.SetCheckpoint(ctx, "c", page[3].Cursor); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutDeadLetter(ctx, store.DeadLetter{Subscription: "s", Record: page[0], Error: "boom", Attempts: 2, Time: t0}); err != nil {
+	if err := s.PutDeadLetter(ctx, store.DeadLetterRecord{Subscription: "s", Record: page[0], Error: "boom", Attempts: 2, Time: t0}); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := s.DeleteBefore(ctx, t0.Add(2*time.Hour)); err != nil || n != 2 {
@@ -692,7 +692,7 @@ func TestSetCheckpointValidates(t *testing.T) {
 	if err := s.SetCheckpoint(t.Context(), "x", "garbage"); !errors.Is(err, store.ErrInvalidCursor) {
 		t.Errorf("SetCheckpoint with a foreign cursor: %v, want ErrInvalidCursor", err)
 	}
-	if err := s.PutDeadLetter(t.Context(), store.DeadLetter{Record: rec("x")}); err == nil {
+	if err := s.PutDeadLetter(t.Context(), store.DeadLetterRecord{Record: rec("x")}); err == nil {
 		t.Error("PutDeadLetter without subscription succeeded")
 	}
 	if _, _, err := s.Read(t.Context(), store.Query{Limit: -1}); err == nil {

@@ -21,7 +21,7 @@ func (s suite) testDeadLetters(t *testing.T) {
 	mustAppend(t, st, recs)
 
 	at := func(d time.Duration) time.Time { return base.Add(time.Hour + d) }
-	letters := []store.DeadLetter{
+	letters := []store.DeadLetterRecord{
 		{Subscription: "mailer", Record: recs[0], Error: "smtp: 451 try again", Attempts: 5, Time: at(0)},
 		{Subscription: "billing", Record: recs[1], Error: "panic: nil map", Attempts: 1, Time: at(time.Second)},
 		{Subscription: "mailer", Record: recs[2], Error: "timeout", Attempts: 3, Time: at(2 * time.Second)},
@@ -33,7 +33,7 @@ func (s suite) testDeadLetters(t *testing.T) {
 			t.Fatalf("PutDeadLetter(%s, %s): %v", letters[i].Subscription, letters[i].Record.ID, err)
 		}
 	}
-	check := func(what string, got []store.DeadLetter, want ...store.DeadLetter) {
+	check := func(what string, got []store.DeadLetterRecord, want ...store.DeadLetterRecord) {
 		t.Helper()
 		if len(got) != len(want) {
 			t.Fatalf("%s: %d dead letters, want %d", what, len(got), len(want))
@@ -42,7 +42,7 @@ func (s suite) testDeadLetters(t *testing.T) {
 			checkDeadLetter(t, fmt.Sprintf("%s: dead letter %d", what, i), got[i], want[i])
 		}
 	}
-	lookup := func(want store.DeadLetter) {
+	lookup := func(want store.DeadLetterRecord) {
 		t.Helper()
 		got, err := store.FindDeadLetter(ctx, dl, want.Subscription, want.Record.ID)
 		if err != nil {
@@ -55,7 +55,7 @@ func (s suite) testDeadLetters(t *testing.T) {
 		_, err := store.FindDeadLetter(ctx, dl, sub, id)
 		checkErr(t, fmt.Sprintf("DeadLetter(%s, %s) of %s", sub, id, what), err, store.ErrNotFound)
 	}
-	list := func(sub string, limit int) []store.DeadLetter {
+	list := func(sub string, limit int) []store.DeadLetterRecord {
 		t.Helper()
 		got, err := dl.DeadLetters(ctx, sub, limit)
 		if err != nil {
@@ -104,7 +104,7 @@ func (s suite) testDeadLetters(t *testing.T) {
 }
 
 // checkDeadLetter fails unless got is want, its Time in UTC.
-func checkDeadLetter(tb testing.TB, what string, got, want store.DeadLetter) {
+func checkDeadLetter(tb testing.TB, what string, got, want store.DeadLetterRecord) {
 	tb.Helper()
 	if got.Subscription != want.Subscription || got.Record.ID != want.Record.ID {
 		tb.Fatalf("%s is (%s, %s), want (%s, %s)", what, got.Subscription, got.Record.ID, want.Subscription, want.Record.ID)
@@ -127,35 +127,35 @@ func (s suite) testDeadLetterValidation(t *testing.T) {
 	r.AggregateID = "a"
 	r.Metadata = map[string]string{"correlation_id": "c"}
 	mustAppend(t, st, []store.Record{r})
-	kept := store.DeadLetter{Subscription: "kept", Record: r, Error: "first failure", Attempts: 3, Time: base.Add(time.Hour)}
+	kept := store.DeadLetterRecord{Subscription: "kept", Record: r, Error: "first failure", Attempts: 3, Time: base.Add(time.Hour)}
 	if err := dl.PutDeadLetter(ctx, kept); err != nil {
 		t.Fatalf("PutDeadLetter(%s, %s): %v", kept.Subscription, r.ID, err)
 	}
 
 	cases := []struct {
 		name  string
-		edit  func(d *store.DeadLetter)
+		edit  func(d *store.DeadLetterRecord)
 		field string // what the error must name
 	}{
-		{"empty subscription", func(d *store.DeadLetter) { d.Subscription = "" }, "subscription"},
-		{"a NUL byte in the subscription", func(d *store.DeadLetter) { d.Subscription = "mail\x00er" }, "subscription"},
-		{"invalid UTF-8 in the subscription", func(d *store.DeadLetter) { d.Subscription = "mail\xffer" }, "subscription"},
-		{"a NUL byte in the error", func(d *store.DeadLetter) { d.Error = "bad \x00 bytes" }, "error"},
-		{"invalid UTF-8 in the error", func(d *store.DeadLetter) { d.Error = "bad \xc3 bytes" }, "error"},
-		{"negative attempts", func(d *store.DeadLetter) { d.Attempts = -1 }, "attempts"},
-		{"zero time", func(d *store.DeadLetter) { d.Time = time.Time{} }, "time"},
-		{"record without ID", func(d *store.DeadLetter) { d.Record.ID = "" }, "ID"},
-		{"record with a NUL byte in its ID", func(d *store.DeadLetter) { d.Record.ID = "d\x00v" }, "ID"},
-		{"record with an invalid topic", func(d *store.DeadLetter) { d.Record.Topic = "user.*" }, "topic"},
-		{"record with invalid UTF-8 in its topic", func(d *store.DeadLetter) { d.Record.Topic = "user.\xff" }, "topic"},
-		{"record with zero time", func(d *store.DeadLetter) { d.Record.Time = time.Time{} }, "zero time"},
-		{"record with a NUL byte in its kind", func(d *store.DeadLetter) { d.Record.Kind = "do\x00main" }, "kind"},
-		{"record with invalid UTF-8 in its aggregate ID", func(d *store.DeadLetter) { d.Record.AggregateID = "\xff" }, "aggregate ID"},
-		{"record with a NUL byte in its payload type", func(d *store.DeadLetter) { d.Record.PayloadType = "\x00" }, "payload type"},
-		{"record with invalid UTF-8 in its content type", func(d *store.DeadLetter) { d.Record.ContentType = "\xfe" }, "content type"},
-		{"record with a NUL byte in a metadata key", func(d *store.DeadLetter) { d.Record.Metadata = map[string]string{"k\x00": "v"} }, "metadata key"},
-		{"record with invalid UTF-8 in a metadata value", func(d *store.DeadLetter) { d.Record.Metadata = map[string]string{"k": "\xff"} }, "metadata value"},
-		{"record with a negative version", func(d *store.DeadLetter) { d.Record.Version = -1 }, "version"},
+		{"empty subscription", func(d *store.DeadLetterRecord) { d.Subscription = "" }, "subscription"},
+		{"a NUL byte in the subscription", func(d *store.DeadLetterRecord) { d.Subscription = "mail\x00er" }, "subscription"},
+		{"invalid UTF-8 in the subscription", func(d *store.DeadLetterRecord) { d.Subscription = "mail\xffer" }, "subscription"},
+		{"a NUL byte in the error", func(d *store.DeadLetterRecord) { d.Error = "bad \x00 bytes" }, "error"},
+		{"invalid UTF-8 in the error", func(d *store.DeadLetterRecord) { d.Error = "bad \xc3 bytes" }, "error"},
+		{"negative attempts", func(d *store.DeadLetterRecord) { d.Attempts = -1 }, "attempts"},
+		{"zero time", func(d *store.DeadLetterRecord) { d.Time = time.Time{} }, "time"},
+		{"record without ID", func(d *store.DeadLetterRecord) { d.Record.ID = "" }, "ID"},
+		{"record with a NUL byte in its ID", func(d *store.DeadLetterRecord) { d.Record.ID = "d\x00v" }, "ID"},
+		{"record with an invalid topic", func(d *store.DeadLetterRecord) { d.Record.Topic = "user.*" }, "topic"},
+		{"record with invalid UTF-8 in its topic", func(d *store.DeadLetterRecord) { d.Record.Topic = "user.\xff" }, "topic"},
+		{"record with zero time", func(d *store.DeadLetterRecord) { d.Record.Time = time.Time{} }, "zero time"},
+		{"record with a NUL byte in its kind", func(d *store.DeadLetterRecord) { d.Record.Kind = "do\x00main" }, "kind"},
+		{"record with invalid UTF-8 in its aggregate ID", func(d *store.DeadLetterRecord) { d.Record.AggregateID = "\xff" }, "aggregate ID"},
+		{"record with a NUL byte in its payload type", func(d *store.DeadLetterRecord) { d.Record.PayloadType = "\x00" }, "payload type"},
+		{"record with invalid UTF-8 in its content type", func(d *store.DeadLetterRecord) { d.Record.ContentType = "\xfe" }, "content type"},
+		{"record with a NUL byte in a metadata key", func(d *store.DeadLetterRecord) { d.Record.Metadata = map[string]string{"k\x00": "v"} }, "metadata key"},
+		{"record with invalid UTF-8 in a metadata value", func(d *store.DeadLetterRecord) { d.Record.Metadata = map[string]string{"k": "\xff"} }, "metadata value"},
+		{"record with a negative version", func(d *store.DeadLetterRecord) { d.Record.Version = -1 }, "version"},
 	}
 	for _, c := range cases {
 		for _, sub := range []string{"kept", "new"} {
@@ -190,7 +190,7 @@ func (s suite) testDeadLetterValidation(t *testing.T) {
 
 	// Zero attempts (an event a closing bus never tried) and an empty
 	// error are valid.
-	zero := store.DeadLetter{Subscription: "new", Record: r, Attempts: 0, Time: base.Add(2 * time.Hour)}
+	zero := store.DeadLetterRecord{Subscription: "new", Record: r, Attempts: 0, Time: base.Add(2 * time.Hour)}
 	if err := dl.PutDeadLetter(ctx, zero); err != nil {
 		t.Fatalf("PutDeadLetter with zero attempts and no error text: %v", err)
 	}

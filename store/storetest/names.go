@@ -26,7 +26,7 @@ func (s suite) testInvalidNames(t *testing.T) {
 			_, calls["DeadLetter by event ID"] = store.FindDeadLetter(ctx, dl, "s", name)
 			calls["DeleteDeadLetter by subscription"] = dl.DeleteDeadLetter(ctx, name, "present")
 			calls["DeleteDeadLetter by event ID"] = dl.DeleteDeadLetter(ctx, "s", name)
-			calls["PutDeadLetter"] = dl.PutDeadLetter(ctx, store.DeadLetter{Subscription: name, Record: newRecord("present"), Error: "x", Attempts: 1, Time: base})
+			calls["PutDeadLetter"] = dl.PutDeadLetter(ctx, store.DeadLetterRecord{Subscription: name, Record: newRecord("present"), Error: "x", Attempts: 1, Time: base})
 			if name != "" { // the empty subscription lists them all
 				_, calls["DeadLetters"] = dl.DeadLetters(ctx, name, 0)
 			}
