@@ -11,10 +11,10 @@ import (
 const deleteBatch = 1000
 
 // DeleteBefore deletes the log's oldest records, in read order up to the
-// first whose Time is not before t, deleteBatch at a time, each batch in
-// its own transaction, and returns how many it deleted. It only deletes
-// below the read horizon (records every reader can already see), so a
-// record still invisible to readers is kept for one more round.
+// first whose Time is not before t, 1000 at a time, each batch in its own
+// transaction, and returns how many it deleted. It only deletes below the
+// read horizon (records every reader can already see), so a record still
+// invisible to readers is kept for one more round.
 //
 // Each batch raises the retention watermark to the highest (transaction ID,
 // position) it deleted, in the same transaction; [Store.Read] fails with

@@ -107,8 +107,9 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 
 // Close stops the store: it waits for calls in progress and the group
 // commit under way, fails Append calls still queued with [store.ErrClosed],
-// stops watchers, and closes the pool if the store opened it. Later calls
-// fail with store.ErrClosed. Close is safe to call more than once.
+// closes the channels that [Store.Notify] returned, and closes the pool if
+// the store opened it. Later calls fail with store.ErrClosed. Close is safe
+// to call more than once.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	if s.closed {
