@@ -25,7 +25,8 @@
 // [ValidateRecords] in Append, [ValidateDeadLetter] in PutDeadLetter,
 // [ValidateName] for checkpoint names, aggregate IDs and subscriptions,
 // [ValidateDeadLetterKey] for a dead letter's subscription and event ID,
-// [ValidatePattern] for a [Query]'s Topic, and [PageLimit] for limits. Run
+// [ValidatePattern] for a [Query]'s Topic, [PageLimit] for limits, and
+// [ClampTime] for a Query's Since and the time of DeleteBefore. Run
 // store/storetest against the driver to check the rest of the contract.
 package store
 
@@ -83,7 +84,8 @@ type Record struct {
 	// with a higher Position; readers then see it after that one, so resume
 	// reading from a [Cursor], never from a Position.
 	Position int64
-	// Time is when the event happened, as the publisher says.
+	// Time is when the event happened, as the publisher says: a time in
+	// the years 1 to 9999 UTC (see [ValidateRecords]).
 	Time time.Time
 	// Metadata carries correlation and causation IDs, trace context and
 	// user keys. A nil and an empty map are stored alike.

@@ -296,7 +296,7 @@ func (s *Store) readSQL(q store.Query, after key, limit int) (string, []any, boo
 		where.WriteString(" AND kind = " + arg(q.Kind))
 	}
 	if !q.Since.IsZero() {
-		where.WriteString(" AND time >= " + arg(ceilMicro(q.Since)))
+		where.WriteString(" AND time >= " + arg(ceilMicro(store.ClampTime(q.Since))))
 	}
 	filtered := where.Len() > 0
 	chunked := filtered && q.AggregateID == ""

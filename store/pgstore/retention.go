@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/ncore-io/event/store"
 )
 
 // deleteBatch is how many records one DeleteBefore statement removes: small
@@ -47,7 +49,7 @@ func (s *Store) DeleteBefore(ctx context.Context, t time.Time) (int64, error) {
 	FROM top WHERE (r.txid, r.position) < (top.txid, top.position)
 )
 SELECT count(*) FROM d`
-	t = ceilMicro(t)
+	t = ceilMicro(store.ClampTime(t))
 	var total int64
 	for {
 		if err := ctx.Err(); err != nil {

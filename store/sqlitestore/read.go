@@ -129,8 +129,9 @@ func (s *Store) Read(ctx context.Context, q store.Query) ([]store.Record, store.
 		args = append(args, q.Kind)
 	}
 	if !q.Since.IsZero() {
+		since := store.ClampTime(q.Since)
 		where.WriteString(` AND time_us >= ?`)
-		args = append(args, q.Since.UnixMicro()+boolInt(q.Since.Nanosecond()%1000 != 0))
+		args = append(args, since.UnixMicro()+boolInt(since.Nanosecond()%1000 != 0))
 	}
 	from := `event_log`
 	scan := limit

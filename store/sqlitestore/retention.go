@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/ncore-io/event/store"
 )
 
 // deleteBatch bounds how many records one retention transaction deletes, so
@@ -19,6 +21,7 @@ func (s *Store) DeleteBefore(ctx context.Context, t time.Time) (int64, error) {
 		return 0, err
 	}
 	// Time < t, at microsecond precision: round t up to a whole microsecond.
+	t = store.ClampTime(t)
 	cut := t.UnixMicro() + boolInt(t.Nanosecond()%1000 != 0)
 	var total int64
 	for {

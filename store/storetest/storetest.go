@@ -124,6 +124,7 @@ func Run(t *testing.T, h Harness) {
 		{"RetentionOutOfTimeOrder", s.testRetentionOutOfTimeOrder},
 		{"BadInput", s.testBadInput},
 		{"PayloadLimit", s.testPayloadLimit},
+		{"TimeRange", s.testTimeRange},
 		{"CancelledContext", s.testCancelledContext},
 		{"Closed", s.testClosed},
 		{"Outbox", s.testOutbox},
