@@ -58,6 +58,13 @@ type Store struct {
 // database, and an event database of a newer schema version are refused
 // with an error that says so. Open migrates an older schema in place.
 //
+// Open does not create the file's directory: a library should not make
+// directories on its own, so create it first. When the file cannot be
+// opened or written, the error says why where the file system tells: a
+// missing directory, a path that is a directory, a file or directory that
+// is not writable or on a read-only file system. Later writes that fail
+// say so too (a full disk, the file size limit).
+//
 // The database runs in WAL mode. Close the Store when done.
 func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	cfg := defaultConfig()
@@ -196,6 +203,8 @@ func (s *Store) fail(ctx context.Context, op string, err error) error {
 		err = fmt.Errorf("%w (%w)", ctxErr, err)
 	} else if s.closed.Load() && errors.Is(err, sql.ErrConnDone) || s.closed.Load() && strings.Contains(err.Error(), "database is closed") {
 		err = store.ErrClosed
+	} else {
+		err = explain(s.path, err)
 	}
 	return fmt.Errorf("sqlitestore: %s: %w", op, err)
 }

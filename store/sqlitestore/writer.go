@@ -191,6 +191,7 @@ func (s *Store) drain(round []*appendReq, room int) []*appendReq {
 
 // failAll fails the taken requests of a transaction that did not commit.
 func (s *Store) failAll(reqs []*appendReq, err error) {
+	err = explain(s.path, err)
 	s.log.Error("sqlitestore: group commit failed", "path", s.path, "err", err)
 	for _, req := range reqs {
 		if req.state.Load() == taken || req.state.CompareAndSwap(pending, taken) {
