@@ -29,6 +29,11 @@ var (
 	ErrInvalidName = errors.New("invalid name")
 	// ErrClosed: the store has been closed.
 	ErrClosed = errors.New("store closed")
+	// ErrUnavailable: the store cannot reach its database as it opened it,
+	// such as an SQLite file deleted or replaced while the store is open.
+	// The call stored nothing; calls keep failing until the cause is
+	// repaired and the store reopened.
+	ErrUnavailable = errors.New("store unavailable")
 )
 
 // VersionConflictError reports an [Expect] that did not hold. It matches

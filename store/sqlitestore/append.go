@@ -16,6 +16,13 @@ import (
 // Append is queued, Append returns ctx's error and has stored nothing; once
 // the writer has taken it, Append waits for its commit and reports the
 // result.
+//
+// Once the database file at the store's path is no longer the file Open
+// opened (deleted, or replaced by another), Append and AppendTx fail with
+// [store.ErrUnavailable] and store nothing, rather than write on into a
+// file that nobody can open any more; the store moves its write-ahead log
+// into the file it has open, so that a database put at the path does not
+// take the log for its own. Reopen the store.
 func (s *Store) Append(ctx context.Context, recs []store.Record, expect ...store.Expect) error {
 	if err := s.enter(ctx, "append"); err != nil {
 		return err
@@ -87,6 +94,11 @@ func (s *Store) AppendTx(ctx context.Context, tx *sql.Tx, recs []store.Record, e
 	req, err := s.newRequest(recs, expect)
 	if err != nil {
 		return err
+	}
+	// The caller commits tx, after AppendTx: this can only tell that the
+	// file is gone already.
+	if err := s.checkFile(); err != nil {
+		return fmt.Errorf("sqlitestore: append in transaction: %w", err)
 	}
 	// A savepoint, so that an error part-way through leaves tx as it was.
 	if _, err := tx.ExecContext(ctx, `SAVEPOINT append_tx`); err != nil {

@@ -1,6 +1,8 @@
 package sqlitestore
 
 import (
+	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -9,7 +11,48 @@ import (
 	"syscall"
 
 	"modernc.org/sqlite"
+
+	"github.com/ncore-io/event/store"
 )
+
+// checkFile fails with store.ErrUnavailable once the file at the store's
+// path is no longer the file that Open opened: deleted, or replaced by
+// another (a restored backup, say). SQLite's connections keep writing to
+// the file they opened, so without it appends would go on succeeding into
+// a file that nobody can open any more. It costs one stat.
+func (s *Store) checkFile() error {
+	fi, err := os.Stat(s.path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%w: the database file %s was deleted after Open", store.ErrUnavailable, s.path)
+	case err != nil:
+		return fmt.Errorf("%w: the database file %s cannot be checked: %w", store.ErrUnavailable, s.path, err)
+	case !os.SameFile(fi, s.file):
+		return fmt.Errorf("%w: the database file %s was replaced by another file after Open", store.ErrUnavailable, s.path)
+	}
+	return nil
+}
+
+// settle moves what the write-ahead log holds into the file the store has
+// open, and empties the log, once its file at the path is gone. The log
+// stays at the path (path-wal) and SQLite does not check whose it is: a
+// database put at the path later would take its pages for its own, and the
+// records appended before would be lost to the file they belong to. The
+// writer calls it, on its connection, outside a transaction.
+func (s *Store) settle(ctx context.Context, conn *sql.Conn) {
+	if s.settled {
+		return
+	}
+	s.settled = true
+	var busy, logged, moved int
+	err := conn.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &logged, &moved)
+	if err == nil && busy != 0 {
+		err = errors.New("readers kept it busy")
+	}
+	if err != nil {
+		s.log.Error("sqlitestore: could not move the write-ahead log into the database file, which is no longer at its path", "path", s.path, "err", err)
+	}
+}
 
 // SQLite's primary result codes that concern the database file.
 const (

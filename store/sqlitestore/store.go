@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +22,7 @@ import (
 // goroutines, and several processes may open the same file.
 type Store struct {
 	path string
+	file os.FileInfo // the file at path when it was opened; see checkFile
 	cfg  config
 	log  *slog.Logger
 
@@ -42,6 +44,7 @@ type Store struct {
 	commits atomic.Int64 // group commit transactions, for tests
 	redos   atomic.Int64 // optimistic transactions redone carefully, for tests
 	careful int          // commits still to look up IDs first; the writer's own
+	settled bool         // see settle; the writer's own
 	minScan int          // see defaultMinScan; tests lower it
 
 	watchMu    sync.Mutex
@@ -104,6 +107,12 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		w.Close()
 		return nil, err
 	}
+	// The file the writer has open, now that migrate created it.
+	file, err := os.Stat(path)
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
+	}
 	r, err := sql.Open("sqlite", path+"?"+url.Values{
 		"_pragma":     {"busy_timeout(" + busy + ")", "temp_store(MEMORY)"},
 		"_query_only": {"1"},
@@ -119,6 +128,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 
 	s := &Store{
 		path:   path,
+		file:   file,
 		cfg:    cfg,
 		log:    cfg.logger,
 		w:      w,
@@ -147,6 +157,16 @@ func (s *Store) Close() error {
 		s.closed.Store(true)
 		close(s.quit)
 		<-s.exited
+		if s.checkFile() != nil {
+			// Not waiting long for a connection that a caller's
+			// transaction may hold.
+			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.busyTimeout)
+			if conn, err := s.w.Conn(ctx); err == nil {
+				s.settle(ctx, conn)
+				conn.Close()
+			}
+			cancel()
+		}
 		// A Watch that saw the store open has registered with watchWG once
 		// it releases watchMu.
 		s.watchMu.Lock()

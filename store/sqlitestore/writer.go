@@ -158,6 +158,13 @@ func (s *Store) commit(connCtx context.Context, batch []*appendReq) error {
 			err = b.finish(ctx)
 		}
 	}
+	if err == nil {
+		// Last, so that the check covers the whole transaction.
+		if err = s.checkFile(); err != nil {
+			tx.Rollback()
+			s.settle(ctx, conn)
+		}
+	}
 	if err != nil {
 		s.failAll(all, err)
 		return err
