@@ -154,6 +154,13 @@ type Store interface {
 	// Invalid records (see [ValidateRecords]) fail with ErrInvalidRecord.
 	// Concurrent Appends may share one database transaction; each caller
 	// still gets its own result.
+	//
+	// When ctx ends before the append is being committed, Append returns
+	// ctx's error and has stored nothing. When the driver cannot tell
+	// whether the append was stored (ctx ended while it was being
+	// committed, or the connection failed during the commit), Append fails
+	// with an error matching ErrMaybeStored, and ctx's error if ctx ended:
+	// retry with the same record IDs, which stores them once.
 	Append(ctx context.Context, recs []Record, expect ...Expect) error
 
 	// Load returns the record with the given ID, or an error matching

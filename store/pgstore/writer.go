@@ -3,12 +3,15 @@ package pgstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/ncore-io/event/store"
 )
@@ -89,6 +92,20 @@ func (w *writer) submit(r *request) error {
 	default:
 	}
 	return nil
+}
+
+// withdraw removes r from the queue if the writer has not taken it yet,
+// and reports whether it did: a withdrawn request is certainly not stored.
+func (w *writer) withdraw(r *request) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	i := slices.Index(w.queue, r)
+	if i < 0 {
+		return false
+	}
+	w.queue = slices.Delete(w.queue, i, i+1)
+	w.records -= r.args.len()
+	return true
 }
 
 // close fails the queued requests with store.ErrClosed at once, lets the
@@ -248,13 +265,16 @@ func (s *Store) commitGroup(group []*request) {
 		}
 	}
 	if ctx.Err() != nil {
+		// Every caller gave up, which cancelled the statement: it may
+		// have committed before it heard.
+		err = outcome(err)
 		for _, r := range live {
 			r.reply(nil, err)
 		}
 		return
 	}
 	s.log.Debug("pgstore: group commit failed, retrying batch by batch", slog.Int("batches", len(live)), slog.Any("error", err))
-	s.commitOneByOne(ctx, live)
+	s.commitOneByOne(ctx, live, uncertain(err))
 }
 
 // appendGroup runs the append statement on a in its own transaction. It
@@ -287,7 +307,16 @@ func (s *Store) appendGroup(ctx context.Context, a *args) ([]result, error) {
 
 const genericPlanSQL = "SELECT set_config('plan_cache_mode', 'force_generic_plan', true)"
 
-func (s *Store) commitOneByOne(ctx context.Context, group []*request) {
+func (s *Store) commitOneByOne(ctx context.Context, group []*request, maybe bool) {
+	// fail replies with an error that leaves this transaction's work
+	// undone, which says nothing about the group's attempt: when that may
+	// have committed, so may the request.
+	fail := func(r *request, err error) {
+		if maybe {
+			err = fmt.Errorf("%w: %w", store.ErrMaybeStored, err)
+		}
+		r.reply(nil, err)
+	}
 	tx, err := s.pool.Begin(ctx)
 	if err == nil {
 		err = s.lockAggregates(ctx, tx, group)
@@ -297,14 +326,14 @@ func (s *Store) commitOneByOne(ctx context.Context, group []*request) {
 			_ = tx.Rollback(context.WithoutCancel(ctx))
 		}
 		for _, r := range group {
-			r.reply(nil, err)
+			fail(r, err)
 		}
 		return
 	}
 	var ok []*request
 	for i, r := range group {
 		if err := r.ctx.Err(); err != nil {
-			r.reply(nil, err)
+			fail(r, err)
 			continue
 		}
 		res, err := s.appendTx(ctx, tx, r.args)
@@ -312,14 +341,16 @@ func (s *Store) commitOneByOne(ctx context.Context, group []*request) {
 		if errors.As(err, &broken) {
 			_ = tx.Rollback(context.WithoutCancel(ctx))
 			for _, o := range ok {
-				o.reply(nil, err)
+				fail(o, err)
 			}
 			for _, o := range group[i:] {
-				o.reply(nil, err)
+				fail(o, err)
 			}
 			return
 		}
 		if err != nil {
+			// Decided against what is stored, the group's attempt
+			// included: a conflict or a stored ID of other content.
 			r.reply(nil, err)
 			continue
 		}
@@ -327,6 +358,9 @@ func (s *Store) commitOneByOne(ctx context.Context, group []*request) {
 		ok = append(ok, r)
 	}
 	if err := tx.Commit(ctx); err != nil {
+		if maybe || uncertain(err) {
+			err = fmt.Errorf("%w: %w", store.ErrMaybeStored, err)
+		}
 		for _, r := range ok {
 			r.reply(nil, err)
 		}
@@ -364,6 +398,25 @@ func (s *Store) lockAggregates(ctx context.Context, tx pgx.Tx, group []*request)
 		"SELECT a, 0 FROM unnest($1::text[]) AS a ORDER BY a "+
 		"ON CONFLICT (aggregate_id) DO UPDATE SET version = t.version", aggs)
 	return err
+}
+
+// outcome marks err, the failure of a statement that may have committed
+// its transaction, with store.ErrMaybeStored unless it is certain that
+// nothing was committed: the server reported an error (and so rolled back),
+// or pgx failed before it sent anything. A connection lost, or a context
+// that ended, while the server was committing leaves the outcome unknown.
+func outcome(err error) error {
+	if !uncertain(err) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", store.ErrMaybeStored, err)
+}
+
+// uncertain reports whether a statement that failed with err may have
+// committed its transaction all the same (see outcome).
+func uncertain(err error) bool {
+	var pe *pgconn.PgError
+	return !errors.As(err, &pe) && !pgconn.SafeToRetry(err)
 }
 
 // groupContext is done when every caller in the group has given up: the

@@ -13,9 +13,12 @@ import (
 // writer goroutine that commits everything queued in one transaction (one
 // fsync). Expectations and duplicate IDs are checked per Append before
 // anything is written, so a failed Append fails alone. If ctx ends while the
-// Append is queued, Append returns ctx's error and has stored nothing; once
-// the writer has taken it, Append waits for its commit and reports the
-// result.
+// Append is queued (the writer may be waiting for a caller's transaction or
+// another process to release the write lock), Append withdraws it and
+// returns ctx's error, having stored nothing. If ctx ends once the writer
+// has taken it into a transaction, Append returns at once with an error
+// that matches both ctx's error and [store.ErrMaybeStored]: the commit goes
+// on, and a retry with the same IDs is a no-op if it succeeded.
 //
 // Once the database file at the store's path is no longer the file Open
 // opened (deleted, or replaced by another), Append and AppendTx fail with
@@ -43,9 +46,15 @@ func (s *Store) Append(ctx context.Context, recs []store.Record, expect ...store
 	case res = <-req.done:
 	case <-ctx.Done():
 		if req.state.CompareAndSwap(pending, abandoned) {
-			return fmt.Errorf("sqlitestore: append: %w", ctx.Err())
+			return fmt.Errorf("sqlitestore: append: %w before the writer took it; nothing was stored", ctx.Err())
 		}
-		res = <-req.done // taken: the commit is under way
+		// Taken: the commit is under way, and its outcome may take a
+		// while (a large transaction, a slow disk).
+		select {
+		case res = <-req.done:
+		default:
+			return fmt.Errorf("sqlitestore: append: %w while it was being committed: %w", ctx.Err(), store.ErrMaybeStored)
+		}
 	case <-s.exited:
 		if req.state.CompareAndSwap(pending, abandoned) {
 			return fmt.Errorf("sqlitestore: append: %w", store.ErrClosed)

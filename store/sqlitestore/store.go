@@ -45,7 +45,10 @@ type Store struct {
 	redos   atomic.Int64 // optimistic transactions redone carefully, for tests
 	careful int          // commits still to look up IDs first; the writer's own
 	settled bool         // see settle; the writer's own
-	minScan int          // see defaultMinScan; tests lower it
+	// afterTake, if set (by tests, before the first Append), runs in the
+	// writer after it takes requests into a transaction.
+	afterTake func()
+	minScan   int // see defaultMinScan; tests lower it
 
 	watchMu    sync.Mutex
 	watchers   map[chan struct{}]struct{}

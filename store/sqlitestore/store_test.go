@@ -544,8 +544,8 @@ func TestAppendCancelledWhileQueued(t *testing.T) {
 	go func() { other <- s.Append(t.Context(), []store.Record{rec("kept")}) }()
 	waitUntil(t, "appends to queue", func() bool { return sqlitestore.Queued(s) == 1 })
 	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
-		t.Fatalf("Append cancelled while queued: %v, want context.Canceled", err)
+	if err := <-done; !errors.Is(err, context.Canceled) || errors.Is(err, store.ErrMaybeStored) {
+		t.Fatalf("Append cancelled while queued: %v, want context.Canceled and not ErrMaybeStored", err)
 	}
 	release()
 	if err := <-other; err != nil {
@@ -553,6 +553,53 @@ func TestAppendCancelledWhileQueued(t *testing.T) {
 	}
 	if _, err := s.Load(t.Context(), "cancelled"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("Load of the cancelled append: %v, want ErrNotFound", err)
+	}
+}
+
+// TestAppendContextEndsWhileCommitting ends an Append's context after the
+// writer took it into a transaction: Append must return at once, saying
+// that the append may have been stored, the commit must go on, and a retry
+// with the same ID must store nothing more.
+func TestAppendContextEndsWhileCommitting(t *testing.T) {
+	t.Parallel()
+	s := open(t)
+	taken, resume := make(chan struct{}), make(chan struct{})
+	sqlitestore.SetAfterTake(s, func() {
+		taken <- struct{}{}
+		<-resume
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	done := make(chan error, 1)
+	go func() { done <- s.Append(ctx, []store.Record{rec("maybe")}) }()
+	<-taken
+	cancel()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(10 * time.Second):
+		close(resume)
+		t.Fatal("Append did not return when its context ended during the commit")
+	}
+	if !errors.Is(err, store.ErrMaybeStored) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("Append whose context ended during the commit: %v, want ErrMaybeStored and context.Canceled", err)
+	}
+	close(resume)
+	waitUntil(t, "the commit", func() bool { return sqlitestore.Commits(s) == 1 })
+	if _, err := s.Load(t.Context(), "maybe"); err != nil {
+		t.Fatalf("Load of the append the writer had taken: %v", err)
+	}
+	go func() {
+		for range taken { // the retry's commit
+		}
+	}()
+	retry := []store.Record{rec("maybe")}
+	if err := s.Append(t.Context(), retry); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	close(taken)
+	got, _, err := s.Read(t.Context(), store.Query{})
+	if err != nil || len(got) != 1 || got[0].Position != retry[0].Position {
+		t.Fatalf("after the retry the log holds %d records (%v), want the one record, at the position the retry got", len(got), err)
 	}
 }
 

@@ -124,6 +124,9 @@ func (s *Store) commit(connCtx context.Context, batch []*appendReq) error {
 			}
 		}
 		all = append(all, kept...)
+		if s.afterTake != nil {
+			s.afterTake()
+		}
 		if err := b.add(ctx, kept); err != nil {
 			s.failAll(all, err)
 			return err

@@ -174,6 +174,10 @@ func (s suite) testCancelledContext(t *testing.T) {
 			t.Errorf("%s with a cancelled context: got %v, want an error matching context.Canceled", name, err)
 		}
 	}
+	// Refused before it began: certainly not stored.
+	if err := st.Append(ctx, []store.Record{newRecord("new")}); errors.Is(err, store.ErrMaybeStored) {
+		t.Errorf("Append with a cancelled context: %v, which matches ErrMaybeStored, but it cannot have been stored", err)
+	}
 	// Nothing changed.
 	checkIDs(t, "log", readAll(t, st, store.Query{}), []string{"present"})
 	if c, err := st.Checkpoint(t.Context(), "c2"); err != nil || c != "" {
