@@ -146,7 +146,7 @@ func TestDeadLettersStoredAndRedriven(t *testing.T) {
 	})
 }
 
-func dls0ID(dls []store.DeadLetter) string {
+func dls0ID(dls []store.DeadLetterRecord) string {
 	if len(dls) > 0 {
 		return dls[0].Record.ID
 	}
@@ -194,7 +194,7 @@ type flakyDeadLetters struct {
 	down atomic.Bool
 }
 
-func (f *flakyDeadLetters) PutDeadLetter(ctx context.Context, d store.DeadLetter) error {
+func (f *flakyDeadLetters) PutDeadLetter(ctx context.Context, d store.DeadLetterRecord) error {
 	if f.down.Load() {
 		return errors.New("database unreachable")
 	}

@@ -87,7 +87,7 @@
 // A [Durable] subscription reads the log rather than the in-process queue:
 // it keeps a checkpoint, catches up on start from it, follows new events as
 // they are appended (from this process, or others through the store's
-// [store.Watcher] or by polling), and delivers each event at least once,
+// [store.Notifier] or by polling), and delivers each event at least once,
 // in order.
 //
 // [Bus.PublishTx] appends an event inside the caller's own database

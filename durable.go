@@ -23,7 +23,7 @@ const (
 	DefaultCheckpointInterval = time.Second
 	// DefaultPollInterval is how often a durable subscription looks for
 	// events appended by other processes when the store cannot signal them
-	// (see [store.Watcher]).
+	// (see [store.Notifier]).
 	DefaultPollInterval = time.Second
 	// durableBatch is how many records a durable subscription reads at a
 	// time.
@@ -99,8 +99,8 @@ func (c *durable[T]) run() {
 	// the subscription will not handle now.
 	defer b.forgive(c)
 	var watch <-chan struct{}
-	if w, ok := b.store.(store.Watcher); ok {
-		ch, err := w.Watch(ctx)
+	if w, ok := b.store.(store.Notifier); ok {
+		ch, err := w.Notify(ctx)
 		if err != nil {
 			b.log.LogAttrs(ctx, slog.LevelWarn, "event: durable subscription cannot watch the store, polling instead",
 				slog.String("subscription", c.name), slog.Any("error", err))

@@ -3,6 +3,7 @@ package event
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -93,14 +94,27 @@ var ErrMaybePublished = errors.New("event: the event may have been published")
 
 // MaybePublishedError is the error of a publish that may have stored its
 // events (see [ErrMaybePublished]). To settle the outcome, publish again
-// with the same IDs ([EventID]): every store keeps an ID once, so the
-// retry stores each event at most once, and reports success when it is
-// stored, whether by the first attempt or by the retry.
+// with the same arguments plus [MaybePublishedError.RetryAs]: every store
+// keeps an event ID once, so the retry stores each event at most once, and
+// succeeds whether the first attempt stored it or not.
 type MaybePublishedError struct {
 	// IDs are the IDs of the events, in publish order.
 	IDs []uuid.UUID
+	// Times are the events' times, in the same order.
+	Times []time.Time
 	// Err is the store's error.
 	Err error
+}
+
+// RetryAs returns the option that makes a publish of the ith event (0 for
+// [Bus.Publish]) again the same event: its ID and its time.
+//
+//	err := bus.Publish(ctx, topic, payload, opts...)
+//	if maybe, ok := errors.AsType[*event.MaybePublishedError](err); ok {
+//		err = bus.Publish(ctx, topic, payload, append(opts, maybe.RetryAs(0))...)
+//	}
+func (e *MaybePublishedError) RetryAs(i int) PublishOption {
+	return PublishOption{op: opSame, id: e.IDs[i], t: e.Times[i]}
 }
 
 func (e *MaybePublishedError) Error() string {

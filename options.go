@@ -135,7 +135,7 @@ func WithTypes(samples ...any) Option {
 
 // WithPollInterval sets how often durable subscriptions look for events
 // appended by other processes, when the store cannot signal them (see
-// [store.Watcher]). Appends through this bus wake them at once. Default
+// [store.Notifier]). Appends through this bus wake them at once. Default
 // [DefaultPollInterval].
 func WithPollInterval(d time.Duration) Option { return func(c *config) { c.pollInterval = d } }
 
@@ -251,6 +251,7 @@ const (
 	opTime
 	opCorrelation
 	opExpect
+	opSame // the ID and time of an earlier attempt; see MaybePublishedError.RetryAs
 )
 
 // Aggregate sets the event's aggregate ID: the entity it is about, and the

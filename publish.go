@@ -33,7 +33,7 @@ import (
 // returns the store's error if the append fails; the event is then not
 // published. If the outcome cannot be known (ctx ended while the store was
 // committing), the error matches [ErrMaybePublished]: publishing again with
-// the same [EventID] stores the event at most once (see [MaybePublishedError]).
+// [MaybePublishedError.RetryAs] stores the event exactly once.
 //
 // When the queue is full Publish waits for room until ctx is done, and then
 // returns ctx's error; with [WithFailFast] it returns [ErrQueueFull] at once.
@@ -277,6 +277,8 @@ func (d *delivery[T]) apply(o *PublishOption) {
 		ev.Time = o.t
 	case opCorrelation:
 		ev.CorrelationID = o.id
+	case opSame:
+		ev.ID, ev.Time = o.id, o.t
 	}
 }
 
@@ -437,6 +439,7 @@ func publishError[T any](op string, ds []*delivery[T], err error) error {
 		e := &MaybePublishedError{Err: err}
 		for _, d := range ds {
 			e.IDs = append(e.IDs, d.ev.ID)
+			e.Times = append(e.Times, d.ev.Time)
 		}
 		return fmt.Errorf("event: %s: %w", op, e)
 	}

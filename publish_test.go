@@ -3,6 +3,7 @@ package event_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -217,5 +218,53 @@ func TestPublishRegistersType(t *testing.T) {
 	err := dead.get()[0].Err
 	if !errors.Is(err, event.ErrUnknownType) || !strings.Contains(err.Error(), "notRegistered") || !strings.Contains(err.Error(), "WithTypes") {
 		t.Errorf("dead letter error %v, want ErrUnknownType naming the type and WithTypes", err)
+	}
+}
+
+// uncertainStore stores the first append it is given and then reports,
+// as a driver does when ctx ends during its commit, that it cannot tell.
+type uncertainStore struct {
+	store.Store
+	done atomic.Bool
+}
+
+func (s *uncertainStore) Append(ctx context.Context, recs []store.Record, expect ...store.Expect) error {
+	err := s.Store.Append(ctx, recs, expect...)
+	if err == nil && s.done.CompareAndSwap(false, true) {
+		return fmt.Errorf("%w: %w", store.ErrMaybeStored, context.DeadlineExceeded)
+	}
+	return err
+}
+
+// A publish whose outcome the store cannot tell says so, with the event's
+// ID; publishing again with that ID stores and delivers the event once.
+func TestPublishMaybePublished(t *testing.T) {
+	t.Parallel()
+	inner := openSQLite(t)
+	bus := newStoreBus[int](t, &uncertainStore{Store: inner})
+	var inproc atomic.Int64
+	subscribe(t, bus, "n", func(context.Context, event.Event[int]) error { inproc.Add(1); return nil })
+	durable := newSeen[int]()
+	subscribe(t, bus, "n", durable.handler, event.Durable("d"))
+	err := bus.Publish(t.Context(), "n", 1)
+	var maybe *event.MaybePublishedError
+	if !errors.Is(err, event.ErrMaybePublished) || !errors.Is(err, store.ErrMaybeStored) ||
+		!errors.Is(err, context.DeadlineExceeded) || !errors.As(err, &maybe) || len(maybe.IDs) != 1 {
+		t.Fatalf("Publish = %v, want a *MaybePublishedError", err)
+	}
+	if !strings.Contains(err.Error(), maybe.IDs[0].String()) {
+		t.Errorf("error %q does not name the event", err)
+	}
+	if err := bus.Publish(t.Context(), "n", 1, maybe.RetryAs(0)); err != nil {
+		t.Fatalf("retry with the same ID: %v", err)
+	}
+	durable.waitFor(t, "the event", atLeast[int](1))
+	closeBus(t, bus)
+	if n := len(durable.snapshot()); n != 1 || inproc.Load() != 1 {
+		t.Errorf("durable handled %d, in-process %d; want the event once each", n, inproc.Load())
+	}
+	recs, _, err := inner.Read(t.Context(), store.Query{})
+	if err != nil || len(recs) != 1 || recs[0].ID != maybe.IDs[0].String() {
+		t.Fatalf("store holds %d records (%v), want the one event", len(recs), err)
 	}
 }

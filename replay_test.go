@@ -36,7 +36,7 @@ func sparseLog(t *testing.T, st store.Store, n int) {
 func TestReadPastEmptyPages(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, open func(testing.TB) store.Store) {
 		ctx := t.Context()
-		// Only the Store interface: no Watcher, so with an hour's poll
+		// Only the Store interface: no Notifier, so with an hour's poll
 		// interval a subscription that waited for news would wait that long.
 		st := struct{ store.Store }{open(t)}
 		bus := newStoreBus[Registered](t, st, event.WithPollInterval(time.Hour))

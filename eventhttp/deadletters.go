@@ -11,7 +11,7 @@ import (
 )
 
 // deadLetterRecord is a dead letter as the store keeps it.
-type deadLetterRecord = store.DeadLetter
+type deadLetterRecord = store.DeadLetterRecord
 
 // deadLetter is the JSON form of a dead letter.
 type deadLetter struct {

@@ -157,7 +157,7 @@
 // then follows new events, so a client that reconnects misses nothing.
 // An idle stream sends a comment every [KeepAlive] (default 15s). New
 // events are noticed through the store's signal when it has one
-// (store.Watcher), else by reading it every [PollInterval].
+// (store.Notifier), else by reading it every [PollInterval].
 //
 // A stream ends when its client leaves, when the store fails or is closed
 // (with a comment saying why), and when [Handler.Close] is called.

@@ -77,7 +77,7 @@ func MaxBodySize(n int64) Option { return func(c *config) { c.maxBody = n } }
 func KeepAlive(d time.Duration) Option { return func(c *config) { c.keepAlive = d } }
 
 // PollInterval sets how often an event stream reads the store for new
-// events when the store cannot signal appends itself (store.Watcher).
+// events when the store cannot signal appends itself (store.Notifier).
 // Default [DefaultPollInterval].
 func PollInterval(d time.Duration) Option { return func(c *config) { c.pollInterval = d } }
 

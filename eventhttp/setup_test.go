@@ -44,7 +44,7 @@ const curlContentType = "application/x-www-form-urlencoded"
 
 func openStore(t testing.TB) *sqlitestore.Store {
 	t.Helper()
-	s, err := sqlitestore.Open(context.Background(), filepath.Join(t.TempDir(), "events.db"), sqlitestore.WithSync(sqlitestore.SyncNormal))
+	s, err := sqlitestore.Open(context.Background(), filepath.Join(t.TempDir(), "events.db"), sqlitestore.WithSynchronous(sqlitestore.SynchronousNormal))
 	if err != nil {
 		t.Fatal(err)
 	}

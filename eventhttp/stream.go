@@ -30,11 +30,11 @@ const (
 // notifications returns a channel that receives a value soon after appends
 // to s commit, or nil if s cannot signal them.
 func notifications(ctx context.Context, s store.Store) (<-chan struct{}, error) {
-	w, ok := s.(store.Watcher)
+	w, ok := s.(store.Notifier)
 	if !ok {
 		return nil, nil
 	}
-	return w.Watch(ctx)
+	return w.Notify(ctx)
 }
 
 func (h *Handler) stream(w http.ResponseWriter, r *http.Request) error {

@@ -27,8 +27,18 @@ var (
 	// event ID passed to a store method is empty, is not valid UTF-8 or
 	// contains a NUL byte (see [ValidateName]).
 	ErrInvalidName = errors.New("invalid name")
+	// ErrMaybeStored: the append may or may not have been stored; retry
+	// with the same record IDs, which is idempotent. A driver returns it
+	// when it cannot tell, such as when the context ended while the append
+	// was being committed; the error then matches the context's error too.
+	ErrMaybeStored = errors.New("the append may or may not have been stored")
 	// ErrClosed: the store has been closed.
 	ErrClosed = errors.New("store closed")
+	// ErrUnavailable: the store cannot reach its database as it opened it,
+	// such as an SQLite file deleted or replaced while the store is open.
+	// The call stored nothing; calls keep failing until the cause is
+	// repaired and the store reopened.
+	ErrUnavailable = errors.New("store unavailable")
 )
 
 // VersionConflictError reports an [Expect] that did not hold. It matches

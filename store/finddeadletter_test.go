@@ -10,15 +10,15 @@ import (
 
 // listOnly is a dead-letter store without DeadLetterLookup, as written
 // against the smaller interface: FindDeadLetter must search its list.
-type listOnly struct{ letters []store.DeadLetter }
+type listOnly struct{ letters []store.DeadLetterRecord }
 
-func (l *listOnly) PutDeadLetter(_ context.Context, d store.DeadLetter) error {
+func (l *listOnly) PutDeadLetter(_ context.Context, d store.DeadLetterRecord) error {
 	l.letters = append(l.letters, d)
 	return nil
 }
 
-func (l *listOnly) DeadLetters(_ context.Context, subscription string, limit int) ([]store.DeadLetter, error) {
-	var out []store.DeadLetter
+func (l *listOnly) DeadLetters(_ context.Context, subscription string, limit int) ([]store.DeadLetterRecord, error) {
+	var out []store.DeadLetterRecord
 	for _, d := range l.letters {
 		if (subscription == "" || d.Subscription == subscription) && len(out) < limit {
 			out = append(out, d)
@@ -32,7 +32,7 @@ func (l *listOnly) DeleteDeadLetter(context.Context, string, string) error { ret
 func TestFindDeadLetterSearchesStoresWithoutLookup(t *testing.T) {
 	ctx := t.Context()
 	s := &listOnly{}
-	for _, d := range []store.DeadLetter{
+	for _, d := range []store.DeadLetterRecord{
 		{Subscription: "mailer", Record: store.Record{ID: "e1"}, Error: "smtp down"},
 		{Subscription: "audit", Record: store.Record{ID: "e2"}, Error: "disk full"},
 		{Subscription: "mailer", Record: store.Record{ID: "e2"}, Error: "bounced"},

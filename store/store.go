@@ -25,7 +25,8 @@
 // [ValidateRecords] in Append, [ValidateDeadLetter] in PutDeadLetter,
 // [ValidateName] for checkpoint names, aggregate IDs and subscriptions,
 // [ValidateDeadLetterKey] for a dead letter's subscription and event ID,
-// [ValidatePattern] for a [Query]'s Topic, and [PageLimit] for limits. Run
+// [ValidatePattern] for a [Query]'s Topic, [PageLimit] for limits, and
+// [ClampTime] for a Query's Since and the time of DeleteBefore. Run
 // store/storetest against the driver to check the rest of the contract.
 package store
 
@@ -83,7 +84,8 @@ type Record struct {
 	// with a higher Position; readers then see it after that one, so resume
 	// reading from a [Cursor], never from a Position.
 	Position int64
-	// Time is when the event happened, as the publisher says.
+	// Time is when the event happened, as the publisher says: a time in
+	// the years 1 to 9999 UTC (see [ValidateRecords]).
 	Time time.Time
 	// Metadata carries correlation and causation IDs, trace context and
 	// user keys. A nil and an empty map are stored alike.
@@ -152,6 +154,13 @@ type Store interface {
 	// Invalid records (see [ValidateRecords]) fail with ErrInvalidRecord.
 	// Concurrent Appends may share one database transaction; each caller
 	// still gets its own result.
+	//
+	// When ctx ends before the append is being committed, Append returns
+	// ctx's error and has stored nothing. When the driver cannot tell
+	// whether the append was stored (ctx ended while it was being
+	// committed, or the connection failed during the commit), Append fails
+	// with an error matching ErrMaybeStored, and ctx's error if ctx ended:
+	// retry with the same record IDs, which stores them once.
 	Append(ctx context.Context, recs []Record, expect ...Expect) error
 
 	// Load returns the record with the given ID, or an error matching
@@ -200,9 +209,10 @@ type Store interface {
 	DeleteBefore(ctx context.Context, t time.Time) (int64, error)
 }
 
-// DeadLetter is an event that a subscription failed to handle after its
-// last attempt.
-type DeadLetter struct {
+// DeadLetterRecord is a dead letter as a [DeadLetterStore] keeps it: an
+// event that a subscription failed to handle after its last attempt, with
+// the event in its stored form, as [Record] is the stored form of an event.
+type DeadLetterRecord struct {
 	// Subscription names the subscription that failed.
 	Subscription string
 	// Record is the event, as stored.
@@ -229,11 +239,11 @@ type DeadLetterStore interface {
 	// subscription and event ID. It checks d with [ValidateDeadLetter]
 	// first: an invalid dead letter fails with ErrInvalidRecord and stores
 	// nothing.
-	PutDeadLetter(ctx context.Context, d DeadLetter) error
+	PutDeadLetter(ctx context.Context, d DeadLetterRecord) error
 	// DeadLetters lists the dead letters of a subscription (all
 	// subscriptions if empty; otherwise one that ValidateName accepts),
 	// oldest first, at most limit of them (0 means DefaultReadLimit).
-	DeadLetters(ctx context.Context, subscription string, limit int) ([]DeadLetter, error)
+	DeadLetters(ctx context.Context, subscription string, limit int) ([]DeadLetterRecord, error)
 	// DeleteDeadLetter removes the dead letter of the subscription and event
 	// ID, or fails with ErrNotFound.
 	DeleteDeadLetter(ctx context.Context, subscription, eventID string) error
@@ -247,40 +257,40 @@ type DeadLetterLookup interface {
 	// DeadLetter returns the dead letter of the subscription and event ID,
 	// or fails with ErrNotFound. Like DeleteDeadLetter, it refuses an
 	// invalid subscription or event ID with ErrInvalidName.
-	DeadLetter(ctx context.Context, subscription, eventID string) (DeadLetter, error)
+	DeadLetter(ctx context.Context, subscription, eventID string) (DeadLetterRecord, error)
 }
 
 // FindDeadLetter returns the dead letter of the subscription and event ID
 // in s, or an error matching ErrNotFound. It asks s directly when s
 // implements [DeadLetterLookup]; otherwise it searches the first
 // MaxReadLimit dead letters that s lists for the subscription.
-func FindDeadLetter(ctx context.Context, s DeadLetterStore, subscription, eventID string) (DeadLetter, error) {
+func FindDeadLetter(ctx context.Context, s DeadLetterStore, subscription, eventID string) (DeadLetterRecord, error) {
 	if l, ok := s.(DeadLetterLookup); ok {
 		return l.DeadLetter(ctx, subscription, eventID)
 	}
 	if err := ValidateDeadLetterKey(subscription, eventID); err != nil {
-		return DeadLetter{}, err
+		return DeadLetterRecord{}, err
 	}
 	list, err := s.DeadLetters(ctx, subscription, MaxReadLimit)
 	if err != nil {
-		return DeadLetter{}, err
+		return DeadLetterRecord{}, err
 	}
 	for _, d := range list {
 		if d.Record.ID == eventID {
 			return d, nil
 		}
 	}
-	return DeadLetter{}, fmt.Errorf("%w: no dead letter of event %s for subscription %s", ErrNotFound, eventID, subscription)
+	return DeadLetterRecord{}, fmt.Errorf("%w: no dead letter of event %s for subscription %s", ErrNotFound, eventID, subscription)
 }
 
-// Watcher is implemented by stores that can signal appends, including those
-// of other processes, so that consumers need not poll. Watch returns a
-// channel that receives a value soon after appends commit; signals may
+// Notifier is implemented by stores that can signal appends, including
+// those of other processes, so that consumers need not poll. Notify returns
+// a channel that receives a value soon after appends commit; signals may
 // coalesce, so a receiver reads until it has caught up. The channel is
 // closed when ctx ends or the store is closed. Appends committed after
-// Watch returns are signalled.
-type Watcher interface {
-	Watch(ctx context.Context) (<-chan struct{}, error)
+// Notify returns are signalled.
+type Notifier interface {
+	Notify(ctx context.Context) (<-chan struct{}, error)
 }
 
 // PageLimit returns how many records a driver returns at most for a

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -15,8 +16,51 @@ const (
 	MaxKindLen        = 64
 )
 
+// minTime and maxTime are the first and last instants a store keeps: the
+// years 1 to 9999 in UTC. RFC 3339, and so time.Time's JSON encoding, cannot
+// write other years, and events are served as JSON; a driver's own limits
+// (SQLite's int64 microseconds since 1970 wrap around in the year 294247)
+// lie beyond them, so every store refuses the same times. The first instant
+// of year 1 is the zero Time, which means "not set": minTime is the next
+// one that a store's microseconds can tell from it.
+var (
+	minTime = time.Date(1, 1, 1, 0, 0, 0, 1000, time.UTC)
+	maxTime = time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)
+)
+
+// ClampTime returns t limited to the range of times a store keeps (the
+// years 1 to 9999 UTC): a time before year 1 becomes its first instant, a
+// time after year 9999 the first instant of year 10000. Every stored time
+// compares to the result as it does to t, so drivers pass [Query].Since and
+// the time of [Store.DeleteBefore] through it rather than hand their
+// database a time it cannot hold. The zero Time stays zero.
+func ClampTime(t time.Time) time.Time {
+	switch {
+	case t.IsZero():
+		return t
+	case t.Before(minTime):
+		return minTime
+	case t.After(maxTime):
+		return maxTime.Add(time.Nanosecond)
+	}
+	return t
+}
+
+// checkTime reports a time that is zero or outside the range a store keeps.
+func checkTime(field string, t time.Time) error {
+	switch {
+	case t.IsZero():
+		return fmt.Errorf("zero %s", field)
+	case t.Before(minTime) || t.After(maxTime):
+		return fmt.Errorf("%s %s is outside the years 1 to 9999 UTC that a store keeps", field, t.Format(time.RFC3339Nano))
+	}
+	return nil
+}
+
 // ValidateRecords checks a batch for [Store.Append]: it must be non-empty,
-// every record needs an ID, a valid topic and a non-zero Time, identifying
+// every record needs an ID, a valid topic and a Time in the years 1 to 9999
+// UTC (at least a microsecond after the zero Time, which is the first
+// instant of year 1; see [ClampTime]), identifying
 // fields must fit their limits, payloads must not exceed maxPayload bytes, IDs
 // must be unique within the batch, and every Expect must name an aggregate
 // with a non-negative version, at most once. Text fields (ID, Kind,
@@ -65,14 +109,14 @@ func ValidateRecords(recs []Record, expect []Expect, maxPayload int) error {
 // accepts, without the payload limit (the event was stored already), with
 // a Version and Position that are not negative; Error must be valid UTF-8
 // without NUL bytes; Attempts must not be negative (0 is an event never
-// attempted, such as one a closing bus gave up on); and Time must not be
-// zero. Errors match [ErrInvalidRecord], those about the subscription
+// attempted, such as one a closing bus gave up on); and Time must be in the
+// years 1 to 9999 UTC, as a record's. Errors match [ErrInvalidRecord], those about the subscription
 // [ErrInvalidName] too, and say which field is at fault.
 //
 // Implementations of DeadLetterStore call it first in PutDeadLetter and
 // store nothing when it fails, so that every store refuses the same dead
 // letters.
-func ValidateDeadLetter(d DeadLetter) error {
+func ValidateDeadLetter(d DeadLetterRecord) error {
 	r := &d.Record
 	what := "dead letter"
 	if printable(r.ID) {
@@ -92,8 +136,9 @@ func ValidateDeadLetter(d DeadLetter) error {
 		return fmt.Errorf("%w: %s: record has negative position %d", ErrInvalidRecord, what, r.Position)
 	case d.Attempts < 0:
 		return fmt.Errorf("%w: %s: negative attempts %d", ErrInvalidRecord, what, d.Attempts)
-	case d.Time.IsZero():
-		return fmt.Errorf("%w: %s: zero time", ErrInvalidRecord, what)
+	}
+	if err := checkTime("time", d.Time); err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrInvalidRecord, what, err)
 	}
 	if err := checkText("error", d.Error); err != nil {
 		return fmt.Errorf("%w: %s: %w", ErrInvalidRecord, what, err)
@@ -142,10 +187,11 @@ func checkRecord(r *Record, maxPayload int) error {
 		return fmt.Errorf("aggregate ID is %d bytes, longer than %d", len(r.AggregateID), MaxAggregateIDLen)
 	case len(r.Kind) > MaxKindLen:
 		return fmt.Errorf("kind is %d bytes, longer than %d", len(r.Kind), MaxKindLen)
-	case r.Time.IsZero():
-		return errors.New("zero time")
 	case maxPayload > 0 && len(r.Payload) > maxPayload:
 		return fmt.Errorf("payload is %d bytes, larger than the %d-byte limit", len(r.Payload), maxPayload)
+	}
+	if err := checkTime("time", r.Time); err != nil {
+		return err
 	}
 	if err := validText(r); err != nil {
 		return err

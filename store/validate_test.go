@@ -42,6 +42,17 @@ func TestValidateRecords(t *testing.T) {
 		{name: "long aggregate", recs: with(func(r *store.Record) { r.AggregateID = strings.Repeat("a", store.MaxAggregateIDLen+1) }), want: "aggregate ID is 256 bytes"},
 		{name: "long kind", recs: with(func(r *store.Record) { r.Kind = strings.Repeat("k", store.MaxKindLen+1) }), want: "kind is 65 bytes"},
 		{name: "zero time", recs: with(func(r *store.Record) { r.Time = time.Time{} }), want: "record 1 (e1): zero time"},
+		{name: "first and last microseconds", recs: []store.Record{
+			{ID: "a", Topic: "t", Time: time.Date(1, 1, 1, 0, 0, 0, 1000, time.UTC)},
+			{ID: "b", Topic: "t", Time: time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)},
+		}},
+		{name: "year 10000", recs: with(func(r *store.Record) { r.Time = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) }),
+			want: "record 1 (e1): time 10000-01-01T00:00:00Z is outside the years 1 to 9999 UTC that a store keeps"},
+		{name: "year 10000 in UTC", recs: with(func(r *store.Record) {
+			r.Time = time.Date(9999, 12, 31, 20, 0, 0, 0, time.FixedZone("", -5*3600))
+		}), want: "time 9999-12-31T20:00:00-05:00 is outside the years 1 to 9999 UTC"},
+		{name: "year 0", recs: with(func(r *store.Record) { r.Time = time.Date(0, 12, 31, 0, 0, 0, 0, time.UTC) }), want: "time 0000-12-31T00:00:00Z is outside"},
+		{name: "within the zero Time's microsecond", recs: with(func(r *store.Record) { r.Time = time.Time{}.Add(999) }), want: "is outside the years 1 to 9999"},
 		{name: "oversize payload", recs: with(func(r *store.Record) { r.Payload = make([]byte, 9) }), maxPayload: 8, want: "payload is 9 bytes, larger than the 8-byte limit"},
 		{name: "empty topic", recs: with(func(r *store.Record) { r.Topic = "" }), want: "empty topic"},
 		{name: "wildcard topic", recs: with(func(r *store.Record) { r.Topic = "user.*" }), want: "wildcard"},
@@ -123,31 +134,33 @@ func TestPageLimit(t *testing.T) {
 
 func TestValidateDeadLetter(t *testing.T) {
 	t.Parallel()
-	valid := func() store.DeadLetter {
+	valid := func() store.DeadLetterRecord {
 		r := validRecord("e1")
 		r.Position, r.Version, r.AggregateID = 7, 2, "u1"
-		return store.DeadLetter{Subscription: "mailer", Record: r, Error: "smtp: 451", Attempts: 3, Time: time.Unix(1700000100, 0)}
+		return store.DeadLetterRecord{Subscription: "mailer", Record: r, Error: "smtp: 451", Attempts: 3, Time: time.Unix(1700000100, 0)}
 	}
 	tests := []struct {
 		name     string
-		edit     func(d *store.DeadLetter)
+		edit     func(d *store.DeadLetterRecord)
 		want     string // "" means valid
 		wantName bool   // the error also matches ErrInvalidName
 	}{
-		{name: "valid", edit: func(*store.DeadLetter) {}},
-		{name: "zero attempts, no error text", edit: func(d *store.DeadLetter) { d.Attempts, d.Error = 0, "" }},
-		{name: "payload beyond the default limit", edit: func(d *store.DeadLetter) { d.Record.Payload = make([]byte, store.DefaultMaxPayloadSize+1) }},
-		{name: "empty subscription", edit: func(d *store.DeadLetter) { d.Subscription = "" }, want: "dead letter of event e1: invalid name: empty subscription", wantName: true},
-		{name: "NUL in subscription", edit: func(d *store.DeadLetter) { d.Subscription = "a\x00" }, want: `subscription "a\x00" contains a NUL byte`, wantName: true},
-		{name: "invalid UTF-8 in error", edit: func(d *store.DeadLetter) { d.Error = "\xff" }, want: `dead letter of event e1 for mailer: error "\xff" is not valid UTF-8`},
-		{name: "negative attempts", edit: func(d *store.DeadLetter) { d.Attempts = -2 }, want: "negative attempts -2"},
-		{name: "zero time", edit: func(d *store.DeadLetter) { d.Time = time.Time{} }, want: "for mailer: zero time"},
-		{name: "record without ID", edit: func(d *store.DeadLetter) { d.Record.ID = "" }, want: "dead letter for mailer: record: empty ID"},
-		{name: "record with zero time", edit: func(d *store.DeadLetter) { d.Record.Time = time.Time{} }, want: "record: zero time"},
-		{name: "record with wildcard topic", edit: func(d *store.DeadLetter) { d.Record.Topic = "user.>" }, want: "record: invalid topic"},
-		{name: "record with NUL in metadata key", edit: func(d *store.DeadLetter) { d.Record.Metadata = map[string]string{"\x00": ""} }, want: "record: metadata key"},
-		{name: "record with negative version", edit: func(d *store.DeadLetter) { d.Record.Version = -1 }, want: "record has negative version -1"},
-		{name: "record with negative position", edit: func(d *store.DeadLetter) { d.Record.Position = -1 }, want: "record has negative position -1"},
+		{name: "valid", edit: func(*store.DeadLetterRecord) {}},
+		{name: "zero attempts, no error text", edit: func(d *store.DeadLetterRecord) { d.Attempts, d.Error = 0, "" }},
+		{name: "payload beyond the default limit", edit: func(d *store.DeadLetterRecord) { d.Record.Payload = make([]byte, store.DefaultMaxPayloadSize+1) }},
+		{name: "empty subscription", edit: func(d *store.DeadLetterRecord) { d.Subscription = "" }, want: "dead letter of event e1: invalid name: empty subscription", wantName: true},
+		{name: "NUL in subscription", edit: func(d *store.DeadLetterRecord) { d.Subscription = "a\x00" }, want: `subscription "a\x00" contains a NUL byte`, wantName: true},
+		{name: "invalid UTF-8 in error", edit: func(d *store.DeadLetterRecord) { d.Error = "\xff" }, want: `dead letter of event e1 for mailer: error "\xff" is not valid UTF-8`},
+		{name: "negative attempts", edit: func(d *store.DeadLetterRecord) { d.Attempts = -2 }, want: "negative attempts -2"},
+		{name: "zero time", edit: func(d *store.DeadLetterRecord) { d.Time = time.Time{} }, want: "for mailer: zero time"},
+		{name: "time in year 300000", edit: func(d *store.DeadLetterRecord) { d.Time = time.Date(300000, 1, 1, 0, 0, 0, 0, time.UTC) }, want: "for mailer: time 300000-01-01T00:00:00Z is outside the years 1 to 9999 UTC"},
+		{name: "record of year -1", edit: func(d *store.DeadLetterRecord) { d.Record.Time = time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC) }, want: "record: time -0001-01-01T00:00:00Z is outside"},
+		{name: "record without ID", edit: func(d *store.DeadLetterRecord) { d.Record.ID = "" }, want: "dead letter for mailer: record: empty ID"},
+		{name: "record with zero time", edit: func(d *store.DeadLetterRecord) { d.Record.Time = time.Time{} }, want: "record: zero time"},
+		{name: "record with wildcard topic", edit: func(d *store.DeadLetterRecord) { d.Record.Topic = "user.>" }, want: "record: invalid topic"},
+		{name: "record with NUL in metadata key", edit: func(d *store.DeadLetterRecord) { d.Record.Metadata = map[string]string{"\x00": ""} }, want: "record: metadata key"},
+		{name: "record with negative version", edit: func(d *store.DeadLetterRecord) { d.Record.Version = -1 }, want: "record has negative version -1"},
+		{name: "record with negative position", edit: func(d *store.DeadLetterRecord) { d.Record.Position = -1 }, want: "record has negative position -1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -203,5 +216,26 @@ func TestValidateRecordsNamesPrintableIDsOnly(t *testing.T) {
 	err := store.ValidateRecords([]store.Record{r}, nil, 0)
 	if want := `invalid record: record 0: ID "a\x00" contains a NUL byte`; err == nil || err.Error() != want {
 		t.Fatalf("ValidateRecords = %v, want %q", err, want)
+	}
+}
+
+func TestClampTime(t *testing.T) {
+	t.Parallel()
+	first := time.Date(1, 1, 1, 0, 0, 0, 1000, time.UTC)
+	end := time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
+	inRange := time.Date(2024, 5, 6, 7, 8, 9, 10, time.FixedZone("", 3600))
+	for _, tt := range []struct{ in, want time.Time }{
+		{time.Time{}, time.Time{}},
+		{inRange, inRange},
+		{first, first},
+		{time.Time{}.Add(1), first},
+		{time.Date(-284555, 1, 1, 0, 0, 0, 0, time.UTC), first},
+		{time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC), time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)},
+		{end, end},
+		{time.Date(300000, 1, 1, 0, 0, 0, 0, time.UTC), end},
+	} {
+		if got := store.ClampTime(tt.in); !got.Equal(tt.want) || got.IsZero() != tt.want.IsZero() {
+			t.Errorf("ClampTime(%v) = %v, want %v", tt.in, got, tt.want)
+		}
 	}
 }

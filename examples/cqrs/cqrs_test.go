@@ -25,7 +25,7 @@ func setup(t *testing.T, dir string) *Service {
 		dir = t.TempDir()
 	}
 	// A short watch interval: the projection notices commits sooner.
-	events, err := sqlitestore.Open(context.Background(), filepath.Join(dir, "events.db"), sqlitestore.WithWatchInterval(5*time.Millisecond))
+	events, err := sqlitestore.Open(context.Background(), filepath.Join(dir, "events.db"), sqlitestore.WithPollInterval(5*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +211,7 @@ func TestReadModelBuiltWhenMissing(t *testing.T) {
 	var want string
 	func() {
 		// Closed at the end of this function, not of the test.
-		events, err := sqlitestore.Open(context.Background(), filepath.Join(dir, "events.db"), sqlitestore.WithWatchInterval(5*time.Millisecond))
+		events, err := sqlitestore.Open(context.Background(), filepath.Join(dir, "events.db"), sqlitestore.WithPollInterval(5*time.Millisecond))
 		if err != nil {
 			t.Fatal(err)
 		}

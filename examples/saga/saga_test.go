@@ -48,7 +48,7 @@ type want struct {
 func openStore(t *testing.T, path string) *sqlitestore.Store {
 	t.Helper()
 	// A short watch interval: steps notice each other's commits sooner.
-	s, err := sqlitestore.Open(context.Background(), path, sqlitestore.WithWatchInterval(5*time.Millisecond))
+	s, err := sqlitestore.Open(context.Background(), path, sqlitestore.WithPollInterval(5*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +260,7 @@ func TestResumeAfterStopBetweenSteps(t *testing.T) {
 func stopBetweenSteps(t *testing.T, path, card string, steps []string) string {
 	stopAfter := steps[len(steps)-1]
 	committed := make(chan struct{})
-	s, err := sqlitestore.Open(context.Background(), path, sqlitestore.WithWatchInterval(5*time.Millisecond))
+	s, err := sqlitestore.Open(context.Background(), path, sqlitestore.WithPollInterval(5*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,7 +332,7 @@ const (
 // commit on stdout. At the commit named by childKillAtEnv it reports
 // "ready" and blocks, for the parent to kill it.
 func child() int {
-	s, err := sqlitestore.Open(context.Background(), os.Getenv(childDBEnv), sqlitestore.WithWatchInterval(5*time.Millisecond))
+	s, err := sqlitestore.Open(context.Background(), os.Getenv(childDBEnv), sqlitestore.WithPollInterval(5*time.Millisecond))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2

@@ -136,9 +136,13 @@ const codeVersionConflict = "EV409"
 // calls share one transaction (group commit); each call's batch is checked
 // on its own, so a conflict or duplicate in one fails only that call.
 //
-// When ctx ends while the batch is queued or being committed, Append returns
-// ctx's error and the batch may or may not have been stored; appending it
-// again is safe, since a stored ID with the same content is a no-op.
+// When ctx ends while the batch is queued, Append withdraws it and returns
+// ctx's error, having stored nothing. When ctx ends once the writer has
+// taken the batch into a group, or the connection fails during the commit,
+// the batch may or may not have been stored: Append fails with an error
+// that matches [store.ErrMaybeStored] (and ctx's error, if ctx ended).
+// Appending it again is safe, since a stored ID with the same content is a
+// no-op.
 //
 // When every record's ID is already stored with the same content, Append
 // succeeds without checking expect: it is a retry of an append that
@@ -163,9 +167,15 @@ func (s *Store) Append(ctx context.Context, recs []store.Record, expect ...store
 	select {
 	case <-req.done:
 	case <-ctx.Done():
-		return fmt.Errorf("pgstore: append: %w", ctx.Err())
+		if s.w.withdraw(req) {
+			return fmt.Errorf("pgstore: append: %w before the writer took it; nothing was stored", ctx.Err())
+		}
+		return fmt.Errorf("pgstore: append: %w while it was being committed: %w", ctx.Err(), store.ErrMaybeStored)
 	}
 	if req.err != nil {
+		if cerr := ctx.Err(); cerr != nil && errors.Is(req.err, store.ErrMaybeStored) {
+			return fmt.Errorf("pgstore: append: %w while it was being committed: %w", cerr, req.err)
+		}
 		return fmt.Errorf("pgstore: append: %w", req.err)
 	}
 	writeBack(recs, req.res)

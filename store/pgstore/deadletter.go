@@ -14,7 +14,7 @@ import (
 // PutDeadLetter stores d, replacing an earlier dead letter of the same
 // subscription and event ID. A dead letter that [store.ValidateDeadLetter]
 // refuses fails with [store.ErrInvalidRecord].
-func (s *Store) PutDeadLetter(ctx context.Context, d store.DeadLetter) error {
+func (s *Store) PutDeadLetter(ctx context.Context, d store.DeadLetterRecord) error {
 	if err := store.ValidateDeadLetter(d); err != nil {
 		return fmt.Errorf("pgstore: put dead letter: %w", err)
 	}
@@ -50,8 +50,8 @@ ON CONFLICT (subscription, event_id) DO UPDATE SET
 const deadLetterCols = `subscription, event_id, topic, kind, aggregate_id, version, position, time, metadata,
 	payload_type, content_type, payload, error, attempts, dead_at`
 
-func scanDeadLetter(row pgx.CollectableRow) (store.DeadLetter, error) {
-	var d store.DeadLetter
+func scanDeadLetter(row pgx.CollectableRow) (store.DeadLetterRecord, error) {
+	var d store.DeadLetterRecord
 	var meta []byte
 	r := &d.Record
 	if err := row.Scan(&d.Subscription, &r.ID, &r.Topic, &r.Kind, &r.AggregateID, &r.Version, &r.Position, &r.Time, &meta,
@@ -64,24 +64,24 @@ func scanDeadLetter(row pgx.CollectableRow) (store.DeadLetter, error) {
 
 // DeadLetter returns the dead letter of the subscription and event ID, or
 // fails with store.ErrNotFound.
-func (s *Store) DeadLetter(ctx context.Context, subscription, eventID string) (store.DeadLetter, error) {
+func (s *Store) DeadLetter(ctx context.Context, subscription, eventID string) (store.DeadLetterRecord, error) {
 	if err := store.ValidateDeadLetterKey(subscription, eventID); err != nil {
-		return store.DeadLetter{}, fmt.Errorf("pgstore: dead letter: %w", err)
+		return store.DeadLetterRecord{}, fmt.Errorf("pgstore: dead letter: %w", err)
 	}
 	if err := s.enter("dead letter"); err != nil {
-		return store.DeadLetter{}, err
+		return store.DeadLetterRecord{}, err
 	}
 	defer s.exit()
 	rows, err := s.pool.Query(ctx, `SELECT `+deadLetterCols+` FROM `+s.schema+`.dead_letters WHERE subscription = $1 AND event_id = $2`, subscription, eventID)
 	if err != nil {
-		return store.DeadLetter{}, fmt.Errorf("pgstore: dead letter %s/%s: %w", subscription, eventID, err)
+		return store.DeadLetterRecord{}, fmt.Errorf("pgstore: dead letter %s/%s: %w", subscription, eventID, err)
 	}
 	d, err := pgx.CollectExactlyOneRow(rows, scanDeadLetter)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return store.DeadLetter{}, fmt.Errorf("pgstore: dead letter %s/%s: %w", subscription, eventID, store.ErrNotFound)
+		return store.DeadLetterRecord{}, fmt.Errorf("pgstore: dead letter %s/%s: %w", subscription, eventID, store.ErrNotFound)
 	}
 	if err != nil {
-		return store.DeadLetter{}, fmt.Errorf("pgstore: dead letter %s/%s: %w", subscription, eventID, err)
+		return store.DeadLetterRecord{}, fmt.Errorf("pgstore: dead letter %s/%s: %w", subscription, eventID, err)
 	}
 	return d, nil
 }
@@ -89,7 +89,7 @@ func (s *Store) DeadLetter(ctx context.Context, subscription, eventID string) (s
 // DeadLetters lists the dead letters of a subscription (all if empty),
 // oldest first by their Time, at most limit (0 means
 // store.DefaultReadLimit; larger than store.MaxReadLimit is clamped).
-func (s *Store) DeadLetters(ctx context.Context, subscription string, limit int) ([]store.DeadLetter, error) {
+func (s *Store) DeadLetters(ctx context.Context, subscription string, limit int) ([]store.DeadLetterRecord, error) {
 	if subscription != "" {
 		if err := store.ValidateName("subscription", subscription); err != nil {
 			return nil, fmt.Errorf("pgstore: dead letters: %w", err)

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/ncore-io/event/store"
 )
@@ -16,6 +17,7 @@ type options struct {
 	schema     string
 	maxPayload int
 	maxBatch   int
+	maxDelay   time.Duration
 	logger     *slog.Logger
 }
 
@@ -23,7 +25,8 @@ type options struct {
 const (
 	// DefaultSchema is the schema that holds the store's tables.
 	DefaultSchema = "event"
-	// DefaultMaxBatch is the most records one group commit carries.
+	// DefaultMaxBatch is the most records one group commit carries (see
+	// [WithGroupCommit]).
 	DefaultMaxBatch = 1000
 )
 
@@ -46,11 +49,17 @@ func WithSchema(name string) Option { return func(o *options) { o.schema = name 
 // The default is [store.DefaultMaxPayloadSize] (1 MiB); it must be positive.
 func WithMaxPayloadSize(n int) Option { return func(o *options) { o.maxPayload = n } }
 
-// WithMaxBatch sets how many records, at most, one group commit gathers from
-// concurrent Append calls into one transaction. A single Append larger than
-// this still commits alone, in one transaction. The default is
-// [DefaultMaxBatch]; it must be positive.
-func WithMaxBatch(n int) Option { return func(o *options) { o.maxBatch = n } }
+// WithGroupCommit tunes group commit. Appends that arrive while a commit is
+// in progress are queued and committed together in one transaction, up to
+// maxBatch records (a single larger Append still commits alone). When
+// maxDelay is positive the writer also waits up to maxDelay after the first
+// queued Append for others to join, trading latency for fewer commits under
+// light concurrency. The defaults are [DefaultMaxBatch] (1000) records and
+// no delay: a commit takes whatever is queued when it starts. maxBatch must
+// be positive and maxDelay not negative.
+func WithGroupCommit(maxBatch int, maxDelay time.Duration) Option {
+	return func(o *options) { o.maxBatch, o.maxDelay = maxBatch, maxDelay }
+}
 
 // WithLogger sets where the store logs what it recovers from on its own:
 // group commits retried one caller at a time, lost LISTEN connections. The
@@ -68,7 +77,9 @@ func (o *options) validate() error {
 	case o.maxPayload <= 0:
 		return fmt.Errorf("max payload size %d is not positive", o.maxPayload)
 	case o.maxBatch <= 0:
-		return fmt.Errorf("max batch %d is not positive", o.maxBatch)
+		return fmt.Errorf("group commit max batch %d is not positive", o.maxBatch)
+	case o.maxDelay < 0:
+		return fmt.Errorf("group commit max delay %v is negative", o.maxDelay)
 	}
 	return nil
 }

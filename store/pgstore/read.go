@@ -134,12 +134,13 @@ const horizonGUC = "ncore_event.horizon"
 // describes.
 //
 // It only returns records of transactions older than the oldest
-// transaction of this database still running (see horizonSQL), in
-// (transaction ID, position) order. Below that horizon no record can appear
-// any more, so a cursor never passes a record that commits later. A
-// filtered read that comes back short also moves the cursor past the
-// records it looked at, so the next read does not look at them again; it
-// looks at no more than max(10×limit, 10,000) records per call.
+// transaction of this database still running (see Order in the package
+// documentation), in (transaction ID, position) order. Below that horizon
+// no record can appear any more, so a cursor never passes a record that
+// commits later. A filtered read that comes back short also moves the
+// cursor past the records it looked at, so the next read does not look at
+// them again; it looks at no more than max(10×limit, 10,000) records per
+// call.
 //
 // The horizon and the page come from two statements of one read-only READ
 // COMMITTED transaction, sent together (one round trip): the page
@@ -295,7 +296,7 @@ func (s *Store) readSQL(q store.Query, after key, limit int) (string, []any, boo
 		where.WriteString(" AND kind = " + arg(q.Kind))
 	}
 	if !q.Since.IsZero() {
-		where.WriteString(" AND time >= " + arg(ceilMicro(q.Since)))
+		where.WriteString(" AND time >= " + arg(ceilMicro(store.ClampTime(q.Since))))
 	}
 	filtered := where.Len() > 0
 	chunked := filtered && q.AggregateID == ""

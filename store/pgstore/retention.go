@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/ncore-io/event/store"
 )
 
 // deleteBatch is how many records one DeleteBefore statement removes: small
@@ -11,10 +13,10 @@ import (
 const deleteBatch = 1000
 
 // DeleteBefore deletes the log's oldest records, in read order up to the
-// first whose Time is not before t, deleteBatch at a time, each batch in
-// its own transaction, and returns how many it deleted. It only deletes
-// below the read horizon (records every reader can already see), so a
-// record still invisible to readers is kept for one more round.
+// first whose Time is not before t, 1000 at a time, each batch in its own
+// transaction, and returns how many it deleted. It only deletes below the
+// read horizon (records every reader can already see), so a record still
+// invisible to readers is kept for one more round.
 //
 // Each batch raises the retention watermark to the highest (transaction ID,
 // position) it deleted, in the same transaction; [Store.Read] fails with
@@ -47,7 +49,7 @@ func (s *Store) DeleteBefore(ctx context.Context, t time.Time) (int64, error) {
 	FROM top WHERE (r.txid, r.position) < (top.txid, top.position)
 )
 SELECT count(*) FROM d`
-	t = ceilMicro(t)
+	t = ceilMicro(store.ClampTime(t))
 	var total int64
 	for {
 		if err := ctx.Err(); err != nil {

@@ -3,11 +3,15 @@ package pgstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/ncore-io/event/store"
 )
@@ -16,7 +20,8 @@ import (
 type request struct {
 	ctx  context.Context
 	args *args
-	res  []result // set by the writer before done is closed
+	at   time.Time // when it was queued, if the writer delays groups
+	res  []result  // set by the writer before done is closed
 	err  error
 	done chan struct{}
 }
@@ -28,8 +33,10 @@ func (r *request) reply(res []result, err error) {
 
 // writer runs group commit: each of its goroutines takes every Append
 // queued while it was busy, up to maxBatch records, and stores them in one
-// transaction. It adds no delay of its own: under light load a group is one
-// call, under heavy load it grows with the queue.
+// transaction. By default it adds no delay of its own: under light load a
+// group is one call, under heavy load it grows with the queue. With a
+// maxDelay (see WithGroupCommit) it waits, up to maxDelay after the first
+// queued Append, for the group to fill.
 //
 // The writer can run several groups at once, each on its own connection
 // (inflight goroutines), so that one group's WAL flush overlaps the next
@@ -47,9 +54,10 @@ type writer struct {
 	stop chan struct{}
 	done sync.WaitGroup
 
-	mu     sync.Mutex
-	queue  []*request
-	closed bool
+	mu      sync.Mutex
+	queue   []*request
+	records int // records in queue
+	closed  bool
 }
 
 // inflight is how many groups commit at once. It is one: with two, a
@@ -73,7 +81,11 @@ func (w *writer) submit(r *request) error {
 		w.mu.Unlock()
 		return store.ErrClosed
 	}
+	if w.s.opts.maxDelay > 0 {
+		r.at = time.Now()
+	}
 	w.queue = append(w.queue, r)
+	w.records += r.args.len()
 	w.mu.Unlock()
 	select {
 	case w.wake <- struct{}{}:
@@ -82,13 +94,27 @@ func (w *writer) submit(r *request) error {
 	return nil
 }
 
+// withdraw removes r from the queue if the writer has not taken it yet,
+// and reports whether it did: a withdrawn request is certainly not stored.
+func (w *writer) withdraw(r *request) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	i := slices.Index(w.queue, r)
+	if i < 0 {
+		return false
+	}
+	w.queue = slices.Delete(w.queue, i, i+1)
+	w.records -= r.args.len()
+	return true
+}
+
 // close fails the queued requests with store.ErrClosed at once, lets the
 // groups under way finish, and waits for the goroutines to end.
 func (w *writer) close() {
 	w.mu.Lock()
 	w.closed = true
 	q := w.queue
-	w.queue = nil
+	w.queue, w.records = nil, 0
 	w.mu.Unlock()
 	for _, r := range q {
 		r.reply(nil, store.ErrClosed)
@@ -118,6 +144,9 @@ func (w *writer) run() {
 			// for no timer: it returns at once when nobody else is
 			// runnable.
 			runtime.Gosched()
+			if w.s.opts.maxDelay > 0 && !w.gather() {
+				return
+			}
 			group := w.take()
 			if len(group) == 0 {
 				break
@@ -131,6 +160,33 @@ func (w *writer) run() {
 			}
 			w.s.commitGroup(group)
 		}
+	}
+}
+
+// gather waits until the queue holds maxBatch records or its first request
+// has waited maxDelay, whichever comes first, so that a group takes the
+// appends that arrive meanwhile. It reports false if the writer stopped.
+func (w *writer) gather() bool {
+	for {
+		w.mu.Lock()
+		if len(w.queue) == 0 || w.records >= w.s.opts.maxBatch {
+			w.mu.Unlock()
+			return true
+		}
+		wait := time.Until(w.queue[0].at.Add(w.s.opts.maxDelay))
+		w.mu.Unlock()
+		if wait <= 0 {
+			return true
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-w.wake: // another append queued
+		case <-t.C:
+		case <-w.stop:
+			t.Stop()
+			return false
+		}
+		t.Stop()
 	}
 }
 
@@ -154,6 +210,7 @@ func (w *writer) take() []*request {
 		total += k
 		n++
 	}
+	w.records -= total
 	group := make([]*request, n)
 	copy(group, w.queue)
 	rest := copy(w.queue, w.queue[n:])
@@ -208,13 +265,16 @@ func (s *Store) commitGroup(group []*request) {
 		}
 	}
 	if ctx.Err() != nil {
+		// Every caller gave up, which cancelled the statement: it may
+		// have committed before it heard.
+		err = outcome(err)
 		for _, r := range live {
 			r.reply(nil, err)
 		}
 		return
 	}
 	s.log.Debug("pgstore: group commit failed, retrying batch by batch", slog.Int("batches", len(live)), slog.Any("error", err))
-	s.commitOneByOne(ctx, live)
+	s.commitOneByOne(ctx, live, uncertain(err))
 }
 
 // appendGroup runs the append statement on a in its own transaction. It
@@ -247,7 +307,16 @@ func (s *Store) appendGroup(ctx context.Context, a *args) ([]result, error) {
 
 const genericPlanSQL = "SELECT set_config('plan_cache_mode', 'force_generic_plan', true)"
 
-func (s *Store) commitOneByOne(ctx context.Context, group []*request) {
+func (s *Store) commitOneByOne(ctx context.Context, group []*request, maybe bool) {
+	// fail replies with an error that leaves this transaction's work
+	// undone, which says nothing about the group's attempt: when that may
+	// have committed, so may the request.
+	fail := func(r *request, err error) {
+		if maybe {
+			err = fmt.Errorf("%w: %w", store.ErrMaybeStored, err)
+		}
+		r.reply(nil, err)
+	}
 	tx, err := s.pool.Begin(ctx)
 	if err == nil {
 		err = s.lockAggregates(ctx, tx, group)
@@ -257,14 +326,14 @@ func (s *Store) commitOneByOne(ctx context.Context, group []*request) {
 			_ = tx.Rollback(context.WithoutCancel(ctx))
 		}
 		for _, r := range group {
-			r.reply(nil, err)
+			fail(r, err)
 		}
 		return
 	}
 	var ok []*request
 	for i, r := range group {
 		if err := r.ctx.Err(); err != nil {
-			r.reply(nil, err)
+			fail(r, err)
 			continue
 		}
 		res, err := s.appendTx(ctx, tx, r.args)
@@ -272,14 +341,16 @@ func (s *Store) commitOneByOne(ctx context.Context, group []*request) {
 		if errors.As(err, &broken) {
 			_ = tx.Rollback(context.WithoutCancel(ctx))
 			for _, o := range ok {
-				o.reply(nil, err)
+				fail(o, err)
 			}
 			for _, o := range group[i:] {
-				o.reply(nil, err)
+				fail(o, err)
 			}
 			return
 		}
 		if err != nil {
+			// Decided against what is stored, the group's attempt
+			// included: a conflict or a stored ID of other content.
 			r.reply(nil, err)
 			continue
 		}
@@ -287,6 +358,9 @@ func (s *Store) commitOneByOne(ctx context.Context, group []*request) {
 		ok = append(ok, r)
 	}
 	if err := tx.Commit(ctx); err != nil {
+		if maybe || uncertain(err) {
+			err = fmt.Errorf("%w: %w", store.ErrMaybeStored, err)
+		}
 		for _, r := range ok {
 			r.reply(nil, err)
 		}
@@ -324,6 +398,25 @@ func (s *Store) lockAggregates(ctx context.Context, tx pgx.Tx, group []*request)
 		"SELECT a, 0 FROM unnest($1::text[]) AS a ORDER BY a "+
 		"ON CONFLICT (aggregate_id) DO UPDATE SET version = t.version", aggs)
 	return err
+}
+
+// outcome marks err, the failure of a statement that may have committed
+// its transaction, with store.ErrMaybeStored unless it is certain that
+// nothing was committed: the server reported an error (and so rolled back),
+// or pgx failed before it sent anything. A connection lost, or a context
+// that ended, while the server was committing leaves the outcome unknown.
+func outcome(err error) error {
+	if !uncertain(err) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", store.ErrMaybeStored, err)
+}
+
+// uncertain reports whether a statement that failed with err may have
+// committed its transaction all the same (see outcome).
+func uncertain(err error) bool {
+	var pe *pgconn.PgError
+	return !errors.As(err, &pe) && !pgconn.SafeToRetry(err)
 }
 
 // groupContext is done when every caller in the group has given up: the

@@ -5,40 +5,27 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"runtime"
-	"sync/atomic"
-	"time"
 
 	"github.com/ncore-io/event/store"
-)
-
-// An appendReq is one Append call waiting for the group-commit writer.
-type appendReq struct {
-	rows   []row
-	expect []store.Expect
-	err    error // the request's own failure, set by the writer
-	// state settles who owns the request: the writer takes it (pending ->
-	// taken) before writing it, or the caller abandons it (pending ->
-	// abandoned) when its context ends or the store closes first. So an
-	// abandoned request is certainly not stored, and a taken one always
-	// gets a result.
-	state atomic.Int32
-	done  chan error // buffered: the writer never blocks on it
-}
-
-const (
-	pending int32 = iota
-	taken
-	abandoned
 )
 
 // Append implements [store.Store]. Concurrent Appends are queued to one
 // writer goroutine that commits everything queued in one transaction (one
 // fsync). Expectations and duplicate IDs are checked per Append before
 // anything is written, so a failed Append fails alone. If ctx ends while the
-// Append is queued, Append returns ctx's error and has stored nothing; once
-// the writer has taken it, Append waits for its commit and reports the
-// result.
+// Append is queued (the writer may be waiting for a caller's transaction or
+// another process to release the write lock), Append withdraws it and
+// returns ctx's error, having stored nothing. If ctx ends once the writer
+// has taken it into a transaction, Append returns at once with an error
+// that matches both ctx's error and [store.ErrMaybeStored]: the commit goes
+// on, and a retry with the same IDs is a no-op if it succeeded.
+//
+// Once the database file at the store's path is no longer the file Open
+// opened (deleted, or replaced by another), Append and AppendTx fail with
+// [store.ErrUnavailable] and store nothing, rather than write on into a
+// file that nobody can open any more; the store moves its write-ahead log
+// into the file it has open, so that a database put at the path does not
+// take the log for its own. Reopen the store.
 func (s *Store) Append(ctx context.Context, recs []store.Record, expect ...store.Expect) error {
 	if err := s.enter(ctx, "append"); err != nil {
 		return err
@@ -59,9 +46,15 @@ func (s *Store) Append(ctx context.Context, recs []store.Record, expect ...store
 	case res = <-req.done:
 	case <-ctx.Done():
 		if req.state.CompareAndSwap(pending, abandoned) {
-			return fmt.Errorf("sqlitestore: append: %w", ctx.Err())
+			return fmt.Errorf("sqlitestore: append: %w before the writer took it; nothing was stored", ctx.Err())
 		}
-		res = <-req.done // taken: the commit is under way
+		// Taken: the commit is under way, and its outcome may take a
+		// while (a large transaction, a slow disk).
+		select {
+		case res = <-req.done:
+		default:
+			return fmt.Errorf("sqlitestore: append: %w while it was being committed: %w", ctx.Err(), store.ErrMaybeStored)
+		}
 	case <-s.exited:
 		if req.state.CompareAndSwap(pending, abandoned) {
 			return fmt.Errorf("sqlitestore: append: %w", store.ErrClosed)
@@ -111,6 +104,11 @@ func (s *Store) AppendTx(ctx context.Context, tx *sql.Tx, recs []store.Record, e
 	if err != nil {
 		return err
 	}
+	// The caller commits tx, after AppendTx: this can only tell that the
+	// file is gone already.
+	if err := s.checkFile(); err != nil {
+		return fmt.Errorf("sqlitestore: append in transaction: %w", err)
+	}
 	// A savepoint, so that an error part-way through leaves tx as it was.
 	if _, err := tx.ExecContext(ctx, `SAVEPOINT append_tx`); err != nil {
 		return s.fail(ctx, "append in transaction", err)
@@ -138,174 +136,4 @@ func (s *Store) AppendTx(ctx context.Context, tx *sql.Tx, recs []store.Record, e
 		recs[i].Position, recs[i].Version = req.rows[i].position, req.rows[i].version
 	}
 	return nil
-}
-
-// carefulCommits is how many commits after a redo look up their IDs
-// first.
-const carefulCommits = 16
-
-// run is the group-commit writer goroutine.
-func (s *Store) run() {
-	defer close(s.exited)
-	// connCtx ends with Close, to stop waiting for the connection that a
-	// caller's outbox transaction may hold. Statements run without it, so a
-	// commit in progress finishes.
-	connCtx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-s.quit:
-			cancel()
-		case <-connCtx.Done():
-		}
-	}()
-	var batch []*appendReq
-	for {
-		select {
-		case req := <-s.queue:
-			batch = append(batch[:0], req)
-		case <-s.quit:
-			return
-		}
-		if s.cfg.maxDelay > 0 {
-			batch = s.gather(batch)
-		}
-		if err := s.commit(connCtx, batch); err != nil && connCtx.Err() != nil {
-			return
-		}
-		clear(batch)
-		s.prepareWanted(connCtx)
-	}
-}
-
-// gather waits up to maxDelay for more requests to join batch.
-func (s *Store) gather(batch []*appendReq) []*appendReq {
-	n := len(batch[0].rows)
-	timer := time.NewTimer(s.cfg.maxDelay)
-	defer timer.Stop()
-	for n < s.cfg.maxBatch {
-		select {
-		case req := <-s.queue:
-			batch = append(batch, req)
-			n += len(req.rows)
-		case <-timer.C:
-			return batch
-		case <-s.quit:
-			return batch
-		}
-	}
-	return batch
-}
-
-// commit writes batch in one transaction, together with every request that
-// queues up while the transaction is being written, up to maxBatch records.
-// Taking late arrivals matters: the callers of the previous commit queue
-// again while this one is written, and would otherwise wait a whole extra
-// commit, halving the batches.
-func (s *Store) commit(connCtx context.Context, batch []*appendReq) error {
-	ctx := context.Background()
-	conn, err := s.w.Conn(connCtx)
-	if err != nil {
-		if connCtx.Err() == nil {
-			s.failAll(batch, err)
-		} // else closing: the callers, not taken, see exited and give up
-		return err
-	}
-	defer conn.Close()
-	tx, err := conn.BeginTx(ctx, nil)
-	if err != nil {
-		s.failAll(batch, err)
-		return err
-	}
-	defer tx.Rollback()
-
-	// Optimistic unless a recent commit had to redo: appends of stored IDs
-	// come in runs (a relay resending its outbox), and each would cost a
-	// redo.
-	b := newBatch(s, tx, s.careful == 0)
-	s.careful = max(s.careful-1, 0)
-	var all []*appendReq
-	round := batch
-	for {
-		// Take the round's requests that their callers have not abandoned.
-		kept := round[:0]
-		for _, req := range round {
-			if req.state.CompareAndSwap(pending, taken) {
-				kept = append(kept, req)
-			}
-		}
-		all = append(all, kept...)
-		if err := b.add(ctx, kept); err != nil {
-			s.failAll(all, err)
-			return err
-		}
-		round = s.drain(round[:0], s.cfg.maxBatch-b.records)
-		if len(round) == 0 && b.records < s.cfg.maxBatch {
-			// Let runnable appenders, such as the callers of the previous
-			// commit, queue before this one closes. This waits for no
-			// timer: it returns at once when nobody else is runnable.
-			runtime.Gosched()
-			round = s.drain(round, s.cfg.maxBatch-b.records)
-		}
-		if len(round) == 0 {
-			break
-		}
-	}
-	err = b.finish(ctx)
-	if err != nil && b.optimistic {
-		// Most likely an ID that is stored already: redo the transaction
-		// with a batch that looks up every ID and so handles it.
-		s.careful = carefulCommits
-		s.redos.Add(1)
-		tx.Rollback()
-		if tx, err = conn.BeginTx(ctx, nil); err != nil {
-			s.failAll(all, err)
-			return err
-		}
-		defer tx.Rollback()
-		b = newBatch(s, tx, false)
-		err = b.add(ctx, all)
-		if err == nil {
-			err = b.finish(ctx)
-		}
-	}
-	if err != nil {
-		s.failAll(all, err)
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		s.failAll(all, err)
-		return err
-	}
-	s.commits.Add(1)
-	b.resolve()
-	for _, req := range all {
-		req.done <- req.err
-	}
-	s.signal()
-	return nil
-}
-
-// drain appends to round the requests queued now, up to about room records.
-func (s *Store) drain(round []*appendReq, room int) []*appendReq {
-	for room > 0 {
-		select {
-		case req := <-s.queue:
-			round = append(round, req)
-			room -= len(req.rows)
-		default:
-			return round
-		}
-	}
-	return round
-}
-
-// failAll fails the taken requests of a transaction that did not commit.
-func (s *Store) failAll(reqs []*appendReq, err error) {
-	s.log.Error("sqlitestore: group commit failed", "path", s.path, "err", err)
-	for _, req := range reqs {
-		if req.state.Load() == taken || req.state.CompareAndSwap(pending, taken) {
-			req.done <- err
-		}
-	}
 }

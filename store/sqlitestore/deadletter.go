@@ -11,7 +11,7 @@ import (
 
 // PutDeadLetter implements [store.DeadLetterStore]. A dead letter that
 // [store.ValidateDeadLetter] refuses fails with [store.ErrInvalidRecord].
-func (s *Store) PutDeadLetter(ctx context.Context, d store.DeadLetter) error {
+func (s *Store) PutDeadLetter(ctx context.Context, d store.DeadLetterRecord) error {
 	if err := store.ValidateDeadLetter(d); err != nil {
 		return fmt.Errorf("sqlitestore: put dead letter: %w", err)
 	}
@@ -42,11 +42,11 @@ func (s *Store) PutDeadLetter(ctx context.Context, d store.DeadLetter) error {
 const deadLetterColumns = `position, event_id, topic, kind, coalesce(aggregate_id, ''), version, time_us, coalesce(metadata, ''), payload_type, content_type, payload, payload IS NULL, subscription, error, attempts, dead_us`
 
 // scanDeadLetter reads the deadLetterColumns of a row.
-func scanDeadLetter(sc interface{ Scan(...any) error }) (store.DeadLetter, error) {
+func scanDeadLetter(sc interface{ Scan(...any) error }) (store.DeadLetterRecord, error) {
 	var (
 		w      row
 		isNull bool
-		d      store.DeadLetter
+		d      store.DeadLetterRecord
 		deadUS int64
 	)
 	if err := sc.Scan(&w.position, &w.id, &w.topic, &w.kind, &w.aggregateID, &w.version, &w.timeUS, &w.metadata,
@@ -65,26 +65,26 @@ func scanDeadLetter(sc interface{ Scan(...any) error }) (store.DeadLetter, error
 }
 
 // DeadLetter implements [store.DeadLetterLookup].
-func (s *Store) DeadLetter(ctx context.Context, subscription, eventID string) (store.DeadLetter, error) {
+func (s *Store) DeadLetter(ctx context.Context, subscription, eventID string) (store.DeadLetterRecord, error) {
 	if err := store.ValidateDeadLetterKey(subscription, eventID); err != nil {
-		return store.DeadLetter{}, fmt.Errorf("sqlitestore: dead letter: %w", err)
+		return store.DeadLetterRecord{}, fmt.Errorf("sqlitestore: dead letter: %w", err)
 	}
 	if err := s.enter(ctx, "dead letter"); err != nil {
-		return store.DeadLetter{}, err
+		return store.DeadLetterRecord{}, err
 	}
 	d, err := scanDeadLetter(s.r.QueryRowContext(ctx, `SELECT `+deadLetterColumns+` FROM event_dead_letters WHERE subscription = ? AND event_id = ?`, subscription, eventID))
 	if errors.Is(err, sql.ErrNoRows) {
-		return store.DeadLetter{}, fmt.Errorf("sqlitestore: dead letter (%s, %s): %w", subscription, eventID, store.ErrNotFound)
+		return store.DeadLetterRecord{}, fmt.Errorf("sqlitestore: dead letter (%s, %s): %w", subscription, eventID, store.ErrNotFound)
 	}
 	if err != nil {
-		return store.DeadLetter{}, s.fail(ctx, "dead letter", err)
+		return store.DeadLetterRecord{}, s.fail(ctx, "dead letter", err)
 	}
 	return d, nil
 }
 
 // DeadLetters implements [store.DeadLetterStore]. Dead letters with the same
 // Time are listed by subscription and event ID.
-func (s *Store) DeadLetters(ctx context.Context, subscription string, limit int) ([]store.DeadLetter, error) {
+func (s *Store) DeadLetters(ctx context.Context, subscription string, limit int) ([]store.DeadLetterRecord, error) {
 	if subscription != "" {
 		if err := store.ValidateName("subscription", subscription); err != nil {
 			return nil, fmt.Errorf("sqlitestore: dead letters: %w", err)
@@ -103,7 +103,7 @@ func (s *Store) DeadLetters(ctx context.Context, subscription string, limit int)
 		return nil, s.fail(ctx, "dead letters", err)
 	}
 	defer rows.Close()
-	var out []store.DeadLetter
+	var out []store.DeadLetterRecord
 	for rows.Next() {
 		d, err := scanDeadLetter(rows)
 		if err != nil {

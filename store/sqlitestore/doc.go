@@ -17,9 +17,9 @@
 // inserts without first looking up whether the IDs are stored, since they
 // almost never are; when one is, the unique index refuses the insert and
 // the writer redoes the transaction with every ID looked up, so a retried
-// Append still succeeds and a changed one fails alone. See [WithSync] to trade
-// the last commits on power loss for speed, and [WithGroupCommit] for batch
-// limits.
+// Append still succeeds and a changed one fails alone. See
+// [WithSynchronous] to trade the last commits on power loss for speed, and
+// [WithGroupCommit] for batch limits.
 //
 // Reads use a separate pool of read-only connections and never wait for the
 // writer. Several processes may open the same file; SQLite's file lock

@@ -17,3 +17,7 @@ var DecodeCursor = decodeCursor
 
 // SetMinScan lowers the number of positions a filtered Read looks at least.
 func SetMinScan(s *Store, n int) { s.minScan = n }
+
+// SetAfterTake makes the writer of s call f each time it has taken
+// requests into a transaction. Call it before the first Append.
+func SetAfterTake(s *Store, f func()) { s.afterTake = f }

@@ -12,24 +12,24 @@ import (
 type Option func(*config)
 
 type config struct {
-	maxPayload    int
-	sync          Sync
-	busyTimeout   time.Duration
-	readConns     int
-	maxBatch      int
-	maxDelay      time.Duration
-	watchInterval time.Duration
-	logger        *slog.Logger
+	maxPayload   int
+	synchronous  Synchronous
+	busyTimeout  time.Duration
+	readConns    int
+	maxBatch     int
+	maxDelay     time.Duration
+	pollInterval time.Duration
+	logger       *slog.Logger
 }
 
 func defaultConfig() config {
 	return config{
-		maxPayload:    store.DefaultMaxPayloadSize,
-		sync:          SyncFull,
-		busyTimeout:   5 * time.Second,
-		readConns:     4,
-		maxBatch:      1000,
-		watchInterval: 50 * time.Millisecond,
+		maxPayload:   store.DefaultMaxPayloadSize,
+		synchronous:  SynchronousFull,
+		busyTimeout:  5 * time.Second,
+		readConns:    4,
+		maxBatch:     DefaultMaxBatch,
+		pollInterval: 50 * time.Millisecond,
 	}
 }
 
@@ -37,18 +37,18 @@ func (c *config) validate() error {
 	switch {
 	case c.maxPayload <= 0:
 		return fmt.Errorf("max payload size %d is not positive", c.maxPayload)
-	case c.sync != SyncFull && c.sync != SyncNormal:
-		return fmt.Errorf("unknown synchronous mode %d", c.sync)
+	case c.synchronous != SynchronousFull && c.synchronous != SynchronousNormal:
+		return fmt.Errorf("unknown synchronous mode %d", c.synchronous)
 	case c.busyTimeout < 0:
 		return fmt.Errorf("busy timeout %v is negative", c.busyTimeout)
 	case c.readConns < 1:
 		return fmt.Errorf("read pool size %d is less than 1", c.readConns)
 	case c.maxBatch < 1:
-		return fmt.Errorf("group commit max batch %d is less than 1", c.maxBatch)
+		return fmt.Errorf("group commit max batch %d is not positive", c.maxBatch)
 	case c.maxDelay < 0:
 		return fmt.Errorf("group commit max delay %v is negative", c.maxDelay)
-	case c.watchInterval <= 0:
-		return fmt.Errorf("watch interval %v is not positive", c.watchInterval)
+	case c.pollInterval <= 0:
+		return fmt.Errorf("poll interval %v is not positive", c.pollInterval)
 	}
 	return nil
 }
@@ -63,31 +63,31 @@ func WithMaxPayloadSize(n int) Option {
 	}
 }
 
-// Sync is SQLite's synchronous setting for the event database: how hard a
-// commit waits for the disk.
-type Sync int
+// Synchronous is SQLite's synchronous setting (PRAGMA synchronous) for the
+// event database: how hard a commit waits for the disk.
+type Synchronous int
 
 const (
-	// SyncFull makes every commit durable before Append returns: the
+	// SynchronousFull makes every commit durable before Append returns: the
 	// write-ahead log is fsynced on each commit. This is the default.
-	SyncFull Sync = iota
-	// SyncNormal fsyncs the write-ahead log only at checkpoints. A process
-	// crash loses nothing, but a power loss or operating system crash can
-	// lose the last commits (never corrupt the database). Appends are
-	// faster.
-	SyncNormal
+	SynchronousFull Synchronous = iota
+	// SynchronousNormal fsyncs the write-ahead log only at checkpoints. A
+	// process crash loses nothing, but a power loss or operating system
+	// crash can lose the last commits (never corrupt the database).
+	// Appends are faster.
+	SynchronousNormal
 )
 
-func (s Sync) pragma() string {
-	if s == SyncNormal {
+func (s Synchronous) pragma() string {
+	if s == SynchronousNormal {
 		return "NORMAL"
 	}
 	return "FULL"
 }
 
-// WithSync sets the synchronous mode. The default is [SyncFull].
-func WithSync(s Sync) Option {
-	return func(c *config) { c.sync = s }
+// WithSynchronous sets the synchronous mode. The default is [SynchronousFull].
+func WithSynchronous(s Synchronous) Option {
+	return func(c *config) { c.synchronous = s }
 }
 
 // WithBusyTimeout sets how long an operation waits for a lock that another
@@ -104,22 +104,27 @@ func WithReadConns(n int) Option {
 	return func(c *config) { c.readConns = n }
 }
 
+// DefaultMaxBatch is the most records one group commit carries (see
+// [WithGroupCommit]).
+const DefaultMaxBatch = 1000
+
 // WithGroupCommit tunes group commit. Appends that arrive while a commit is
 // in progress are queued and committed together in one transaction, up to
 // maxBatch records (a single larger Append still commits alone). When
 // maxDelay is positive the writer also waits up to maxDelay after the first
 // queued Append for others to join, trading latency for fewer commits under
-// light concurrency. The defaults are 1000 records and no delay: a commit
-// takes whatever is queued when it starts.
+// light concurrency. The defaults are [DefaultMaxBatch] (1000) records and
+// no delay: a commit takes whatever is queued when it starts. maxBatch must
+// be positive and maxDelay not negative.
 func WithGroupCommit(maxBatch int, maxDelay time.Duration) Option {
 	return func(c *config) { c.maxBatch, c.maxDelay = maxBatch, maxDelay }
 }
 
-// WithWatchInterval sets how often [Store.Watch] polls the database for
+// WithPollInterval sets how often [Store.Notify] polls the database for
 // appends that did not go through this Store's group commit (AppendTx,
 // other processes). The default is 50ms.
-func WithWatchInterval(d time.Duration) Option {
-	return func(c *config) { c.watchInterval = d }
+func WithPollInterval(d time.Duration) Option {
+	return func(c *config) { c.pollInterval = d }
 }
 
 // WithLogger sets the logger for schema migrations and failed commits. The

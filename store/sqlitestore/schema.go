@@ -4,11 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"embed"
-	"errors"
 	"fmt"
 	"strconv"
-
-	"modernc.org/sqlite"
 )
 
 // SchemaVersion is the version of the database schema this package creates
@@ -82,7 +79,13 @@ func migrate(ctx context.Context, db *sql.DB, cfg *config, path string) error {
 		}
 	}
 	if version == SchemaVersion {
-		return nil // nothing to write; the deferred rollback ends the transaction
+		// Nothing to migrate, but write (a no-op, rolled back) all the same:
+		// SQLite opens a file it may not write read-only, without a word,
+		// and the first Append would be the first to fail.
+		if _, err := tx.ExecContext(ctx, `UPDATE event_meta SET value = value WHERE key = 'application'`); err != nil {
+			return openError(path, err)
+		}
+		return nil // the deferred rollback ends the transaction
 	}
 	for v := version + 1; v <= SchemaVersion; v++ {
 		script, err := schemaFS.ReadFile(fmt.Sprintf("schema/%d.sql", v))
@@ -105,15 +108,8 @@ func migrate(ctx context.Context, db *sql.DB, cfg *config, path string) error {
 	return nil
 }
 
-// sqliteNotADB is SQLite's result code for a file that is not a database.
-const sqliteNotADB = 26
-
-// openError wraps an error from opening path, naming the likely cause when
-// the file is not an SQLite database.
+// openError wraps an error from opening path, naming what is wrong with
+// the file or its directory when it can tell (see explain).
 func openError(path string, err error) error {
-	var se *sqlite.Error
-	if errors.As(err, &se) && se.Code()&0xff == sqliteNotADB {
-		return fmt.Errorf("sqlitestore: open %s: not an SQLite database: %w", path, err)
-	}
-	return fmt.Errorf("sqlitestore: open %s: %w", path, err)
+	return fmt.Errorf("sqlitestore: open %s: %w", path, explain(path, err))
 }

@@ -132,7 +132,7 @@ func methods(ctx context.Context, st store.Store, cursor store.Cursor) map[strin
 	errs["SetCheckpoint"] = st.SetCheckpoint(ctx, "c2", cursor)
 	_, errs["DeleteBefore"] = st.DeleteBefore(ctx, base.Add(time.Hour))
 	if dl, ok := st.(store.DeadLetterStore); ok {
-		errs["PutDeadLetter"] = dl.PutDeadLetter(ctx, store.DeadLetter{Subscription: "s2", Record: newRecord("present"), Error: "x", Attempts: 1, Time: base})
+		errs["PutDeadLetter"] = dl.PutDeadLetter(ctx, store.DeadLetterRecord{Subscription: "s2", Record: newRecord("present"), Error: "x", Attempts: 1, Time: base})
 		_, errs["DeadLetters"] = dl.DeadLetters(ctx, "", 0)
 		_, errs["DeadLetter"] = store.FindDeadLetter(ctx, dl, "s", "present")
 		errs["DeleteDeadLetter"] = dl.DeleteDeadLetter(ctx, "s", "present")
@@ -156,7 +156,7 @@ func seed(t *testing.T, st store.Store) store.Cursor {
 		t.Fatal(err)
 	}
 	if dl, ok := st.(store.DeadLetterStore); ok {
-		if err := dl.PutDeadLetter(ctx, store.DeadLetter{Subscription: "s", Record: page[0], Error: "x", Attempts: 1, Time: base}); err != nil {
+		if err := dl.PutDeadLetter(ctx, store.DeadLetterRecord{Subscription: "s", Record: page[0], Error: "x", Attempts: 1, Time: base}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -173,6 +173,10 @@ func (s suite) testCancelledContext(t *testing.T) {
 		if !errors.Is(err, context.Canceled) {
 			t.Errorf("%s with a cancelled context: got %v, want an error matching context.Canceled", name, err)
 		}
+	}
+	// Refused before it began: certainly not stored.
+	if err := st.Append(ctx, []store.Record{newRecord("new")}); errors.Is(err, store.ErrMaybeStored) {
+		t.Errorf("Append with a cancelled context: %v, which matches ErrMaybeStored, but it cannot have been stored", err)
 	}
 	// Nothing changed.
 	checkIDs(t, "log", readAll(t, st, store.Query{}), []string{"present"})

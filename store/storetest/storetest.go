@@ -24,7 +24,7 @@
 // sparse matches in a log larger than one read looks at), cursors,
 // retention, checkpoints, dead letters and their lookup (when the store
 // implements [store.DeadLetterStore]), append signals (when it implements
-// [store.Watcher]), rejection of bad input (invalid records and dead
+// [store.Notifier]), rejection of bad input (invalid records and dead
 // letters as [store.ValidateRecords] and [store.ValidateDeadLetter] define
 // them, and names that [store.ValidateName] refuses) with nothing written,
 // contexts and closing.
@@ -117,13 +117,14 @@ func Run(t *testing.T, h Harness) {
 		{"DeadLetters", s.testDeadLetters},
 		{"DeadLetterValidation", s.testDeadLetterValidation},
 		{"InvalidNames", s.testInvalidNames},
-		{"Watch", s.testWatch},
+		{"Notify", s.testNotify},
 		{"Retention", s.testRetention},
 		{"RetentionKeepsNumbering", s.testRetentionKeepsNumbering},
 		{"RetentionManyRecords", s.testRetentionManyRecords},
 		{"RetentionOutOfTimeOrder", s.testRetentionOutOfTimeOrder},
 		{"BadInput", s.testBadInput},
 		{"PayloadLimit", s.testPayloadLimit},
+		{"TimeRange", s.testTimeRange},
 		{"CancelledContext", s.testCancelledContext},
 		{"Closed", s.testClosed},
 		{"Outbox", s.testOutbox},

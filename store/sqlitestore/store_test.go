@@ -72,7 +72,7 @@ func TestReopenPersists(t *testing.T) {
 	if err := s.SetCheckpoint(ctx, "c", page[3].Cursor); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutDeadLetter(ctx, store.DeadLetter{Subscription: "s", Record: page[0], Error: "boom", Attempts: 2, Time: t0}); err != nil {
+	if err := s.PutDeadLetter(ctx, store.DeadLetterRecord{Subscription: "s", Record: page[0], Error: "boom", Attempts: 2, Time: t0}); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := s.DeleteBefore(ctx, t0.Add(2*time.Hour)); err != nil || n != 2 {
@@ -188,7 +188,7 @@ func TestOpenOptionsValidated(t *testing.T) {
 		want string
 	}{
 		{sqlitestore.WithMaxPayloadSize(-1), "max payload size -1"},
-		{sqlitestore.WithSync(7), "synchronous mode 7"},
+		{sqlitestore.WithSynchronous(7), "synchronous mode 7"},
 		{sqlitestore.WithBusyTimeout(-time.Second), "busy timeout -1s"},
 		{sqlitestore.WithReadConns(0), "read pool size 0"},
 		{sqlitestore.WithGroupCommit(0, 0), "max batch 0"},
@@ -264,16 +264,16 @@ func pragma(t *testing.T, s *sqlitestore.Store, name string) string {
 	return v
 }
 
-func TestSyncOption(t *testing.T) {
+func TestSynchronousOption(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	full := mustOpen(t, filepath.Join(dir, "full.db"))
-	normal := mustOpen(t, filepath.Join(dir, "normal.db"), sqlitestore.WithSync(sqlitestore.SyncNormal))
+	normal := mustOpen(t, filepath.Join(dir, "normal.db"), sqlitestore.WithSynchronous(sqlitestore.SynchronousNormal))
 	if got := pragma(t, full, "synchronous"); got != "2" {
 		t.Errorf("default synchronous = %s, want 2 (FULL)", got)
 	}
 	if got := pragma(t, normal, "synchronous"); got != "1" {
-		t.Errorf("WithSync(SyncNormal): synchronous = %s, want 1 (NORMAL)", got)
+		t.Errorf("WithSynchronous(SynchronousNormal): synchronous = %s, want 1 (NORMAL)", got)
 	}
 	if got := pragma(t, normal, "journal_mode"); got != "wal" {
 		t.Errorf("journal_mode = %s, want wal", got)
@@ -544,8 +544,8 @@ func TestAppendCancelledWhileQueued(t *testing.T) {
 	go func() { other <- s.Append(t.Context(), []store.Record{rec("kept")}) }()
 	waitUntil(t, "appends to queue", func() bool { return sqlitestore.Queued(s) == 1 })
 	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
-		t.Fatalf("Append cancelled while queued: %v, want context.Canceled", err)
+	if err := <-done; !errors.Is(err, context.Canceled) || errors.Is(err, store.ErrMaybeStored) {
+		t.Fatalf("Append cancelled while queued: %v, want context.Canceled and not ErrMaybeStored", err)
 	}
 	release()
 	if err := <-other; err != nil {
@@ -553,6 +553,53 @@ func TestAppendCancelledWhileQueued(t *testing.T) {
 	}
 	if _, err := s.Load(t.Context(), "cancelled"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("Load of the cancelled append: %v, want ErrNotFound", err)
+	}
+}
+
+// TestAppendContextEndsWhileCommitting ends an Append's context after the
+// writer took it into a transaction: Append must return at once, saying
+// that the append may have been stored, the commit must go on, and a retry
+// with the same ID must store nothing more.
+func TestAppendContextEndsWhileCommitting(t *testing.T) {
+	t.Parallel()
+	s := open(t)
+	taken, resume := make(chan struct{}), make(chan struct{})
+	sqlitestore.SetAfterTake(s, func() {
+		taken <- struct{}{}
+		<-resume
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	done := make(chan error, 1)
+	go func() { done <- s.Append(ctx, []store.Record{rec("maybe")}) }()
+	<-taken
+	cancel()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(10 * time.Second):
+		close(resume)
+		t.Fatal("Append did not return when its context ended during the commit")
+	}
+	if !errors.Is(err, store.ErrMaybeStored) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("Append whose context ended during the commit: %v, want ErrMaybeStored and context.Canceled", err)
+	}
+	close(resume)
+	waitUntil(t, "the commit", func() bool { return sqlitestore.Commits(s) == 1 })
+	if _, err := s.Load(t.Context(), "maybe"); err != nil {
+		t.Fatalf("Load of the append the writer had taken: %v", err)
+	}
+	go func() {
+		for range taken { // the retry's commit
+		}
+	}()
+	retry := []store.Record{rec("maybe")}
+	if err := s.Append(t.Context(), retry); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	close(taken)
+	got, _, err := s.Read(t.Context(), store.Query{})
+	if err != nil || len(got) != 1 || got[0].Position != retry[0].Position {
+		t.Fatalf("after the retry the log holds %d records (%v), want the one record, at the position the retry got", len(got), err)
 	}
 }
 
@@ -692,7 +739,7 @@ func TestSetCheckpointValidates(t *testing.T) {
 	if err := s.SetCheckpoint(t.Context(), "x", "garbage"); !errors.Is(err, store.ErrInvalidCursor) {
 		t.Errorf("SetCheckpoint with a foreign cursor: %v, want ErrInvalidCursor", err)
 	}
-	if err := s.PutDeadLetter(t.Context(), store.DeadLetter{Record: rec("x")}); err == nil {
+	if err := s.PutDeadLetter(t.Context(), store.DeadLetterRecord{Record: rec("x")}); err == nil {
 		t.Error("PutDeadLetter without subscription succeeded")
 	}
 	if _, _, err := s.Read(t.Context(), store.Query{Limit: -1}); err == nil {
@@ -700,14 +747,14 @@ func TestSetCheckpointValidates(t *testing.T) {
 	}
 }
 
-// TestWatchSeesOtherWriters checks that Watch signals appends that do not go
+// TestNotifySeesOtherWriters checks that Notify signals appends that do not go
 // through the store's group commit: AppendTx and another store on the file.
-func TestWatchSeesOtherWriters(t *testing.T) {
+func TestNotifySeesOtherWriters(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "events.db")
-	s := mustOpen(t, path, sqlitestore.WithWatchInterval(5*time.Millisecond))
+	s := mustOpen(t, path, sqlitestore.WithPollInterval(5*time.Millisecond))
 	other := mustOpen(t, path)
-	ch, err := s.Watch(t.Context())
+	ch, err := s.Notify(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,24 +11,24 @@ import (
 	"github.com/ncore-io/event/store"
 )
 
-// Watch reports appends to the store, by this process or any other, for
+// Notify reports appends to the store, by this process or any other, for
 // consumers that would otherwise poll. It LISTENs on a connection of its
 // own (not from the pool) to the channel that appends NOTIFY at commit, and
 // sends on the returned channel soon after each commit that appended.
 // Signals coalesce: the channel has room for one, so a slow reader gets one
 // signal for many commits and should then Read until it has caught up.
 //
-// Appends committed after Watch returns are signalled; to miss nothing,
-// call Watch before the first Read. If the connection is lost, Watch
+// Appends committed after Notify returns are signalled; to miss nothing,
+// call Notify before the first Read. If the connection is lost, Notify
 // reconnects with backoff and then sends a signal, since commits in
 // between went unnoticed. The channel is closed, and the connection with
-// it, when ctx ends or the store is closed. Watch is safe for concurrent
+// it, when ctx ends or the store is closed. Notify is safe for concurrent
 // use; each call has its own connection.
-func (s *Store) Watch(ctx context.Context) (<-chan struct{}, error) {
+func (s *Store) Notify(ctx context.Context) (<-chan struct{}, error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return nil, fmt.Errorf("pgstore: watch: %w", store.ErrClosed)
+		return nil, fmt.Errorf("pgstore: notify: %w", store.ErrClosed)
 	}
 	s.watchers.Add(1)
 	s.mu.Unlock()
@@ -36,7 +36,7 @@ func (s *Store) Watch(ctx context.Context) (<-chan struct{}, error) {
 	conn, err := s.listen(ctx)
 	if err != nil {
 		s.watchers.Done()
-		return nil, fmt.Errorf("pgstore: watch: %w", err)
+		return nil, fmt.Errorf("pgstore: notify: %w", err)
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(s.life, cancel)
@@ -70,7 +70,7 @@ func (s *Store) watch(ctx context.Context, conn *pgx.Conn, ch chan<- struct{}) {
 			}
 			var err error
 			if conn, err = s.listen(ctx); err != nil {
-				s.log.Warn("pgstore: watch: reconnect failed", slog.Any("error", err), slog.Duration("retry_in", backoff))
+				s.log.Warn("pgstore: notify: reconnect failed", slog.Any("error", err), slog.Duration("retry_in", backoff))
 				backoff = min(2*backoff, 5*time.Second)
 				continue
 			}
@@ -87,7 +87,7 @@ func (s *Store) watch(ctx context.Context, conn *pgx.Conn, ch chan<- struct{}) {
 		if ctx.Err() != nil {
 			return
 		}
-		s.log.Warn("pgstore: watch: connection lost; reconnecting", slog.Any("error", err))
+		s.log.Warn("pgstore: notify: connection lost; reconnecting", slog.Any("error", err))
 	}
 }
 

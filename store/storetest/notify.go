@@ -10,21 +10,21 @@ import (
 	"github.com/ncore-io/event/store"
 )
 
-// testWatch checks store.Watcher, for stores that implement it.
-func (s suite) testWatch(t *testing.T) {
+// testNotify checks store.Notifier, for stores that implement it.
+func (s suite) testNotify(t *testing.T) {
 	t.Parallel()
-	st, w := openAs[store.Watcher](s, t)
+	st, w := openAs[store.Notifier](s, t)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	ch, err := w.Watch(ctx)
+	ch, err := w.Notify(ctx)
 	if err != nil {
-		t.Fatalf("Watch: %v", err)
+		t.Fatalf("Notify: %v", err)
 	}
 	mustAppend(t, st, []store.Record{newRecord("w1")})
 	select {
 	case _, ok := <-ch:
 		if !ok {
-			t.Fatal("Watch channel closed instead of signalling an append")
+			t.Fatal("Notify channel closed instead of signalling an append")
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("no signal within 30s of an append")
@@ -37,14 +37,14 @@ func (s suite) testWatch(t *testing.T) {
 		select {
 		case _, open = <-ch:
 		case <-deadline:
-			t.Fatal("Watch channel not closed within 30s of its context ending")
+			t.Fatal("Notify channel not closed within 30s of its context ending")
 		}
 	}
 
 	// So does closing the store.
-	ch2, err := w.Watch(t.Context())
+	ch2, err := w.Notify(t.Context())
 	if err != nil {
-		t.Fatalf("Watch: %v", err)
+		t.Fatalf("Notify: %v", err)
 	}
 	if _, ok := st.(io.Closer); !ok {
 		return
@@ -55,10 +55,10 @@ func (s suite) testWatch(t *testing.T) {
 		select {
 		case _, open = <-ch2:
 		case <-deadline:
-			t.Fatal("Watch channel not closed within 30s of the store closing")
+			t.Fatal("Notify channel not closed within 30s of the store closing")
 		}
 	}
-	if _, err := w.Watch(t.Context()); !errors.Is(err, store.ErrClosed) {
-		t.Fatalf("Watch on a closed store: %v, want ErrClosed", err)
+	if _, err := w.Notify(t.Context()); !errors.Is(err, store.ErrClosed) {
+		t.Fatalf("Notify on a closed store: %v, want ErrClosed", err)
 	}
 }

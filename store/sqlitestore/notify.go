@@ -11,29 +11,29 @@ import (
 )
 
 var (
-	_ store.Watcher          = (*Store)(nil)
+	_ store.Notifier         = (*Store)(nil)
 	_ store.DeadLetterStore  = (*Store)(nil)
 	_ store.DeadLetterLookup = (*Store)(nil)
 )
 
-// Watch implements [store.Watcher]. Appends through this Store's group
+// Notify implements [store.Notifier]. Appends through this Store's group
 // commit are signalled as soon as they commit. Appends that commit in other
 // ways (AppendTx in the caller's transaction, another process writing the
 // same file) are noticed by polling SQLite's data_version on a connection of
-// its own, every interval set by [WithWatchInterval]. The channel is closed
+// its own, every interval set by [WithPollInterval]. The channel is closed
 // when ctx ends or the store is closed.
-func (s *Store) Watch(ctx context.Context) (<-chan struct{}, error) {
-	if err := s.enter(ctx, "watch"); err != nil {
+func (s *Store) Notify(ctx context.Context) (<-chan struct{}, error) {
+	if err := s.enter(ctx, "notify"); err != nil {
 		return nil, err
 	}
 	s.watchMu.Lock()
 	defer s.watchMu.Unlock()
 	if s.closed.Load() {
-		return nil, fmt.Errorf("sqlitestore: watch: %w", store.ErrClosed)
+		return nil, fmt.Errorf("sqlitestore: notify: %w", store.ErrClosed)
 	}
 	if s.pollDB == nil {
 		if err := s.startPolling(ctx); err != nil {
-			return nil, s.fail(ctx, "watch", err)
+			return nil, s.fail(ctx, "notify", err)
 		}
 	}
 	ch := make(chan struct{}, 1)
@@ -95,7 +95,7 @@ func (s *Store) startPolling(ctx context.Context) error {
 	go func() {
 		defer s.watchWG.Done()
 		defer conn.Close()
-		ticker := time.NewTicker(s.cfg.watchInterval)
+		ticker := time.NewTicker(s.cfg.pollInterval)
 		defer ticker.Stop()
 		for {
 			select {

@@ -312,6 +312,158 @@ func TestGroupCommit(t *testing.T) {
 	}
 }
 
+// TestGroupCommitMaxDelay checks that with a delay the writer holds a
+// lone append back for others to join, commits as soon as the group is
+// full, and commits a group that does not fill once the delay has passed.
+func TestGroupCommitMaxDelay(t *testing.T) {
+	ctx := t.Context()
+	s := open(t, pgstore.WithGroupCommit(2, time.Minute))
+	first := make(chan error, 1)
+	go func() { first <- s.Append(ctx, []store.Record{rec("d-1")}) }()
+	// Without the delay the writer would commit it at once, alone.
+	waitUntil(t, "the first append waits in the queue", func() bool { return pgstore.QueueLen(s) == 1 })
+	if err := s.Append(ctx, []store.Record{rec("d-2")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	var txids int
+	if err := s.Pool().QueryRow(ctx, "SELECT count(DISTINCT txid) FROM event.events WHERE id LIKE 'd-%'").Scan(&txids); err != nil {
+		t.Fatal(err)
+	}
+	if txids != 1 {
+		t.Errorf("two appends within the delay committed in %d transactions, want 1", txids)
+	}
+
+	const delay = 100 * time.Millisecond
+	short := open(t, pgstore.WithGroupCommit(1000, delay))
+	start := time.Now()
+	if err := short.Append(ctx, []store.Record{rec("alone")}); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < delay {
+		t.Errorf("a lone append with a %v delay returned after %v", delay, took)
+	}
+}
+
+// inAggregate returns rec(id) in aggregate agg.
+func inAggregate(id, agg string) []store.Record {
+	r := rec(id)
+	r.AggregateID = agg
+	return []store.Record{r}
+}
+
+// receive waits for ch, failing t after 30s.
+func receive[T any](t *testing.T, what string, ch <-chan T) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(30 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+		panic("unreachable")
+	}
+}
+
+// TestAppendContextEndsWhileCommitting ends an Append's context while its
+// group's statement waits for a row lock: Append must return at once,
+// saying that the append may have been stored; the group commits for the
+// other caller in it; and a retry with the same ID stores nothing more.
+func TestAppendContextEndsWhileCommitting(t *testing.T) {
+	ctx := t.Context()
+	s := open(t)
+	if err := s.Append(ctx, append(inAggregate("h1", "held"), inAggregate("h2", "held2")...)); err != nil {
+		t.Fatal(err)
+	}
+	lock := lockAggregate(t, s, "held")
+	blocked := blockWriters(t, s)
+	lock2 := lockAggregate(t, s, "held2")
+	// Two appends queue behind the blocked group and form the next one,
+	// which will wait for aggregate held2.
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	maybe := make(chan error, 1)
+	go func() { maybe <- s.Append(cctx, inAggregate("maybe", "held2")) }()
+	other := make(chan error, 1)
+	go func() { other <- s.Append(ctx, inAggregate("other", "held2")) }()
+	waitUntil(t, "both appends queued", func() bool { return pgstore.QueueLen(s) == 2 })
+	if err := lock.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range pgstore.Inflight {
+		if err := receive(t, "the blocked append", blocked); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitForLockWait(t, s, 1)
+	if n := pgstore.QueueLen(s); n != 0 {
+		t.Fatalf("%d appends still queued while their group waits for the lock", n)
+	}
+	cancel()
+	err := receive(t, "Append whose context ended", maybe)
+	if !errors.Is(err, store.ErrMaybeStored) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("Append whose context ended during the commit: %v, want ErrMaybeStored and context.Canceled", err)
+	}
+	if err := lock2.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := receive(t, "the other append of the group", other); err != nil {
+		t.Fatal(err)
+	}
+	stored, err := s.Load(ctx, "maybe")
+	if err != nil {
+		t.Fatalf("Load of the append the group carried: %v", err)
+	}
+	retry := inAggregate("maybe", "held2")
+	if err := s.Append(ctx, retry); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	if retry[0].Position != stored.Position || retry[0].Version != stored.Version {
+		t.Errorf("retry got position %d version %d, want the stored %d, %d", retry[0].Position, retry[0].Version, stored.Position, stored.Version)
+	}
+	var n int
+	if err := s.Pool().QueryRow(ctx, "SELECT count(*) FROM event.events WHERE id = 'maybe'").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("the log holds %d records of ID maybe (%v), want 1", n, err)
+	}
+}
+
+// TestAppendCancelledWhileQueued ends an Append's context while it waits
+// in the queue: it is withdrawn, says it stored nothing, and stores nothing.
+func TestAppendCancelledWhileQueued(t *testing.T) {
+	ctx := t.Context()
+	s := open(t)
+	if err := s.Append(ctx, inAggregate("h1", "held")); err != nil {
+		t.Fatal(err)
+	}
+	lock := lockAggregate(t, s, "held")
+	blocked := blockWriters(t, s)
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.Append(cctx, []store.Record{rec("withdrawn")}) }()
+	waitUntil(t, "the append queued", func() bool { return pgstore.QueueLen(s) == 1 })
+	cancel()
+	err := receive(t, "Append whose context ended", done)
+	if !errors.Is(err, context.Canceled) || errors.Is(err, store.ErrMaybeStored) {
+		t.Fatalf("Append cancelled while queued: %v, want context.Canceled and not ErrMaybeStored", err)
+	}
+	if n := pgstore.QueueLen(s); n != 0 {
+		t.Errorf("the cancelled append is still queued")
+	}
+	if err := lock.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range pgstore.Inflight {
+		if err := receive(t, "the blocked append", blocked); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Load(ctx, "withdrawn"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Load of the cancelled append: %v, want ErrNotFound", err)
+	}
+}
+
 // lockAggregate locks the version row of an aggregate that has records, in
 // a transaction of its own, so that appends to the aggregate wait for it.
 // The lock is released when the caller rolls the transaction back, or at
@@ -467,9 +619,17 @@ func TestSchemaOption(t *testing.T) {
 			t.Errorf("New with schema %q: %v, want an error naming the schema", bad, err)
 		}
 	}
-	for _, o := range []pgstore.Option{pgstore.WithMaxPayloadSize(0), pgstore.WithMaxBatch(-1)} {
-		if _, err := pgstore.New(ctx, pool, o); err == nil {
-			t.Errorf("New with a non-positive size succeeded")
+	for _, c := range []struct {
+		opt  pgstore.Option
+		want string
+	}{
+		{pgstore.WithMaxPayloadSize(0), "max payload size 0"},
+		{pgstore.WithGroupCommit(0, 0), "max batch 0"},
+		{pgstore.WithGroupCommit(-1, 0), "max batch -1"},
+		{pgstore.WithGroupCommit(10, -time.Millisecond), "max delay -1ms"},
+	} {
+		if _, err := pgstore.New(ctx, pool, c.opt); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("New with a bad option: %v, want an error containing %q", err, c.want)
 		}
 	}
 }
@@ -585,9 +745,9 @@ func TestFilteredReadScansInChunks(t *testing.T) {
 	}
 }
 
-// TestWatch checks that an append by another store (another process)
+// TestNotify checks that an append by another store (another process)
 // wakes a watcher, and that closing the store ends the watch.
-func TestWatch(t *testing.T) {
+func TestNotify(t *testing.T) {
 	ctx := t.Context()
 	dsn := pgtest.DSN(t)
 	watcher, err := pgstore.Open(ctx, dsn)
@@ -601,12 +761,12 @@ func TestWatch(t *testing.T) {
 	}
 	defer writer.Close()
 
-	ch, err := watcher.Watch(ctx)
+	ch, err := watcher.Notify(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	wctx, cancel := context.WithCancel(ctx)
-	ch2, err := watcher.Watch(wctx)
+	ch2, err := watcher.Notify(wctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -653,8 +813,8 @@ func TestWatch(t *testing.T) {
 	watcher.Close()
 	for range ch { // closed by Close
 	}
-	if _, err := watcher.Watch(ctx); !errors.Is(err, store.ErrClosed) {
-		t.Fatalf("Watch after Close: %v, want ErrClosed", err)
+	if _, err := watcher.Notify(ctx); !errors.Is(err, store.ErrClosed) {
+		t.Fatalf("Notify after Close: %v, want ErrClosed", err)
 	}
 }
 
