@@ -1,8 +1,8 @@
 // Package event is an in-process event bus with typed events, asynchronous
 // workers, per-subscription retry, timeout and dead letters, and per-key
 // ordering. Its sub-packages add a durable event log on SQLite or
-// PostgreSQL (package store and its drivers) and a test double
-// (package eventtest).
+// PostgreSQL (package store and its drivers), an HTTP API (package
+// eventhttp) and a test double (package eventtest).
 //
 // # Publishing and subscribing
 //
@@ -45,6 +45,8 @@
 // subscription's [Sync] option runs handlers in the publisher's goroutine
 // instead.
 //
+// [Bus.PublishBatch] publishes several events at once, all or none.
+//
 // Every event reaches every matching subscription once (plus retries).
 // Events published with the same [Aggregate] ID reach each subscription in
 // publish order, one at a time, while events of different aggregates are
@@ -68,10 +70,12 @@
 //
 // # Shutting down
 //
-// [Bus.Close] stops intake, waits for queued and running events to finish,
-// and stops the workers. If its context ends first, it cancels running
-// handlers' contexts, drops what is still queued (counted and
-// dead-lettered), and returns.
+// [Bus.Close] stops intake, waits until every accepted event has been
+// handled by every subscription due to handle it (durable subscriptions
+// included, for the events this bus appended), and stops the bus's
+// goroutines. If its context ends first, it cancels running handlers'
+// contexts, drops what is still queued (counted and dead-lettered), and
+// returns. Its doc comment is the contract.
 //
 // # Durability
 //
@@ -110,8 +114,16 @@
 //
 // # Testing services
 //
-// Services should depend on [Publisher] (and [Subscriber]) rather than on
-// *Bus, so that tests can pass an eventtest.MockBus instead.
+// Services should depend on [Publisher], [TxPublisher] and [Subscriber]
+// rather than on *Bus, so that tests can pass an eventtest.MockBus instead;
+// [Subscribe] takes any Subscriber.
+//
+// # Naming
+//
+// Operations are methods of [Bus], except those that need a type parameter
+// of their own, which Go methods cannot have: [Subscribe], [Replay], [Fold]
+// and [LoadAggregate] take the payload type their handler or state
+// decodes into, and are functions.
 //
 // # Concurrency
 //
