@@ -29,6 +29,13 @@ import (
 // (nested) may publish, and once drained no one may.
 func (b *Bus[T]) admit(nested bool) bool {
 	b.inflight.Add(1)
+	if b.state.Load() == stateOpen {
+		return true // the fast path, small enough to inline
+	}
+	return b.admitClosing(nested)
+}
+
+func (b *Bus[T]) admitClosing(nested bool) bool {
 	if st := b.state.Load(); st == stateStopped || (st == stateClosing && !nested) {
 		b.release()
 		return false
@@ -46,6 +53,11 @@ func (b *Bus[T]) release() {
 	if b.inflight.Add(-1) != 0 || b.state.Load() == stateOpen {
 		return
 	}
+	b.finishDrain()
+}
+
+// finishDrain stops a closing bus that has nothing in flight.
+func (b *Bus[T]) finishDrain() {
 	b.state.CompareAndSwap(stateClosing, stateStopped)
 	if b.inflight.Load() == 0 {
 		// Stopped with nothing in flight: no caller can be between admit
