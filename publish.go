@@ -329,8 +329,8 @@ func checkEnvelope[T any](ev *Event[T], timeGiven bool) error {
 		}
 	}
 	for k, v := range ev.Metadata { // callers skip the call for the common envelope: ranging a nil map is not free
-		if strings.HasPrefix(k, metaPrefix) {
-			return fmt.Errorf("metadata key %q uses the reserved prefix %q", k, metaPrefix)
+		if strings.HasPrefix(k, MetaPrefix) {
+			return fmt.Errorf("metadata key %q uses the reserved prefix %q", k, MetaPrefix)
 		}
 		if err := checkText("metadata key", k); err != nil {
 			return err

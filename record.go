@@ -10,13 +10,15 @@ import (
 	"github.com/ncore-io/event/store"
 )
 
-// Metadata keys under which a store keeps the envelope fields that
-// [store.Record] has no column for. Keys with the "event." prefix are
-// reserved: they are removed from an event's Metadata when it is decoded.
+// Metadata keys under which a bus stores the envelope fields that
+// [store.Record] has no column for, for programs that read a store's
+// records themselves. Keys with the MetaPrefix are reserved: a publish
+// whose metadata uses one is refused, and they are removed from an
+// event's Metadata when it is decoded.
 const (
-	metaPrefix      = "event."
-	metaCorrelation = "event.correlation_id"
-	metaCausation   = "event.causation_id"
+	MetaPrefix        = "event."
+	MetaCorrelationID = "event.correlation_id" // the event's CorrelationID, as text
+	MetaCausationID   = "event.causation_id"   // the event's CausationID, as text, if it has one
 )
 
 // encode turns an envelope into a record for the store. The record keeps
@@ -41,9 +43,9 @@ func (b *Bus[T]) encode(ev *Event[T]) (store.Record, error) {
 	for k, v := range ev.Metadata {
 		meta[k] = v
 	}
-	meta[metaCorrelation] = ev.CorrelationID.String()
+	meta[MetaCorrelationID] = ev.CorrelationID.String()
 	if ev.CausationID != (uuid.UUID{}) {
-		meta[metaCausation] = ev.CausationID.String()
+		meta[MetaCausationID] = ev.CausationID.String()
 	}
 	return store.Record{
 		ID:          ev.ID.String(),
@@ -98,12 +100,12 @@ func (b *Bus[T]) decode(rec *store.Record) (Event[T], error) {
 	}
 	for k, v := range rec.Metadata {
 		switch k {
-		case metaCorrelation:
+		case MetaCorrelationID:
 			ev.CorrelationID, _ = uuid.Parse(v)
-		case metaCausation:
+		case MetaCausationID:
 			ev.CausationID, _ = uuid.Parse(v)
 		default:
-			if strings.HasPrefix(k, metaPrefix) {
+			if strings.HasPrefix(k, MetaPrefix) {
 				continue
 			}
 			if ev.Metadata == nil {

@@ -5,16 +5,16 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ncore-io/event"
 	"github.com/ncore-io/event/store"
 )
 
 // Keys under which package event stores the envelope fields that a
-// store.Record has no column for. Keys with the prefix are the event
-// package's own: they are not user metadata.
+// store.Record has no column for.
 const (
-	metaPrefix      = "event."
-	metaCorrelation = "event.correlation_id"
-	metaCausation   = "event.causation_id"
+	metaPrefix      = event.MetaPrefix
+	metaCorrelation = event.MetaCorrelationID
+	metaCausation   = event.MetaCausationID
 )
 
 // Envelope is the JSON form of a stored event, as every route answers it.
