@@ -119,7 +119,12 @@ func New[T any](opts ...Option) (*Bus[T], error) {
 // store (by Publish or PublishBatch) that the subscription takes. Events of
 // other processes, and events stored with [Bus.PublishTx], are not waited
 // for: a durable subscription handles them if it gets to them, or on its
-// next start.
+// next start. (On PostgreSQL a durable subscription may reach the end of
+// what it can read while an event of this bus is hidden behind an older
+// transaction still open, such as a PublishTx; Close then counts the event
+// as done, and it is handled on the next start.) A durable handler still at
+// work when the drain ends gets ErrClosed for its follow-up events; its
+// event was not acknowledged, so it is handled again on the next start.
 //
 // Then it stops: durable subscriptions save their checkpoints and their
 // goroutines, the workers and the retention goroutine exit. Close returns
@@ -148,12 +153,13 @@ func (b *Bus[T]) Close(ctx context.Context) error {
 	case <-b.drained:
 	case <-ctx.Done():
 		b.cancel()
-		return fmt.Errorf("event: close: gave up waiting for %d in-flight deliveries: %w", max(b.inflight.Load(), 0), ctx.Err())
+		return fmt.Errorf("event: close: gave up waiting for %d publishes and deliveries in flight: %w", max(b.inflight.Load(), 0), ctx.Err())
 	}
+	// Stops the durable runners too (their contexts derive from bg), each
+	// after the event in hand; Subscribe refuses new ones under subMu.
+	b.subMu.Lock()
 	b.bgCancel()
-	for _, c := range *b.durables.Load() {
-		c.sub.cancel()
-	}
+	b.subMu.Unlock()
 	if err := b.running.Wait(ctx); err != nil {
 		b.cancel()
 		return fmt.Errorf("event: close: gave up waiting for handlers to return: %w", err)

@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/ncore-io/event"
 	"github.com/ncore-io/event/store"
 )
@@ -404,8 +407,8 @@ func TestUnsubscribeStopsRetries(t *testing.T) {
 	sub.Unsubscribe()
 	waitUntil(t, "the dead letter", func() bool { return len(dead.get()) == 1 })
 	n := attempts.Load()
-	if dl := dead.get()[0]; !errors.Is(dl.Err, event.ErrUnsubscribed) {
-		t.Errorf("dead letter error %v, want ErrUnsubscribed", dl.Err)
+	if dl := dead.get()[0]; !errors.Is(dl.Err, event.ErrUnsubscribed) || !strings.Contains(dl.Err.Error(), "always") || dl.Attempts < 3 {
+		t.Errorf("dead letter %d attempts, error %v; want the attempts made, ErrUnsubscribed and the last error", dl.Attempts, dl.Err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -417,5 +420,55 @@ func TestUnsubscribeStopsRetries(t *testing.T) {
 	}
 	if st := b.Stats(); st.Delivered != st.Processed+st.Failed+st.Dropped || st.Dropped != 1 {
 		t.Errorf("stats %+v: want the cut-off delivery counted as dropped", st)
+	}
+}
+
+// Publishing again an event the store already has (a retry, a re-import)
+// leaves nothing for Close to wait for: the durable subscription handled
+// the event long before.
+func TestCloseAfterRepublishOfStoredEvent(t *testing.T) {
+	t.Parallel()
+	bus := newStoreBus[int](t, openSQLite(t))
+	var n atomic.Int32
+	subscribe(t, bus, "t", func(context.Context, event.Event[int]) error { n.Add(1); return nil }, event.Durable("d"))
+	id := uuid.New()
+	publish(t, bus, "t", 1, event.EventID(id), event.EventTime(fixedTime))
+	waitUntil(t, "the event handled", func() bool { return n.Load() == 1 })
+	publish(t, bus, "t", 1, event.EventID(id), event.EventTime(fixedTime)) // the store keeps it once
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := bus.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if got := n.Load(); got != 1 {
+		t.Errorf("handled %d times, want once", got)
+	}
+}
+
+// A durable Subscribe racing Close either fails with ErrClosed or is
+// stopped by it: no runner outlives Close.
+func TestCloseRacesDurableSubscribe(t *testing.T) {
+	t.Parallel()
+	s := openSQLite(t)
+	for i := range 1000 {
+		bus, err := event.New[int](event.WithStore(s), event.WithPollInterval(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			_, err := event.Subscribe(bus, "t", func(context.Context, event.Event[int]) error { return nil }, event.Durable(fmt.Sprint("d", i)))
+			done <- err
+		}()
+		runtime.Gosched()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		err = bus.Close(ctx)
+		cancel()
+		if serr := <-done; serr != nil && !errors.Is(serr, event.ErrClosed) {
+			t.Fatalf("iteration %d: Subscribe: %v", i, serr)
+		}
+		if err != nil {
+			t.Fatalf("iteration %d: Close: %v", i, err)
+		}
 	}
 }

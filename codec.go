@@ -106,6 +106,17 @@ func (r *registry) add(t reflect.Type) error {
 		r.byName = make(map[string]reflect.Type)
 	}
 	if old, ok := r.byName[n]; ok && old != t {
+		// A Typer names X and *X alike; by the pointer rule they are one
+		// event type, kept as the value type.
+		switch {
+		case t.Kind() == reflect.Pointer && t.Elem() == old:
+			r.known.Store(t, n)
+			return nil
+		case old.Kind() == reflect.Pointer && old.Elem() == t:
+			r.byName[n] = t
+			r.known.Store(t, n)
+			return nil
+		}
 		return fmt.Errorf("event type name %q is used by both %v and %v", n, old, t)
 	}
 	r.byName[n] = t

@@ -140,3 +140,30 @@ func TestInterfaceBusDecoding(t *testing.T) {
 		t.Fatalf("stored dead letters: %d, want 2", len(dls))
 	}
 }
+
+// typed names its event type with a value receiver, so X and *X share
+// one stored name.
+type typed struct{ N int }
+
+func (typed) EventType() string { return "typed" }
+
+// A Typer's X and *X are one event type, by the pointer rule: either may be
+// published, and handlers of either receive both.
+func TestTyperNamesValueAndPointerAlike(t *testing.T) {
+	t.Parallel()
+	known := newBus[any](t, event.WithTypes(typed{}))
+	if _, err := event.Subscribe(known, "t", func(context.Context, event.Event[*typed]) error { return nil }); err != nil {
+		t.Errorf("Subscribe a handler of *typed where typed is known: %v", err)
+	}
+	bus := newStoreBus[any](t, openSQLite(t))
+	got := newSeen[*typed]()
+	subscribe(t, bus, "t", got.handler, event.Durable("ptr"))
+	publish[any](t, bus, "t", typed{1})
+	if err := bus.Publish(t.Context(), "t", &typed{2}); err != nil {
+		t.Fatalf("Publish *typed after typed: %v", err)
+	}
+	evs := got.waitFor(t, "both", atLeast[*typed](2))
+	if evs[0].Payload.N != 1 || evs[1].Payload.N != 2 {
+		t.Errorf("got %v and %v", evs[0].Payload, evs[1].Payload)
+	}
+}

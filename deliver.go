@@ -99,16 +99,7 @@ func (b *Bus[T]) deliverAll(d *delivery[T]) {
 			b.drop(s, d, ErrClosed)
 			continue
 		}
-		b.deliverInProcess(s, d)
-	}
-}
-
-// deliverInProcess delivers d to s, an in-process subscription. An event
-// abandoned because s was unsubscribed while it waited for a retry has no
-// later start to be handled on, so it goes to the dead letters.
-func (b *Bus[T]) deliverInProcess(s *subscription[T], d *delivery[T]) {
-	if b.deliver(s, d) == abandoned {
-		b.deadLetter(s, d, nil, 0, fmt.Errorf("%w before the event was handled", ErrUnsubscribed))
+		b.deliver(s, d)
 	}
 }
 
@@ -136,7 +127,7 @@ func (b *Bus[T]) deliver(s *subscription[T], d *delivery[T]) outcome {
 		case <-d.Done():
 			return b.giveUp(s, d, 0, fmt.Errorf("event: waiting for a concurrency slot: %w", context.Cause(d)))
 		case <-s.stop:
-			return b.abandon(s, d)
+			return b.abandon(s, d, 0, nil)
 		}
 		defer func() { <-s.sem }()
 	}
@@ -153,7 +144,7 @@ func (b *Bus[T]) deliver(s *subscription[T], d *delivery[T]) outcome {
 			return b.fail(s, d, nil, attempt, err)
 		}
 		if s.stopped() {
-			return b.abandon(s, d)
+			return b.abandon(s, d, attempt, err)
 		}
 		wait := s.retry.backoff(attempt)
 		b.log.LogAttrs(context.Background(), slog.LevelDebug, "event: handler failed, will retry",
@@ -168,7 +159,7 @@ func (b *Bus[T]) deliver(s *subscription[T], d *delivery[T]) outcome {
 			return b.giveUp(s, d, attempt, fmt.Errorf("%w (no retry: %w)", err, context.Cause(d)))
 		case <-s.stop:
 			t.Stop()
-			return b.abandon(s, d)
+			return b.abandon(s, d, attempt, err)
 		}
 		b.stats.retried.Add(1) // only now: a retry that was cut off never ran
 	}
@@ -179,18 +170,28 @@ func (b *Bus[T]) deliver(s *subscription[T], d *delivery[T]) outcome {
 // subscription, stopped by the same Close, abandons it, as its event stays
 // in the store; any other fails and dead-letters it.
 func (b *Bus[T]) giveUp(s *subscription[T], d *delivery[T], attempts int, err error) outcome {
-	if s.stopped() {
-		return b.abandon(s, d)
+	if s.durable != nil && s.stopped() {
+		return b.abandon(s, d, attempts, err)
 	}
 	return b.fail(s, d, nil, attempts, err)
 }
 
-// abandon ends a delivery unfinished because its subscription stopped; it
-// is counted as dropped.
-func (b *Bus[T]) abandon(s *subscription[T], d *delivery[T]) outcome {
+// abandon ends a delivery unfinished because its subscription stopped
+// after attempts failed ones (the last failing with err); it is counted as
+// dropped. A durable subscription's event is handled again on its next
+// start. An in-process event has no next start, so it goes to the dead
+// letters, its error matching ErrUnsubscribed.
+func (b *Bus[T]) abandon(s *subscription[T], d *delivery[T], attempts int, err error) outcome {
 	b.stats.dropped.Add(1)
 	b.log.LogAttrs(context.Background(), slog.LevelInfo, "event: subscription stopped during delivery",
 		slog.String("subscription", s.name), slog.String("event_id", d.ev.ID.String()), slog.Bool("durable", s.durable != nil))
+	if s.durable == nil {
+		cut := fmt.Errorf("%w before the event was handled", ErrUnsubscribed)
+		if err != nil {
+			cut = fmt.Errorf("%w; last attempt: %w", cut, err)
+		}
+		b.deadLetter(s, d, nil, attempts, cut)
+	}
 	return abandoned
 }
 

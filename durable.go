@@ -133,6 +133,7 @@ func (c *durable[T]) run() {
 	defer poll.Stop()
 	retry := retries{p: storeRetry}
 	for ctx.Err() == nil {
+		mark := b.settledMark(c)
 		recs, next, err := b.store.Read(ctx, store.Query{Topic: c.sub.pattern, After: cursor, Limit: durableBatch})
 		if err != nil {
 			if ctx.Err() != nil {
@@ -193,6 +194,7 @@ func (c *durable[T]) run() {
 			}
 			continue
 		}
+		b.caughtUp(c, mark)
 		save()
 		if !poll.Stop() {
 			select {
@@ -300,10 +302,18 @@ func (b *Bus[T]) startDurable(s *subscription[T], cfg *subConfig) (*durable[T], 
 		wake:       make(chan struct{}, 1),
 	}
 	s.durable = c
-	ctx, cancel := context.WithCancel(b.abort)
+	// From bg, which Close cancels once drained (and which ends when it
+	// gives up), so no runner outlives Close's wait.
+	ctx, cancel := context.WithCancel(b.bg)
 	s.stop, s.cancel, s.ctxv = ctx.Done(), cancel, ctx
 	b.subMu.Lock()
 	defer b.subMu.Unlock()
+	// Checked again under the lock that Close takes to stop the runners: a
+	// runner started after Close has read the list would be left behind.
+	if b.state.Load() != stateOpen {
+		cancel()
+		return nil, fmt.Errorf("event: subscribe %s: %w", s.name, ErrClosed)
+	}
 	list := *b.durables.Load()
 	for _, o := range list {
 		if o.name == c.name {

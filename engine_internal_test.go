@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 func TestBackoffGrows(t *testing.T) {
@@ -202,5 +204,28 @@ func TestKeyTableSweepsIdleKeys(t *testing.T) {
 	}
 	if limit := keyShards * idleKeysPerShard; total > limit {
 		t.Fatalf("table holds %d idle keys, more than %d", total, limit)
+	}
+}
+
+// outboxSeen keeps the latest IDs: past its bound the oldest are forgotten,
+// never the new ones.
+func TestOutboxSeenKeepsTheLatest(t *testing.T) {
+	t.Parallel()
+	var o outboxSeen
+	first := uuid.New()
+	o.add(first)
+	for range maxOutboxSeen - 1 {
+		o.add(uuid.New())
+	}
+	last := uuid.New()
+	o.add(last)
+	if o.seen(first) {
+		t.Error("the oldest ID was kept past the bound")
+	}
+	if !o.seen(last) {
+		t.Error("the newest ID was not kept")
+	}
+	if o.seen(last) {
+		t.Error("an ID was seen twice")
 	}
 }

@@ -117,6 +117,7 @@ func (e *MaybePublishedError) RetryAs(i int) PublishOption {
 	return PublishOption{op: opSame, id: e.IDs[i], t: e.Times[i]}
 }
 
+// Error says which events may have been published, and why it is unknown.
 func (e *MaybePublishedError) Error() string {
 	if len(e.IDs) == 1 {
 		return fmt.Sprintf("event %s may have been published: %v", e.IDs[0], e.Err)

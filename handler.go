@@ -73,8 +73,8 @@ func (s *Subscription) Unsubscribe() { s.stop() }
 // whether an event is delivered; the rule is the same for events delivered
 // in process and those a [Durable] subscription reads from the store.
 // Subscribing a handler of a concrete type also registers the type for
-// decoding stored events (see [WithTypes]). On a bus of a concrete type, E
-// is that type (or an interface it implements).
+// decoding stored events (see [WithTypes]). On a bus of a concrete type T,
+// E is T, *T (by the pointer rule), or an interface T implements.
 //
 // Patterns are topics whose segments may be wildcards: "*" matches one
 // segment and a final ">" matches one or more (see [store.ValidatePattern]).

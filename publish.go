@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/ncore-io/event/store"
 )
@@ -35,11 +34,14 @@ import (
 // committing), the error matches [ErrMaybePublished]: publishing again with
 // [MaybePublishedError.RetryAs] stores the event exactly once.
 //
-// When the queue is full Publish waits for room until ctx is done, and then
-// returns ctx's error; with [WithFailFast] it returns [ErrQueueFull] at once.
-// Either way the event was not published. A handler that publishes with the
-// context it was given never waits for room, so handlers cannot deadlock the
-// bus, and the new event records the handled one as its cause.
+// On a bus without a store, when the queue is full Publish waits for room
+// until ctx is done, and then returns ctx's error; with [WithFailFast] it
+// returns [ErrQueueFull] at once. Either way the event was not published. On
+// a bus with a store the event is published once stored, so it does not
+// wait for queue room: the store's commit rate paces publishers instead. A
+// handler that publishes with the context it was given never waits for
+// room, so handlers cannot deadlock the bus, and the new event records the
+// handled one as its cause.
 //
 // Publish returns an error matching [ErrInvalidTopic] for an invalid topic,
 // one matching [ErrInvalidEvent] for an envelope no store could keep, and
@@ -177,7 +179,9 @@ func (b *Bus[T]) PublishTx(ctx context.Context, tx any, topic string, payload T,
 	if err := txs.AppendInTx(ctx, tx, recs[:], expect...); err != nil {
 		return fmt.Errorf("event: publish %s in transaction: %w", topic, err)
 	}
-	b.outbox.add(d.ev.ID)
+	if takes(d.route.durable, d.ev.Payload) {
+		b.outbox.add(d.ev.ID)
+	}
 	return nil
 }
 
@@ -198,7 +202,7 @@ func (b *Bus[T]) prepare(ctx context.Context, parent deliveryInfo, topic string,
 	d, exp, given := b.stamp(ctx, parent, topic, payload, opts)
 	d.route = rt
 	if ev := &d.ev; exp.set || given || ev.AggregateID != "" || ev.Kind != KindDomain || len(ev.Metadata) > 0 {
-		if err := b.check(d, exp, given); err != nil {
+		if err := b.check(d, exp); err != nil {
 			return nil, exp, err
 		}
 	}
@@ -208,11 +212,12 @@ func (b *Bus[T]) prepare(ctx context.Context, parent deliveryInfo, topic string,
 //go:noinline
 func topicError(err error) error { return fmt.Errorf("event: publish: %w", err) }
 
-// check checks a stamped event's envelope and expectation.
-func (b *Bus[T]) check(d *delivery[T], exp expectation, timeGiven bool) error {
+// check checks a stamped event's envelope and expectation. The clock's time
+// needs no check, so an event with the default envelope skips the call.
+func (b *Bus[T]) check(d *delivery[T], exp expectation) error {
 	topic := d.ev.Topic
-	if err := checkEnvelope(&d.ev, timeGiven); err != nil {
-		return fmt.Errorf("event: publish %s: %w: %w", topic, ErrInvalidEvent, err)
+	if err := checkEnvelope(&d.ev); err != nil {
+		return fmt.Errorf("event: publish %s: %w", topic, err)
 	}
 	if exp.set {
 		switch {
@@ -300,63 +305,19 @@ func (d *delivery[T]) apply(o *PublishOption) {
 	}
 }
 
-// Limits of the envelope, the same on every bus: what every store can keep.
-const (
-	minYear = 1
-	maxYear = 9999
-)
-
-// checkEnvelope reports what in ev no store could keep. Every bus checks
-// it, with a store or without, so that a program does not come to depend on
-// events it could never store. The payload's size is a store's limit (a
-// bus without one never encodes payloads), and the store checks it. The
-// time is checked only when the publisher gave it: the clock's is valid.
-func checkEnvelope[T any](ev *Event[T], timeGiven bool) error {
-	if ev.AggregateID != "" {
-		if len(ev.AggregateID) > store.MaxAggregateIDLen {
-			return fmt.Errorf("aggregate ID is %d bytes, longer than %d", len(ev.AggregateID), store.MaxAggregateIDLen)
-		}
-		if err := checkText("aggregate ID", ev.AggregateID); err != nil {
-			return err
-		}
-	}
-	if ev.Kind != KindDomain {
-		if len(ev.Kind) > store.MaxKindLen {
-			return fmt.Errorf("kind is %d bytes, longer than %d", len(ev.Kind), store.MaxKindLen)
-		}
-		if err := checkText("kind", string(ev.Kind)); err != nil {
-			return err
-		}
-	}
-	for k, v := range ev.Metadata { // callers skip the call for the common envelope: ranging a nil map is not free
+// checkEnvelope reports what in ev no store could keep, by the store's own
+// rules (store.ValidateEnvelope). Every bus checks it, with a store or
+// without, so that a program does not come to depend on events it could
+// never store. The payload's size is a store's limit (a bus without one
+// never encodes payloads), and the store checks it. The metadata prefix
+// reserved for the envelope's own keys is this package's rule.
+func checkEnvelope[T any](ev *Event[T]) error {
+	for k := range ev.Metadata {
 		if strings.HasPrefix(k, MetaPrefix) {
-			return fmt.Errorf("metadata key %q uses the reserved prefix %q", k, MetaPrefix)
-		}
-		if err := checkText("metadata key", k); err != nil {
-			return err
-		}
-		if err := checkText("metadata value of "+k, v); err != nil {
-			return err
+			return fmt.Errorf("%w: metadata key %q uses the reserved prefix %q", store.ErrInvalidRecord, k, MetaPrefix)
 		}
 	}
-	if timeGiven {
-		if y := ev.Time.Year(); y < minYear || y > maxYear {
-			return fmt.Errorf("time %v is outside years %d to %d", ev.Time, minYear, maxYear)
-		}
-	}
-	return nil
-}
-
-// checkText reports invalid UTF-8 or a NUL byte in a text field, which no
-// store can keep.
-func checkText(field, v string) error {
-	switch {
-	case !utf8.ValidString(v):
-		return fmt.Errorf("%s %q is not valid UTF-8", field, v)
-	case strings.IndexByte(v, 0) >= 0:
-		return fmt.Errorf("%s %q contains a NUL byte", field, v)
-	}
-	return nil
+	return store.ValidateEnvelope(ev.AggregateID, string(ev.Kind), ev.Metadata, ev.Time)
 }
 
 // batchExpectations folds the expectations of a batch into one per
@@ -428,6 +389,9 @@ func (b *Bus[T]) persist(ctx context.Context, ds []*delivery[T], exps []expectat
 	}
 	for i, d := range ds {
 		d.ev.Position, d.ev.Version = recs[i].Position, recs[i].Version
+		for _, s := range d.route.durable {
+			b.settle(s.durable, d.ev.ID)
+		}
 	}
 	b.wakeDurable()
 	return nil
@@ -503,7 +467,7 @@ func (b *Bus[T]) dispatch(ctx context.Context, d *delivery[T], noWait bool) erro
 	if sd != nil {
 		for _, s := range rt.sync {
 			if !s.removed.Load() && (s.accepts == nil || s.accepts(p)) {
-				b.deliverInProcess(s, sd)
+				b.deliver(s, sd)
 			}
 		}
 	}

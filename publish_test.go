@@ -54,8 +54,8 @@ func TestEnvelopeLimitsOnEveryBus(t *testing.T) {
 		{"NUL in metadata key", event.Meta("k\x00", "v"), "NUL"},
 		{"reserved metadata prefix", event.Meta("event.correlation_id", "x"), "reserved prefix"},
 		{"long kind", event.AsKind(event.Kind(strings.Repeat("k", store.MaxKindLen+1))), "kind is 65 bytes"},
-		{"year 300000", event.EventTime(time.Date(300000, 1, 1, 0, 0, 0, 0, time.UTC)), "outside years 1 to 9999"},
-		{"year 0", event.EventTime(time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC)), "outside years 1 to 9999"},
+		{"year 300000", event.EventTime(time.Date(300000, 1, 1, 0, 0, 0, 0, time.UTC)), "outside the years 1 to 9999 UTC"},
+		{"year 0", event.EventTime(time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC)), "outside the years 1 to 9999 UTC"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for name, mk := range busKinds(t) {
@@ -266,5 +266,21 @@ func TestPublishMaybePublished(t *testing.T) {
 	recs, _, err := inner.Read(t.Context(), store.Query{})
 	if err != nil || len(recs) != 1 || recs[0].ID != maybe.IDs[0].String() {
 		t.Fatalf("store holds %d records (%v), want the one event", len(recs), err)
+	}
+}
+
+// The time limits are those of the stores, in UTC and to the microsecond,
+// on every bus.
+func TestEnvelopeTimeLimitsInUTC(t *testing.T) {
+	t.Parallel()
+	for name, tm := range map[string]time.Time{
+		"year 10000 in UTC":        time.Date(9999, 12, 31, 23, 0, 0, 0, time.FixedZone("w", -2*3600)),
+		"before the first µs of 1": time.Time{}.Add(time.Nanosecond),
+	} {
+		for kind, mk := range busKinds(t) {
+			if err := mk().Publish(t.Context(), "t", 1, event.EventTime(tm)); !errors.Is(err, event.ErrInvalidEvent) {
+				t.Errorf("%s, %s bus: Publish = %v, want ErrInvalidEvent", name, kind, err)
+			}
+		}
 	}
 }

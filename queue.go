@@ -75,9 +75,19 @@ func (b *Bus[T]) finishDrain() {
 // this bus's Close: those the bus appended, matching the subscription,
 // that its runner has not yet moved past. Each is one unit of in-flight
 // work.
+//
+// An event's unit is taken before its append, as the runner may read the
+// event before Append returns, and paid when the runner moves past it. Two
+// cases never meet that payment: an append of an ID the store already had
+// (a retry, a re-import), which the runner passed long ago, and an event the
+// runner read before its unit was taken. So an append that returns
+// settles its units with a stamp of the owed clock, and a runner that reads
+// the log to its end pays every unit settled before that read began: such an
+// event was committed before the read, so the runner has passed it.
 type owed struct {
 	mu      sync.Mutex
-	ids     map[uuid.UUID]struct{}
+	ids     map[uuid.UUID]uint64 // 0 while the append runs; then the stamp it settled at
+	clock   uint64
 	stopped bool // the runner has exited: owe nothing more
 }
 
@@ -91,14 +101,51 @@ func (b *Bus[T]) owe(c *durable[T], id uuid.UUID) bool {
 		return false
 	}
 	if o.ids == nil {
-		o.ids = make(map[uuid.UUID]struct{})
+		o.ids = make(map[uuid.UUID]uint64)
 	}
 	if _, dup := o.ids[id]; dup {
-		return false // a batch that names one ID twice is refused by the store
+		return false // one unit per ID: a batch that names it twice is refused by the store
 	}
-	o.ids[id] = struct{}{}
+	o.ids[id] = 0
 	b.hold()
 	return true
+}
+
+// settle marks id's append as returned (see owed).
+func (b *Bus[T]) settle(c *durable[T], id uuid.UUID) {
+	o := &c.owed
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if stamp, ok := o.ids[id]; ok && stamp == 0 {
+		o.clock++
+		o.ids[id] = o.clock
+	}
+}
+
+// settledMark returns the owed clock, for a runner about to read.
+func (b *Bus[T]) settledMark(c *durable[T]) uint64 {
+	o := &c.owed
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.clock
+}
+
+// caughtUp pays the units settled at or before mark: c read the log to its
+// end after they settled (see owed).
+func (b *Bus[T]) caughtUp(c *durable[T], mark uint64) {
+	o := &c.owed
+	o.mu.Lock()
+	n := 0
+	for id, stamp := range o.ids {
+		if stamp != 0 && stamp <= mark {
+			delete(o.ids, id)
+			n++
+		}
+	}
+	o.mu.Unlock()
+	for range n {
+		b.release()
+	}
 }
 
 // paid releases the unit of id, if c owed it: when c moved past the event,
@@ -128,17 +175,20 @@ func (b *Bus[T]) forgive(c *durable[T]) {
 	}
 }
 
-// outboxSeen remembers the IDs of events this bus stored with PublishTx,
-// so that the first durable subscription to read one counts it as
-// published: only then is it known to have committed. It is bounded, as a
-// transaction that rolls back leaves its IDs behind.
+// outboxSeen remembers the IDs of events this bus stored with PublishTx
+// for one of its durable subscriptions, so that the first durable
+// subscription to read one counts it as published: only then is it known to
+// have committed. It holds the latest maxOutboxSeen IDs, as a transaction
+// that rolls back leaves its IDs behind; older ones are forgotten, and
+// their events not counted.
 type outboxSeen struct {
-	mu  sync.Mutex
-	ids map[uuid.UUID]struct{}
+	mu   sync.Mutex
+	ids  map[uuid.UUID]struct{}
+	ring []uuid.UUID // insertion order, for eviction
+	next int
+	n    atomic.Int32 // len(ids), so that readers skip the lock while it is empty
 }
 
-// maxOutboxSeen bounds outboxSeen; past it, the oldest entries are not
-// tracked and their events are not counted in Stats.Published.
 const maxOutboxSeen = 1 << 16
 
 func (o *outboxSeen) add(id uuid.UUID) {
@@ -146,22 +196,30 @@ func (o *outboxSeen) add(id uuid.UUID) {
 	defer o.mu.Unlock()
 	if o.ids == nil {
 		o.ids = make(map[uuid.UUID]struct{})
+		o.ring = make([]uuid.UUID, maxOutboxSeen)
 	}
-	if len(o.ids) >= maxOutboxSeen {
-		return
+	if old := o.ring[o.next]; old != uuid.Nil {
+		delete(o.ids, old)
 	}
+	o.ring[o.next] = id
+	o.next = (o.next + 1) % maxOutboxSeen
 	o.ids[id] = struct{}{}
+	o.n.Store(int32(len(o.ids)))
 }
 
 // seen reports whether id was stored by this bus with PublishTx and not
 // seen before, forgetting it.
 func (o *outboxSeen) seen(id uuid.UUID) bool {
+	if o.n.Load() == 0 {
+		return false
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if _, ok := o.ids[id]; !ok {
 		return false
 	}
-	delete(o.ids, id)
+	delete(o.ids, id) // its ring slot is overwritten in turn
+	o.n.Store(int32(len(o.ids)))
 	return true
 }
 

@@ -45,7 +45,7 @@ func (b *Bus[T]) ReplayTo(ctx context.Context, name string, q store.Query) (int,
 			return false, nil
 		}
 		d := &delivery[T]{bus: b, parent: ctx, ev: *ev}
-		b.deliverInProcess(s, d)
+		b.deliver(s, d)
 		return true, nil
 	})
 }

@@ -40,10 +40,13 @@ type Stats struct {
 	// Retried counts retries: handler calls after the first, over all
 	// deliveries.
 	Retried uint64 `json:"retried"`
-	// DeadLettered counts failed or dropped deliveries handed to the
-	// dead-letter function.
+	// DeadLettered counts failed or dropped deliveries kept as dead
+	// letters: stored by the store, or handed to the [WithDeadLetter]
+	// function.
 	DeadLettered uint64 `json:"dead_lettered"`
-	// Dropped counts queued deliveries abandoned because Close gave up.
+	// Dropped counts deliveries abandoned unfinished: queued events that
+	// Close gave up on, and events whose subscription stopped (Unsubscribe,
+	// or a durable subscription stopping) while they waited for a retry.
 	Dropped uint64 `json:"dropped"`
 	// StoreErrors counts failures of the store met by durable subscriptions
 	// (reads, checkpoints, dead letters), which they retry; see

@@ -183,20 +183,61 @@ func checkRecord(r *Record, maxPayload int) error {
 		return errors.New("empty ID")
 	case len(r.ID) > MaxIDLen:
 		return fmt.Errorf("ID is %d bytes, longer than %d", len(r.ID), MaxIDLen)
-	case len(r.AggregateID) > MaxAggregateIDLen:
-		return fmt.Errorf("aggregate ID is %d bytes, longer than %d", len(r.AggregateID), MaxAggregateIDLen)
-	case len(r.Kind) > MaxKindLen:
-		return fmt.Errorf("kind is %d bytes, longer than %d", len(r.Kind), MaxKindLen)
 	case maxPayload > 0 && len(r.Payload) > maxPayload:
 		return fmt.Errorf("payload is %d bytes, larger than the %d-byte limit", len(r.Payload), maxPayload)
 	}
-	if err := checkTime("time", r.Time); err != nil {
+	if err := checkEnvelope(r.AggregateID, r.Kind, r.Metadata, r.Time); err != nil {
 		return err
 	}
-	if err := validText(r); err != nil {
-		return err
+	for _, f := range [...]struct{ name, v string }{
+		{"ID", r.ID}, {"payload type", r.PayloadType}, {"content type", r.ContentType},
+	} {
+		if err := checkText(f.name, f.v); err != nil {
+			return err
+		}
 	}
 	return ValidateTopic(r.Topic)
+}
+
+// ValidateEnvelope checks the fields of an event that a publisher chooses
+// and [ValidateRecords] limits: the aggregate ID and kind (their lengths,
+// valid UTF-8 without NUL bytes), the metadata keys and values (likewise),
+// and the time (not zero, within the years 1 to 9999 UTC). The event bus
+// calls it on every publish, with a store or without, so that a program
+// never depends on events that no store could keep. Errors match
+// [ErrInvalidRecord] and name the field.
+func ValidateEnvelope(aggregateID, kind string, metadata map[string]string, t time.Time) error {
+	if err := checkEnvelope(aggregateID, kind, metadata, t); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidRecord, err)
+	}
+	return nil
+}
+
+func checkEnvelope(aggregateID, kind string, metadata map[string]string, t time.Time) error {
+	switch {
+	case len(aggregateID) > MaxAggregateIDLen:
+		return fmt.Errorf("aggregate ID is %d bytes, longer than %d", len(aggregateID), MaxAggregateIDLen)
+	case len(kind) > MaxKindLen:
+		return fmt.Errorf("kind is %d bytes, longer than %d", len(kind), MaxKindLen)
+	}
+	if err := checkTime("time", t); err != nil {
+		return err
+	}
+	if err := checkText("aggregate ID", aggregateID); err != nil {
+		return err
+	}
+	if err := checkText("kind", kind); err != nil {
+		return err
+	}
+	for k, v := range metadata {
+		if err := checkText("metadata key", k); err != nil {
+			return err
+		}
+		if err := checkText("metadata value of "+k, v); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // recordName names the ith record of a batch in an error, with its ID when
@@ -221,28 +262,6 @@ func checkText(field, v string) error {
 		return fmt.Errorf("%s %q is not valid UTF-8", field, v)
 	case strings.IndexByte(v, 0) >= 0:
 		return fmt.Errorf("%s %q contains a NUL byte", field, v)
-	}
-	return nil
-}
-
-// validText checks a record's text fields for invalid UTF-8 and NUL bytes.
-func validText(r *Record) error {
-	check := checkText
-	for _, f := range [...]struct{ name, v string }{
-		{"ID", r.ID}, {"kind", r.Kind}, {"aggregate ID", r.AggregateID},
-		{"payload type", r.PayloadType}, {"content type", r.ContentType},
-	} {
-		if err := check(f.name, f.v); err != nil {
-			return err
-		}
-	}
-	for k, v := range r.Metadata {
-		if err := check("metadata key", k); err != nil {
-			return err
-		}
-		if err := check("metadata value of "+k, v); err != nil {
-			return err
-		}
 	}
 	return nil
 }
