@@ -270,7 +270,11 @@ func (a *app) shutdown() error {
 		var parts []string
 		for _, sub := range a.subs {
 			if n := left[sub.Name()]; n > 0 {
-				parts = append(parts, fmt.Sprintf("%s %d", sub.Name(), n))
+				part := fmt.Sprintf("%s %d", sub.Name(), n)
+				if err := sub.Err(); err != nil {
+					part += fmt.Sprintf(" (%v)", err) // why it could not go on
+				}
+				parts = append(parts, part)
 			}
 		}
 		fmt.Fprintf(a.out, "userfanout: stopped; left for the next start: %s\n", strings.Join(parts, ", "))

@@ -111,7 +111,7 @@ func (s *Services) Subscribe(bus event.Subscriber[any]) ([]*event.Subscription, 
 
 // Notification sends the welcome email. Sending is writing it to the
 // notifications table, from which a real service's mailer would take it;
-// here it is also logged.
+// here it is also logged. It is safe for concurrent use.
 type Notification struct {
 	db  *data.DB
 	log *slog.Logger
@@ -137,7 +137,7 @@ func (n *Notification) Handle(ctx context.Context, ev event.Event[UserRegistered
 
 // Analytics tracks sign-ups per email domain. Its tracker fails now and
 // then (see [Options].AnalyticsFailEvery), to show retries and dead
-// letters.
+// letters. It is safe for concurrent use.
 type Analytics struct {
 	db      *data.DB
 	log     *slog.Logger
@@ -199,7 +199,7 @@ func (t *tracker) track(id uuid.UUID) error {
 }
 
 // Audit records every user event: its ID, topic, aggregate, time and
-// payload.
+// payload. It is safe for concurrent use.
 type Audit struct {
 	db  *data.DB
 	log *slog.Logger
@@ -228,7 +228,8 @@ func (a *Audit) Handle(ctx context.Context, ev event.Event[any]) error {
 	return nil
 }
 
-// Profile creates each new user's profile.
+// Profile creates each new user's profile, and reads it back. It is safe
+// for concurrent use.
 type Profile struct {
 	db  *data.DB
 	log *slog.Logger

@@ -47,6 +47,7 @@ type InputError struct {
 	Reason string
 }
 
+// Error says which field is wrong, and why.
 func (e *InputError) Error() string { return e.Field + ": " + e.Reason }
 
 // UserService registers users. It depends on [event.TxPublisher] rather

@@ -57,7 +57,7 @@ func (Users) Create(ctx context.Context, tx data.Tx, email, name string) (User, 
 // [ErrNotFound].
 func (Users) Get(ctx context.Context, q data.Querier, id string) (User, error) {
 	n, err := strconv.ParseInt(id, 10, 64)
-	if err != nil || n <= 0 {
+	if err != nil || n <= 0 || strconv.FormatInt(n, 10) != id { // "01" is not user 1
 		return User{}, fmt.Errorf("repository: get user %q: %w", id, ErrNotFound)
 	}
 	u := User{ID: id}

@@ -54,7 +54,7 @@ func TestUsers(t *testing.T) {
 			if n, err := users.Count(ctx, db); err != nil || n != 2 {
 				t.Errorf("Count = %d, %v; want 2", n, err)
 			}
-			for _, id := range []string{"999", "0", "-1", "abc", ""} {
+			for _, id := range []string{"999", "01", "+1", "0", "-1", "abc", ""} {
 				if _, err := users.Get(ctx, db, id); !errors.Is(err, repository.ErrNotFound) {
 					t.Errorf("Get(%q) = %v, want ErrNotFound", id, err)
 				}
