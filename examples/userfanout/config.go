@@ -155,6 +155,9 @@ func (p *parser) errorf(line int, key, format string, args ...any) {
 func (p *parser) mapping(n *yaml.Node, prefix string) {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
+		if v.Kind == yaml.AliasNode {
+			v = v.Alias
+		}
 		name := prefix + k.Value
 		if k.Kind != yaml.ScalarNode {
 			p.errorf(k.Line, prefix+"?", "a key must be a plain name")

@@ -64,6 +64,13 @@ analytics:
 		t.Errorf("ParseConfig =\n%+v, %v\nwant\n%+v", c, err, want)
 	}
 
+	aliased := "event:\n  bus:\n    workers: &n 7\n    buffer_size: *n\n"
+	want = Defaults()
+	want.Event.Bus.Workers, want.Event.Bus.BufferSize = 7, 7
+	if c, err := ParseConfig("aliased.yaml", []byte(aliased)); err != nil || c != want {
+		t.Errorf("ParseConfig with an alias =\n%+v, %v\nwant\n%+v", c, err, want)
+	}
+
 	postgres := "event:\n  store:\n    driver: postgres\n    dsn: postgres://app@db:5432/app\n"
 	want = Defaults()
 	want.Event.Store.Driver, want.Event.Store.DSN = "postgres", "postgres://app@db:5432/app"
