@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ncore-io/event/store"
@@ -46,6 +47,50 @@ type durable[T any] struct {
 	mu      sync.Mutex
 	err     error // what keeps it from going on, now; see Subscription.Err
 	stopped bool  // err is why it stopped by itself, for good
+
+	// For CatchUp: reads counts the reads begun; atEnd is the number of
+	// the last one that found the end of the log, and changed is closed
+	// and replaced when it moves; exited is closed when run returns.
+	reads   atomic.Uint64
+	endMu   sync.Mutex
+	atEnd   uint64
+	changed chan struct{}
+	exited  chan struct{}
+}
+
+// reachedEnd records that read n found the end of the log.
+func (c *durable[T]) reachedEnd(n uint64) {
+	c.endMu.Lock()
+	defer c.endMu.Unlock()
+	if n > c.atEnd {
+		c.atEnd = n
+		close(c.changed)
+		c.changed = make(chan struct{})
+	}
+}
+
+// catchUp waits until a read begun after the call finds the end of the log.
+func (c *durable[T]) catchUp(ctx context.Context) error {
+	target := c.reads.Load() + 1
+	c.signal()
+	for {
+		c.endMu.Lock()
+		done, changed := c.atEnd >= target, c.changed
+		c.endMu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-c.exited:
+			if err := c.Err(); err != nil {
+				return err
+			}
+			return fmt.Errorf("event: durable subscription %s stopped before catching up", c.name)
+		case <-ctx.Done():
+			return fmt.Errorf("event: durable subscription %s catching up: %w", c.name, ctx.Err())
+		}
+	}
 }
 
 func (c *durable[T]) signal() {
@@ -93,6 +138,7 @@ func (c *durable[T]) Err() error {
 
 // run is the subscription's goroutine.
 func (c *durable[T]) run() {
+	defer close(c.exited)
 	b := c.bus
 	ctx := c.sub.ctx()
 	// Whatever happens below, this bus's Close must not wait for events
@@ -133,7 +179,7 @@ func (c *durable[T]) run() {
 	defer poll.Stop()
 	retry := retries{p: storeRetry}
 	for ctx.Err() == nil {
-		mark := b.settledMark(c)
+		mark, n := b.settledMark(c), c.reads.Add(1)
 		recs, next, err := b.store.Read(ctx, store.Query{Topic: c.sub.pattern, After: cursor, Limit: durableBatch})
 		if err != nil {
 			if ctx.Err() != nil {
@@ -195,6 +241,7 @@ func (c *durable[T]) run() {
 			continue
 		}
 		b.caughtUp(c, mark)
+		c.reachedEnd(n)
 		save()
 		if !poll.Stop() {
 			select {
@@ -300,6 +347,8 @@ func (b *Bus[T]) startDurable(s *subscription[T], cfg *subConfig) (*durable[T], 
 		cpEvery:    orDefault(cfg.cpEvery, DefaultCheckpointEvery),
 		cpInterval: orDefault(cfg.cpInterval, DefaultCheckpointInterval),
 		wake:       make(chan struct{}, 1),
+		changed:    make(chan struct{}),
+		exited:     make(chan struct{}),
 	}
 	s.durable = c
 	// From bg, which Close cancels once drained (and which ends when it
@@ -335,6 +384,36 @@ func (b *Bus[T]) stopDurable(c *durable[T]) {
 	defer b.subMu.Unlock()
 	list := slices.DeleteFunc(slices.Clone(*b.durables.Load()), func(o *durable[T]) bool { return o == c })
 	b.durables.Store(&list)
+}
+
+// CatchUp waits until every [Durable] subscription of this bus has handled
+// the events in the store when CatchUp was called that it takes: until
+// each has read the log to its end, from a read begun after the call. It
+// covers what [Bus.Close] does not wait for: events stored with
+// [Bus.PublishTx] or by other processes. A service calls it before Close
+// to hand nothing over to its next start:
+//
+//	srv.Shutdown(ctx) // no new requests, so no new events
+//	err := bus.CatchUp(ctx)
+//	err = errors.Join(err, bus.Close(ctx))
+//
+// While appends go on, the end of the log moves, and CatchUp returns once a
+// subscription's read finds it. It returns ctx's error if ctx ends first,
+// or the error of a durable subscription that stopped (see
+// [Subscription.Err]). On PostgreSQL an event may stay hidden from readers
+// while an older transaction is open (see Close), and CatchUp does not wait
+// for it. A bus without durable subscriptions returns at once.
+func (b *Bus[T]) CatchUp(ctx context.Context) error {
+	if ctx == nil {
+		return errNilContext("catch up")
+	}
+	var errs []error
+	for _, c := range *b.durables.Load() {
+		if err := c.catchUp(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // wakeDurable tells the durable subscriptions that events were appended.

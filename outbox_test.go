@@ -5,7 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/ncore-io/event"
 	"github.com/ncore-io/event/store"
@@ -110,5 +112,48 @@ func TestTxPublisherOnBus(t *testing.T) {
 	}
 	if evs := got.waitFor(t, "the outbox event", atLeast[Registered](1)); evs[0].Payload.UserID != "u-1" || evs[0].AggregateID != "u-1" {
 		t.Fatalf("got %+v", evs[0])
+	}
+}
+
+// CatchUp waits for what Close does not: events stored with PublishTx
+// before the call, handled by the bus's durable subscriptions.
+func TestCatchUp(t *testing.T) {
+	t.Parallel()
+	s := openSQLite(t).(*sqlitestore.Store)
+	bus := newStoreBus[int](t, s, event.WithPollInterval(time.Hour)) // only CatchUp's wake-up
+	release := make(chan struct{})
+	var handled atomic.Int64
+	subscribe(t, bus, "tx.>", func(context.Context, event.Event[int]) error {
+		<-release
+		handled.Add(1)
+		return nil
+	}, event.Durable("slow"))
+	subscribe(t, bus, "other", func(context.Context, event.Event[int]) error { return nil }, event.Durable("idle"))
+	tx, err := s.DB().BeginTx(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if err := bus.PublishTx(t.Context(), tx, "tx.event", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	if err := bus.CatchUp(short); !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "slow") {
+		t.Fatalf("CatchUp with the handler held = %v, want the deadline naming the subscription", err)
+	}
+	close(release)
+	if err := bus.CatchUp(t.Context()); err != nil {
+		t.Fatalf("CatchUp: %v", err)
+	}
+	if n := handled.Load(); n != 5 {
+		t.Fatalf("CatchUp returned with %d of 5 events handled", n)
+	}
+	if err := newBus[int](t).CatchUp(t.Context()); err != nil {
+		t.Fatalf("CatchUp without durable subscriptions: %v", err)
 	}
 }
