@@ -252,9 +252,10 @@ func (a *app) shutdown() error {
 	}
 	// Bus.Close waits only for the events this bus appended itself (the
 	// ones posted to /events); the sign-ups went through the outbox, in
-	// the user's transaction. Wait for the subscriptions to handle those
-	// as well: every event in the store, with the requests now finished.
-	left, err := drain(ctx, a.db.Store(), a.subs)
+	// the user's transaction. CatchUp waits for the subscriptions to
+	// handle those as well: every event in the store, with the requests
+	// now finished.
+	left, err := drain(ctx, a.bus, a.db.Store(), a.subs)
 	cctx, ccancel := context.WithTimeout(context.Background(), closeTimeout)
 	defer ccancel()
 	if err := a.bus.Close(cctx); err != nil {
@@ -284,29 +285,18 @@ func (a *app) shutdown() error {
 	return errors.Join(errs...)
 }
 
-// drain waits until each of subs, durable subscriptions named by their
-// durable name, has handled every event in st that it takes: until a read
-// of st after its checkpoint finds none. A durable subscription saves its
-// checkpoint when it has caught up, so the wait ends soon after it has.
-// When ctx ends first, drain returns how many events each subscription has
-// left, and ctx's error.
-func drain(ctx context.Context, st store.Store, subs []*event.Subscription) (map[string]int, error) {
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		left, err := backlog(ctx, st, subs, 1)
-		if err == nil && len(left) == 0 {
-			return nil, nil
-		}
-		select {
-		case <-ctx.Done():
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-			defer cancel()
-			left, _ = backlog(cctx, st, subs, store.MaxReadLimit)
-			return left, ctx.Err()
-		case <-tick.C:
-		}
+// drain waits until the bus's durable subscriptions, subs, have handled
+// every event in st that they take (Bus.CatchUp). When ctx ends first,
+// drain returns how many events each subscription has left, and the error.
+func drain[T any](ctx context.Context, bus *event.Bus[T], st store.Store, subs []*event.Subscription) (map[string]int, error) {
+	err := bus.CatchUp(ctx)
+	if err == nil {
+		return nil, nil
 	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	left, _ := backlog(cctx, st, subs, store.MaxReadLimit)
+	return left, err
 }
 
 // backlog counts, for each subscription, up to limit events after its
@@ -394,7 +384,7 @@ func (a *app) smoke(ctx context.Context) error {
 	}
 	wctx, cancel := context.WithTimeout(ctx, drainTimeout)
 	defer cancel()
-	if left, err := drain(wctx, a.db.Store(), a.subs); err != nil {
+	if left, err := drain(wctx, a.bus, a.db.Store(), a.subs); err != nil {
 		return fmt.Errorf("the services did not handle every event (%v left): %w", left, err)
 	}
 	for _, path := range []string{"/users/1", "/events/stats"} {

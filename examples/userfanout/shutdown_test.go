@@ -54,14 +54,14 @@ func TestDrain(t *testing.T) {
 
 	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer cancel()
-	left, err := drain(short, s, []*event.Subscription{sub, other})
+	left, err := drain(short, bus, s, []*event.Subscription{sub, other})
 	if !errors.Is(err, context.DeadlineExceeded) || len(left) != 1 || left["slow"] != 3 {
 		t.Errorf("drain with a subscription held up = %v, %v; want 3 left for slow, none for other, and the deadline", left, err)
 	}
 	close(release)
 	long, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if left, err := drain(long, s, []*event.Subscription{sub, other}); err != nil || left != nil {
+	if left, err := drain(long, bus, s, []*event.Subscription{sub, other}); err != nil || left != nil {
 		t.Errorf("drain after the release = %v, %v; want nothing left", left, err)
 	}
 }
