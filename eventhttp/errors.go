@@ -1,6 +1,7 @@
 package eventhttp
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -94,9 +95,22 @@ func classify(err error) *httpError {
 	return newError(http.StatusServiceUnavailable, "event store unavailable: %v", err)
 }
 
+// marshal is json.Marshal without HTML escaping: answers are served as
+// application/json with nosniff, and topic patterns such as user.> read
+// better unescaped.
+func marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
 // writeJSON answers v with status.
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	data, err := json.Marshal(v)
+	data, err := marshal(v)
 	if err != nil {
 		// Only our own types are written, and they all marshal.
 		status = http.StatusInternalServerError

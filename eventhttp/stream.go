@@ -9,7 +9,6 @@ package eventhttp
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
@@ -180,7 +179,7 @@ func (h *Handler) streamFailed(w http.ResponseWriter, rc *http.ResponseControlle
 // appendEvent appends rec as one SSE event: its cursor as the id, its topic
 // as the event type, and its envelope as the data.
 func appendEvent(buf []byte, rec *store.Record) []byte {
-	data, err := json.Marshal(envelope(rec))
+	data, err := marshal(envelope(rec))
 	if err != nil {
 		return buf // unreachable: an envelope always marshals
 	}
