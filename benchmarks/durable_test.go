@@ -809,4 +809,3 @@ func BenchmarkDurableLatency(b *testing.B) {
 		})
 	}
 }
-

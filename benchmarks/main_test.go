@@ -242,7 +242,7 @@ func registered(n int) Registered {
 		Email:     "someone." + strconv.Itoa(n) + "@example.com",
 		Name:      "Someone With A Long Name",
 		Plan:      "enterprise-annual",
-		Referrer:  "https://example.com/landing?utm_source=newsletter",
+		Referrer:  "newsletter-2025-01",
 		Seats:     25,
 		N:         n,
 		CreatedAt: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC),
