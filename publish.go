@@ -202,7 +202,7 @@ func (b *Bus[T]) prepare(ctx context.Context, parent deliveryInfo, topic string,
 	d, exp, given := b.stamp(ctx, parent, topic, payload, opts)
 	d.route = rt
 	if ev := &d.ev; exp.set || given || ev.AggregateID != "" || ev.Kind != KindDomain || len(ev.Metadata) > 0 {
-		if err := b.check(d, exp); err != nil {
+		if err := b.check(d, exp, given); err != nil {
 			return nil, exp, err
 		}
 	}
@@ -214,9 +214,9 @@ func topicError(err error) error { return fmt.Errorf("event: publish: %w", err) 
 
 // check checks a stamped event's envelope and expectation. The clock's time
 // needs no check, so an event with the default envelope skips the call.
-func (b *Bus[T]) check(d *delivery[T], exp expectation) error {
+func (b *Bus[T]) check(d *delivery[T], exp expectation, timeGiven bool) error {
 	topic := d.ev.Topic
-	if err := checkEnvelope(&d.ev); err != nil {
+	if err := checkEnvelope(&d.ev, timeGiven); err != nil {
 		return fmt.Errorf("event: publish %s: %w", topic, err)
 	}
 	if exp.set {
@@ -309,15 +309,27 @@ func (d *delivery[T]) apply(o *PublishOption) {
 // rules (store.ValidateEnvelope). Every bus checks it, with a store or
 // without, so that a program does not come to depend on events it could
 // never store. The payload's size is a store's limit (a bus without one
-// never encodes payloads), and the store checks it. The metadata prefix
-// reserved for the envelope's own keys is this package's rule.
-func checkEnvelope[T any](ev *Event[T]) error {
-	for k := range ev.Metadata {
-		if strings.HasPrefix(k, MetaPrefix) {
-			return fmt.Errorf("%w: metadata key %q uses the reserved prefix %q", store.ErrInvalidRecord, k, MetaPrefix)
+// never encodes payloads), and the store checks it. The clock's time needs
+// no check. The metadata prefix reserved for the envelope's own keys is
+// this package's rule.
+func checkEnvelope[T any](ev *Event[T], timeGiven bool) error {
+	if len(ev.Metadata) > 0 { // ranging over a nil map is not free, and most events have none
+		for k := range ev.Metadata {
+			if strings.HasPrefix(k, MetaPrefix) {
+				return fmt.Errorf("%w: metadata key %q uses the reserved prefix %q", store.ErrInvalidRecord, k, MetaPrefix)
+			}
 		}
 	}
-	return store.ValidateEnvelope(ev.AggregateID, string(ev.Kind), ev.Metadata, ev.Time)
+	if timeGiven {
+		if err := store.ValidateTime(ev.Time); err != nil {
+			return err
+		}
+	}
+	kind := string(ev.Kind)
+	if ev.Kind == KindDomain {
+		kind = "" // the default: known to be valid
+	}
+	return store.ValidateEnvelope(ev.AggregateID, kind, ev.Metadata)
 }
 
 // batchExpectations folds the expectations of a batch into one per
