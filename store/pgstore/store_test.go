@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -866,5 +867,34 @@ func TestClosePendingAppends(t *testing.T) {
 	<-closed
 	if err := s.Append(ctx, []store.Record{rec("after")}); !errors.Is(err, store.ErrClosed) {
 		t.Fatalf("Append after Close: %v, want ErrClosed", err)
+	}
+}
+
+// A read at the end of the log, which a durable subscription makes on
+// every poll, allocates no page for the records it does not find.
+func TestEmptyReadAllocatesNoPage(t *testing.T) {
+	ctx := t.Context()
+	s := open(t)
+	if err := s.Append(ctx, []store.Record{rec("only")}); err != nil {
+		t.Fatal(err)
+	}
+	recs, end, err := s.Read(ctx, store.Query{})
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("Read = %d records, %v", len(recs), err)
+	}
+	const reads = 50
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for range reads {
+		if recs, _, err := s.Read(ctx, store.Query{After: end}); err != nil || len(recs) != 0 {
+			t.Fatalf("Read at the end = %d records, %v", len(recs), err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	// A page of DefaultReadLimit records is about 90 KB; the query itself
+	// allocates a few KB.
+	if per := (after.TotalAlloc - before.TotalAlloc) / reads; per > 16<<10 {
+		t.Errorf("a read that finds nothing allocates %d bytes", per)
 	}
 }
