@@ -1,0 +1,93 @@
+package sqlitestore_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ncore-io/event/store"
+	"github.com/ncore-io/event/store/sqlitestore"
+)
+
+// TestMigratePartitions opens a file of schema version 1, from before
+// partitions, and checks that its records were given their partitions.
+func TestMigratePartitions(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "events.db")
+	script, err := os.ReadFile("schema/1.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := rawDB(t, path)
+	if _, err := db.Exec(string(script)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`INSERT INTO event_meta (key, value) VALUES ('schema_version', '1')`); err != nil {
+		t.Fatal(err)
+	}
+	const n = 1500 // more than one page of the backfill
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		agg := any(nil)
+		if i%2 == 0 {
+			agg = fmt.Sprintf("agg-%d", i%7)
+		}
+		if _, err := tx.Exec(`INSERT INTO event_log (id, topic, kind, aggregate_id, version, time_us, payload_type, content_type) VALUES (?, 't.x', 'domain', ?, ?, 0, '', '')`,
+			fmt.Sprintf("old-%d", i), agg, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	s, err := sqlitestore.Open(t.Context(), path, sqlitestore.WithPartitions(8))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.Partitions() != 8 {
+		t.Fatalf("Partitions() = %d, want 8", s.Partitions())
+	}
+	from := make([]store.PartitionCursor, 8)
+	for p := range from {
+		from[p].Partition = p
+	}
+	page, _, err := s.ReadPartitions(t.Context(), from, store.MaxReadLimit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page) != n {
+		t.Fatalf("partitions hold %d records after the migration, want %d", len(page), n)
+	}
+	i := 0
+	for p := range 8 {
+		for ; i < len(page) && store.Partition(page[i].AggregateID, page[i].ID, 8) == p; i++ {
+		}
+	}
+	if i != n {
+		t.Fatalf("record %s is not in the partition store.Partition gives it", page[i].ID)
+	}
+}
+
+func TestPartitionsFixed(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "events.db")
+	s := mustOpen(t, path, sqlitestore.WithPartitions(16))
+	s.Close()
+	if _, err := sqlitestore.Open(t.Context(), path, sqlitestore.WithPartitions(32)); err == nil || !strings.Contains(err.Error(), "has 16 partitions") {
+		t.Fatalf("Open with another partition count = %v, want an error naming the stored 16", err)
+	}
+	s2 := mustOpen(t, path)
+	if s2.Partitions() != 16 {
+		t.Fatalf("Partitions() = %d after reopening, want the stored 16", s2.Partitions())
+	}
+	if _, err := sqlitestore.Open(t.Context(), filepath.Join(t.TempDir(), "x.db"), sqlitestore.WithPartitions(0x10000)); err == nil || !strings.Contains(err.Error(), "partition count") {
+		t.Fatalf("Open with too many partitions = %v", err)
+	}
+}
