@@ -165,6 +165,7 @@ type subConfig struct {
 	durableSet  bool // Durable was given, even with an empty name
 	cpEvery     int
 	cpInterval  time.Duration
+	lease       time.Duration
 }
 
 // typedHandler says which payloads a handler registered through [Subscribe]
@@ -215,11 +216,28 @@ func Sync() SubscribeOption { return func(c *subConfig) { c.sync = true } }
 // the bus appended (see there).
 //
 // A bus without a store ([WithStore]) rejects durable subscriptions. One
-// bus runs at most one subscription of a name; several processes sharing a
-// name would each handle every event.
+// bus runs at most one subscription of a name.
+//
+// On a store that runs consumer groups ([store.Grouper]: sqlitestore and
+// pgstore do), the buses that subscribe with one name on one store, in one
+// process or many, form a group and share the events: each member holds a
+// fair share of the log's partitions (by aggregate; see [store.Partition])
+// under a lease ([Lease]), and handles only their events, one at a time,
+// each partition in order. A member that stops hands its partitions over at
+// once; one that dies loses them when its lease runs out, and another
+// member goes on from their checkpoints. [Bus.Group] shows who holds what.
+// On other stores every bus sharing a name handles every event.
 func Durable(name string) SubscribeOption {
 	return func(c *subConfig) { c.durable, c.durableSet = name, true }
 }
+
+// Lease sets how long a durable subscription that is a group member (see
+// [Durable]) holds its partitions without renewing them; it renews every
+// third of d. A member that dies holds up its partitions' events for up to
+// d; a handler that runs longer than d on one event may see its partition
+// taken over meanwhile. Default [DefaultLease]. Without consumer groups it
+// has no effect.
+func Lease(d time.Duration) SubscribeOption { return func(c *subConfig) { c.lease = d } }
 
 // Checkpoint sets how often a durable subscription saves its checkpoint:
 // after every n events, and at least every d while it has handled events. A

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 
 	"github.com/google/uuid"
+
+	"github.com/ncore-io/event/store"
 )
 
 // In-flight work. Close waits for b.inflight to reach zero, and this file is
@@ -18,7 +20,10 @@ import (
 //     worker releases it after running the delivery;
 //   - an event this bus appended that one of its durable subscriptions is
 //     due to handle: owe takes the unit before the append, and the durable
-//     runner releases it when it moves past the event (or stops).
+//     runner releases it when it moves past the event (or stops). A group
+//     member (group.go) only handles the partitions it holds: after each
+//     claim it forgives what it owes in the others, which other members
+//     handle.
 //
 // When the count reaches zero on a closing bus, nothing can add to it any
 // more (admit refuses, and only admitted callers and running deliveries
@@ -77,13 +82,13 @@ func (b *Bus[T]) finishDrain() {
 // work.
 type owed struct {
 	mu      sync.Mutex
-	ids     map[uuid.UUID]struct{}
-	stopped bool // the runner has exited: owe nothing more
+	ids     map[uuid.UUID]uint32 // the event's store.PartitionKey for a group member
+	stopped bool                 // the runner has exited: owe nothing more
 }
 
 // owe takes a unit for id, due to c, before the bus appends it; it reports
 // false if c no longer runs.
-func (b *Bus[T]) owe(c *durable[T], id uuid.UUID) bool {
+func (b *Bus[T]) owe(c *durable[T], id uuid.UUID, aggregateID string) bool {
 	o := &c.owed
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -91,12 +96,16 @@ func (b *Bus[T]) owe(c *durable[T], id uuid.UUID) bool {
 		return false
 	}
 	if o.ids == nil {
-		o.ids = make(map[uuid.UUID]struct{})
+		o.ids = make(map[uuid.UUID]uint32)
 	}
 	if _, dup := o.ids[id]; dup {
 		return false // a batch that names one ID twice is refused by the store
 	}
-	o.ids[id] = struct{}{}
+	var key uint32
+	if c.grouped {
+		key = store.PartitionKey(aggregateID, id.String())
+	}
+	o.ids[id] = key
 	b.hold()
 	return true
 }
@@ -122,6 +131,24 @@ func (b *Bus[T]) forgive(c *durable[T]) {
 	o.mu.Lock()
 	n := len(o.ids)
 	o.ids, o.stopped = nil, true
+	o.mu.Unlock()
+	for range n {
+		b.release()
+	}
+}
+
+// forgiveOthers releases the units c owes for events in partitions it does
+// not hold (holds reports it by PartitionKey): another member handles them.
+func (b *Bus[T]) forgiveOthers(c *durable[T], holds func(key uint32) bool) {
+	o := &c.owed
+	o.mu.Lock()
+	n := 0
+	for id, key := range o.ids {
+		if !holds(key) {
+			delete(o.ids, id)
+			n++
+		}
+	}
 	o.mu.Unlock()
 	for range n {
 		b.release()

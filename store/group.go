@@ -169,14 +169,17 @@ type Grouper interface {
 	// ErrLeaseLost (a *LeaseLostError naming them).
 	Commit(ctx context.Context, group, member string, cps ...Checkpoint) error
 
-	// ReadPartitions returns, for each partition named, up to limit of its
-	// records after its cursor, in global order, with their Cursor set,
-	// and where to read each partition on from: past its last record, or,
-	// when it has no more, past the end of the log as the read saw it (so
-	// that an idle partition's checkpoint keeps up with retention). The
-	// records come partition by partition, in the order asked. Cursors are
-	// those of [Store.Read], so a global cursor is a valid start for any
-	// partition; errors are those of Read (limit as in [Query]).
+	// ReadPartitions returns up to limit records of the partitions named,
+	// each after its partition's cursor, in global order (as [Store.Read]
+	// would return them, leaving out other partitions), with their Cursor
+	// set; a record's partition is the one [Partition] gives it. It also
+	// returns, for each partition asked, where to read it on from: past
+	// its last record returned, or past the last record the read covered
+	// if that is further (the end of the log as the read saw it, for a
+	// read that returned fewer than limit records), so that an idle
+	// partition's checkpoint keeps up with the log and with retention.
+	// Cursors are those of Read, so a global cursor is a valid start for
+	// any partition; errors are those of Read (limit as in [Query]).
 	ReadPartitions(ctx context.Context, from []PartitionCursor, limit int) ([]Record, []Cursor, error)
 
 	// Group describes group: its partitions with owner, checkpoint and lag,

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/ncore-io/event/store"
@@ -164,8 +165,10 @@ func (s *Store) Commit(ctx context.Context, group, member string, cps ...store.C
 	return nil
 }
 
-// ReadPartitions implements [store.Grouper]. The partitions are read in
-// one read transaction, each through the (part, position) index.
+// ReadPartitions implements [store.Grouper]. Each partition's first
+// limit positions after its cursor come from the (part, position) index,
+// without touching the records; the first limit of those in global order
+// are then read, in one read transaction.
 func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor, limit int) ([]store.Record, []store.Cursor, error) {
 	if err := s.enter(ctx, "read partitions"); err != nil {
 		return nil, nil, err
@@ -183,18 +186,25 @@ func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor
 			return nil, nil, fmt.Errorf("sqlitestore: read partitions: %w", err)
 		}
 	}
+	next := make([]store.Cursor, len(from))
+	if len(from) == 0 {
+		return nil, next, nil
+	}
 	tx, err := s.r.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, nil, s.fail(ctx, "read partitions", err)
 	}
 	defer tx.Rollback()
+	// The log's last position, from the log itself when it has records
+	// (a log it cannot read is a read error, not a bad cursor).
 	var low, end int64
 	if err := tx.QueryRowContext(ctx, `SELECT (SELECT value FROM event_meta WHERE key = 'low_watermark'),
-		coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'event_log'), 0)`).Scan(&low, &end); err != nil {
+		max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'event_log'), 0), coalesce((SELECT max(position) FROM event_log), 0))`).Scan(&low, &end); err != nil {
 		return nil, nil, s.fail(ctx, "read partitions", err)
 	}
-	var out []store.Record
-	next := make([]store.Cursor, len(from))
+	var q strings.Builder
+	args := make([]any, 0, 3*len(from)+1)
+	q.WriteString(`SELECT ` + recordColumns + `, part FROM event_log WHERE position IN (SELECT position FROM (`)
 	for i, f := range from {
 		after := afters[i]
 		switch {
@@ -203,35 +213,51 @@ func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor
 		case after > end:
 			return nil, nil, fmt.Errorf("sqlitestore: read partition %d after %s: %w: it is past the end of the log (position %d)", f.Partition, f.After, store.ErrInvalidCursor, end)
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT `+recordColumns+` FROM event_log WHERE part = ? AND position > ? ORDER BY position LIMIT ?`, f.Partition, after, limit)
+		if i > 0 {
+			q.WriteString(` UNION ALL `)
+		}
+		q.WriteString(`SELECT * FROM (SELECT position FROM event_log WHERE part = ? AND position > ? ORDER BY position LIMIT ?)`)
+		args = append(args, f.Partition, after, limit)
+	}
+	q.WriteString(`) ORDER BY position LIMIT ?) ORDER BY position`)
+	args = append(args, limit)
+	rows, err := tx.QueryContext(ctx, q.String(), args...)
+	if err != nil {
+		return nil, nil, s.fail(ctx, "read partitions", err)
+	}
+	defer rows.Close()
+	var out []store.Record
+	last := map[int]int64{}
+	for rows.Next() {
+		var w row
+		var isNull bool
+		if err := rows.Scan(&w.position, &w.id, &w.topic, &w.kind, &w.aggregateID, &w.version, &w.timeUS,
+			&w.metadata, &w.payloadType, &w.contentType, &w.payload, &isNull, &w.part); err != nil {
+			return nil, nil, s.fail(ctx, "read partitions", err)
+		}
+		if w.payload == nil && !isNull {
+			w.payload = []byte{}
+		}
+		r, err := w.record()
 		if err != nil {
 			return nil, nil, s.fail(ctx, "read partitions", err)
 		}
-		n := 0
-		for rows.Next() {
-			var w row
-			if err := scanRow(rows, &w); err != nil {
-				rows.Close()
-				return nil, nil, s.fail(ctx, "read partitions", err)
-			}
-			r, err := w.record()
-			if err != nil {
-				rows.Close()
-				return nil, nil, s.fail(ctx, "read partitions", err)
-			}
-			r.Cursor = encodeCursor(r.Position)
-			out = append(out, r)
-			after = r.Position
-			n++
-		}
-		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-			return nil, nil, s.fail(ctx, "read partitions", err)
-		}
-		if n < limit {
-			// Read to the end: every position up to end is settled in this
-			// snapshot, so the partition's cursor may move there.
-			after = max(after, end)
-		}
+		r.Cursor = encodeCursor(r.Position)
+		out = append(out, r)
+		last[int(w.part)] = r.Position
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, s.fail(ctx, "read partitions", err)
+	}
+	// The read covered the log up to its last record, or to the end if it
+	// came back short: no partition asked has a record there that it did
+	// not return. (Every position up to end is settled in this snapshot.)
+	covered := end
+	if len(out) == limit {
+		covered = out[len(out)-1].Position
+	}
+	for i, f := range from {
+		after := max(afters[i], last[f.Partition], covered)
 		next[i] = f.After
 		if after > 0 {
 			next[i] = encodeCursor(after)

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -246,6 +245,42 @@ func (s suite) testGroupStartsAtCheckpoint(t *testing.T) {
 	}
 }
 
+// readPartitions pages through the partitions from their cursors with
+// the given limit, and returns what it read and the cursors it ended at.
+func readPartitions(tb testing.TB, g store.Grouper, from []store.PartitionCursor, limit int) ([]store.Record, []store.PartitionCursor) {
+	tb.Helper()
+	from = slices.Clone(from)
+	asked := map[int]bool{}
+	for _, f := range from {
+		asked[f.Partition] = true
+	}
+	var out []store.Record
+	for round := 0; ; round++ {
+		page, next, err := g.ReadPartitions(tb.Context(), from, limit)
+		if err != nil {
+			tb.Fatalf("ReadPartitions: %v", err)
+		}
+		if len(page) > limit || len(next) != len(from) {
+			tb.Fatalf("ReadPartitions(limit %d, %d partitions) = %d records, %d cursors", limit, len(from), len(page), len(next))
+		}
+		for _, r := range page {
+			if p := store.Partition(r.AggregateID, r.ID, g.Partitions()); !asked[p] {
+				tb.Fatalf("ReadPartitions returned %s of partition %d, not asked for", r.ID, p)
+			}
+		}
+		out = append(out, page...)
+		for i := range from {
+			from[i].After = next[i]
+		}
+		if len(page) == 0 {
+			return out, from
+		}
+		if round > 1000 {
+			tb.Fatal("ReadPartitions does not reach the end")
+		}
+	}
+}
+
 func (s suite) testReadPartitions(t *testing.T) {
 	t.Parallel()
 	st, g := openAs[store.Grouper](s, t)
@@ -262,84 +297,48 @@ func (s suite) testReadPartitions(t *testing.T) {
 	mustAppend(t, st, recs[:150])
 	mustAppend(t, st, recs[150:])
 	all := readAll(t, st, store.Query{})
-	want := make([][]string, n)
+	every := make([]store.PartitionCursor, n)
+	var even []store.PartitionCursor
+	var wantEven []string
+	for p := range every {
+		every[p].Partition = p
+		if p%2 == 0 {
+			even = append(even, store.PartitionCursor{Partition: p})
+		}
+	}
 	for _, r := range all {
-		p := store.Partition(r.AggregateID, r.ID, n)
-		want[p] = append(want[p], r.ID)
-	}
-	from := make([]store.PartitionCursor, n)
-	for p := range from {
-		from[p].Partition = p
-	}
-	got := make([][]string, n)
-	for round := 0; ; round++ {
-		page, next, err := g.ReadPartitions(ctx, from, 3)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(next) != n {
-			t.Fatalf("ReadPartitions returned %d cursors for %d partitions", len(next), n)
-		}
-		i := 0
-		for p := range from {
-			var last store.Record
-			k := 0
-			for ; i < len(page) && store.Partition(page[i].AggregateID, page[i].ID, n) == p; k++ {
-				if k == 3 {
-					t.Fatalf("partition %d: more than the limit of 3 records", p)
-				}
-				got[p] = append(got[p], page[i].ID)
-				last = page[i]
-				i++
-			}
-			// A full page goes on after its last record; a short one may
-			// skip ahead to the end of the log.
-			if k == 3 && next[p] != last.Cursor {
-				t.Fatalf("partition %d: next cursor %q, want the last record's %q", p, next[p], last.Cursor)
-			}
-			from[p].After = next[p]
-		}
-		if i != len(page) {
-			t.Fatalf("ReadPartitions returned record %s of partition %d out of partition order or in a partition not asked for",
-				page[i].ID, store.Partition(page[i].AggregateID, page[i].ID, n))
-		}
-		if len(page) == 0 {
-			break
-		}
-		if round > 200 {
-			t.Fatal("ReadPartitions does not reach the end")
+		if store.Partition(r.AggregateID, r.ID, n)%2 == 0 {
+			wantEven = append(wantEven, r.ID)
 		}
 	}
-	for p := range want {
-		if !slices.Equal(got[p], want[p]) {
-			t.Fatalf("partition %d: read %v\nwant (global order) %v", p, got[p], want[p])
-		}
-	}
+	got, end := readPartitions(t, g, every, 7)
+	checkIDs(t, "ReadPartitions of every partition, 7 at a time", got, ids(all))
+	gotEven, endEven := readPartitions(t, g, even, 5)
+	checkIDs(t, "ReadPartitions of the even partitions, 5 at a time", gotEven, wantEven)
 	// From where the reads ended, only new records come, each once.
 	more := newRecords("q", 20)
 	mustAppend(t, st, more)
-	page, _, err := g.ReadPartitions(ctx, from, 100)
-	if err != nil {
-		t.Fatal(err)
+	got, _ = readPartitions(t, g, end, 3)
+	checkIDs(t, "ReadPartitions after the end", got, ids(more))
+	got, _ = readPartitions(t, g, endEven, 1000)
+	var wantMore []string
+	for _, r := range more {
+		if store.Partition("", r.ID, n)%2 == 0 {
+			wantMore = append(wantMore, r.ID)
+		}
 	}
-	slices.SortFunc(page, func(a, b store.Record) int { return int(a.Position - b.Position) })
-	checkIDs(t, "ReadPartitions after the end", page, ids(more))
+	checkIDs(t, "ReadPartitions of the even partitions after the end", got, wantMore)
 	// A global cursor is a valid start for any partition.
 	mid := all[len(all)/2]
 	p := store.Partition(mid.AggregateID, mid.ID, n)
-	page, _, err = g.ReadPartitions(ctx, []store.PartitionCursor{{Partition: p, After: mid.Cursor}}, 1000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var fromMid []string
-	for _, r := range page {
-		if !strings.HasPrefix(r.ID, "q-") {
-			fromMid = append(fromMid, r.ID)
+	got, _ = readPartitions(t, g, []store.PartitionCursor{{Partition: p, After: mid.Cursor}}, 1000)
+	var want []string
+	for _, r := range append(all[len(all)/2+1:], readAll(t, st, store.Query{After: all[len(all)-1].Cursor})...) {
+		if store.Partition(r.AggregateID, r.ID, n) == p {
+			want = append(want, r.ID)
 		}
 	}
-	if k := slices.Index(want[p], mid.ID); !slices.Equal(fromMid, want[p][k+1:]) {
-		t.Fatalf("ReadPartitions from a global cursor: got %v, want partition %d after %s: %v", fromMid, p, mid.ID, want[p][k+1:])
-	}
+	checkIDs(t, "ReadPartitions from a global cursor", got, want)
 	if _, _, err := g.ReadPartitions(ctx, []store.PartitionCursor{{Partition: n}}, 1); err == nil {
 		t.Error("ReadPartitions of partition n: no error")
 	}
