@@ -119,7 +119,9 @@ func New[T any](opts ...Option) (*Bus[T], error) {
 // store (by Publish or PublishBatch) that the subscription takes. Events of
 // other processes, and events stored with [Bus.PublishTx], are not waited
 // for: a durable subscription handles them if it gets to them, or on its
-// next start.
+// next start. A durable subscription that is a member of a consumer group
+// (see [Durable]) only waits for the events in the partitions it holds
+// after its last claim: the others are for the members that hold them.
 //
 // Then it stops: durable subscriptions save their checkpoints and their
 // goroutines, the workers and the retention goroutine exit. Close returns

@@ -213,7 +213,6 @@ func (s *Store) readPage(ctx context.Context, q store.Query, after key, limit in
 	}
 	defer rows.Close()
 
-	rs.recs = make([]store.Record, 0, min(limit, 1024))
 	var tail key
 	var kind int
 	var k key
@@ -246,6 +245,11 @@ func (s *Store) readPage(ctx context.Context, q store.Query, after key, limit in
 		}
 		r.Position = k.pos
 		r.Cursor = s.cursor(k)
+		if rs.recs == nil {
+			// Only now: a poll at the end of the log finds nothing, and
+			// a page made for it would be most of what the poll costs.
+			rs.recs = make([]store.Record, 0, min(limit, 1024))
+		}
 		rs.recs = append(rs.recs, r)
 		rs.after = k
 	}
