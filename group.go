@@ -119,7 +119,14 @@ func (c *durable[T]) runGroup(g store.Grouper) {
 		if progressed {
 			continue
 		}
-		m.commit(ctx)
+		if m.handled > 0 {
+			// Caught up: save what was handled. Cursors that only moved
+			// past other partitions' records, or to the end of the log,
+			// wait for the interval: they change with every read, and
+			// saving them each time would write on every poll.
+			m.commit(ctx)
+			lastSave = time.Now()
+		}
 		// Idle: wait for an append, a poll, or the next renewal.
 		d := min(b.cfg.pollInterval, max(time.Until(m.next), 0))
 		if m.anyStuck() {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -34,8 +35,11 @@ func (s *Store) Claim(ctx context.Context, group, member string, ttl time.Durati
 	nowUS, expUS := now.UnixMicro(), now.Add(ttl).UnixMicro()
 	var a store.Assignment
 	err := s.writeTx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO event_group_members (grp, member, expires_us) VALUES (?, ?, ?)
-			ON CONFLICT (grp, member) DO UPDATE SET expires_us = excluded.expires_us`, group, member, expUS); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO event_group_members (grp, member, expires_us, host, pid) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (grp, member) DO UPDATE SET expires_us = excluded.expires_us, host = excluded.host, pid = excluded.pid`, group, member, expUS, thisHost, os.Getpid()); err != nil {
+			return err
+		}
+		if err := dropExited(ctx, tx, group); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM event_group_members WHERE grp = ? AND expires_us < ?`, group, nowUS); err != nil {
@@ -221,7 +225,11 @@ func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor
 	}
 	q.WriteString(`) ORDER BY position LIMIT ?) ORDER BY position`)
 	args = append(args, limit)
-	rows, err := tx.QueryContext(ctx, q.String(), args...)
+	stmt, err := s.partitionStmt(ctx, len(from), q.String())
+	if err != nil {
+		return nil, nil, s.fail(ctx, "read partitions", err)
+	}
+	rows, err := tx.StmtContext(ctx, stmt).QueryContext(ctx, args...)
 	if err != nil {
 		return nil, nil, s.fail(ctx, "read partitions", err)
 	}
@@ -326,6 +334,64 @@ func (s *Store) Group(ctx context.Context, group string) (store.GroupInfo, error
 		return info, s.fail(ctx, "group "+group, err)
 	}
 	return info, nil
+}
+
+// partitionStmt returns the read of n partitions, prepared once: the
+// statement is long (a subquery per partition), and preparing it on every
+// poll would cost more than running it.
+func (s *Store) partitionStmt(ctx context.Context, n int, text string) (*sql.Stmt, error) {
+	s.partMu.Lock()
+	defer s.partMu.Unlock()
+	if st := s.partStmts[n]; st != nil {
+		return st, nil
+	}
+	st, err := s.r.PrepareContext(ctx, text)
+	if err != nil {
+		return nil, err
+	}
+	if s.partStmts == nil {
+		s.partStmts = map[int]*sql.Stmt{}
+	}
+	s.partStmts[n] = st
+	return st, nil
+}
+
+// thisHost names the host in event_group_members.
+var thisHost, _ = os.Hostname()
+
+// dropExited releases the partitions of the group's members whose process,
+// on this host, has exited, and removes them. Processes that share one
+// file share one host, but those in separate PID namespaces (containers)
+// must differ in host name, as containers do unless told otherwise.
+func dropExited(ctx context.Context, tx *sql.Tx, group string) error {
+	rows, err := tx.QueryContext(ctx, `SELECT member, pid FROM event_group_members WHERE grp = ? AND host = ? AND pid <> ?`, group, thisHost, os.Getpid())
+	if err != nil {
+		return err
+	}
+	var dead []string
+	for rows.Next() {
+		var m string
+		var pid int
+		if err := rows.Scan(&m, &pid); err != nil {
+			rows.Close()
+			return err
+		}
+		if !processAlive(pid) {
+			dead = append(dead, m)
+		}
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return err
+	}
+	for _, m := range dead {
+		if _, err := tx.ExecContext(ctx, `UPDATE event_group_partitions SET owner = '', expires_us = 0 WHERE grp = ? AND owner = ?`, group, m); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM event_group_members WHERE grp = ? AND member = ?`, group, m); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // writeTx runs f in an IMMEDIATE transaction on the writer connection.

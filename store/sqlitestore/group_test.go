@@ -3,9 +3,11 @@ package sqlitestore_test
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ncore-io/event/store"
 	"github.com/ncore-io/event/store/sqlitestore"
@@ -86,5 +88,30 @@ func TestPartitionsFixed(t *testing.T) {
 	}
 	if _, err := sqlitestore.Open(t.Context(), filepath.Join(t.TempDir(), "x.db"), sqlitestore.WithPartitions(0x10000)); err == nil || !strings.Contains(err.Error(), "partition count") {
 		t.Fatalf("Open with too many partitions = %v", err)
+	}
+}
+
+// A member whose process exited loses its partitions to the next claim
+// from the same host at once, without waiting for its lease.
+func TestGroupExitedProcess(t *testing.T) {
+	t.Parallel()
+	s := open(t)
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Skipf("cannot run a process to get a pid that has exited: %v", err)
+	}
+	if a, err := s.Claim(t.Context(), "g", "gone", time.Hour); err != nil || len(a.Leases) != s.Partitions() {
+		t.Fatalf("Claim = %d leases, %v", len(a.Leases), err)
+	}
+	if _, err := s.DB().Exec(`UPDATE event_group_members SET pid = ? WHERE member = 'gone'`, cmd.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	a, err := s.Claim(t.Context(), "g", "next", time.Hour)
+	if err != nil || len(a.Leases) != s.Partitions() || a.Members != 1 {
+		t.Fatalf("Claim after the holder's process exited = %d leases, %d members, %v; want all %d, 1", len(a.Leases), a.Members, err, s.Partitions())
+	}
+	// A live process's member keeps them.
+	if b, err := s.Claim(t.Context(), "g", "third", time.Hour); err != nil || len(b.Leases) != 0 {
+		t.Fatalf("Claim while a live member holds everything = %d leases, %v", len(b.Leases), err)
 	}
 }

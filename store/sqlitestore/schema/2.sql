@@ -5,10 +5,15 @@
 
 ALTER TABLE event_log ADD COLUMN part INTEGER NOT NULL DEFAULT -1;
 
+-- host and pid name the member's process: a claim by a process of the
+-- same host takes over at once the partitions of a member whose process
+-- has exited, rather than wait for its lease to run out.
 CREATE TABLE event_group_members (
 	grp        TEXT    NOT NULL,
 	member     TEXT    NOT NULL,
 	expires_us INTEGER NOT NULL,
+	host       TEXT    NOT NULL,
+	pid        INTEGER NOT NULL,
 	PRIMARY KEY (grp, member)
 ) STRICT, WITHOUT ROWID;
 
