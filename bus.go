@@ -125,6 +125,9 @@ func New[T any](opts ...Option) (*Bus[T], error) {
 // as done, and it is handled on the next start.) A durable handler still at
 // work when the drain ends gets ErrClosed for its follow-up events; its
 // event was not acknowledged, so it is handled again on the next start.
+// A [Shared] durable subscription, a member of a consumer group,
+// only waits for the events in the partitions it holds
+// after its last claim: the others are for the members that hold them.
 //
 // Then it stops: durable subscriptions save their checkpoints and their
 // goroutines, the workers and the retention goroutine exit. Close returns

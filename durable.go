@@ -41,6 +41,8 @@ type durable[T any] struct {
 	name       string
 	cpEvery    int
 	cpInterval time.Duration
+	lease      time.Duration // of a group member; see group.go
+	grouped    bool          // the store runs consumer groups
 	wake       chan struct{}
 	owed       owed // events appended by this bus that it has yet to pass
 
@@ -144,6 +146,10 @@ func (c *durable[T]) run() {
 	// Whatever happens below, this bus's Close must not wait for events
 	// the subscription will not handle now.
 	defer b.forgive(c)
+	if g, ok := b.store.(store.Grouper); ok && c.grouped {
+		c.runGroup(g)
+		return
+	}
 	var watch <-chan struct{}
 	if w, ok := b.store.(store.Notifier); ok {
 		ch, err := w.Notify(ctx)
@@ -340,15 +346,25 @@ func (b *Bus[T]) startDurable(s *subscription[T], cfg *subConfig) (*durable[T], 
 	if cfg.cpEvery < 0 || cfg.cpInterval < 0 {
 		return nil, fmt.Errorf("event: subscribe %s: checkpoint frequency must not be negative, got %d events and %v", s.name, cfg.cpEvery, cfg.cpInterval)
 	}
+	if cfg.lease < 0 {
+		return nil, fmt.Errorf("event: subscribe %s: lease must not be negative, got %v", s.name, cfg.lease)
+	}
 	c := &durable[T]{
 		bus:        b,
 		sub:        s,
 		name:       cfg.durable,
 		cpEvery:    orDefault(cfg.cpEvery, DefaultCheckpointEvery),
 		cpInterval: orDefault(cfg.cpInterval, DefaultCheckpointInterval),
+		lease:      orDefault(cfg.lease, DefaultLease),
 		wake:       make(chan struct{}, 1),
 		changed:    make(chan struct{}),
 		exited:     make(chan struct{}),
+	}
+	if cfg.shared {
+		if _, ok := b.store.(store.Grouper); !ok {
+			return nil, fmt.Errorf("event: subscribe %s: Shared: the store (%T) does not run consumer groups", s.name, b.store)
+		}
+		c.grouped = true
 	}
 	s.durable = c
 	// From bg, which Close cancels once drained (and which ends when it

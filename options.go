@@ -165,6 +165,8 @@ type subConfig struct {
 	durableSet  bool // Durable was given, even with an empty name
 	cpEvery     int
 	cpInterval  time.Duration
+	lease       time.Duration
+	shared      bool
 }
 
 // typedHandler says which payloads a handler registered through [Subscribe]
@@ -215,11 +217,34 @@ func Sync() SubscribeOption { return func(c *subConfig) { c.sync = true } }
 // the bus appended (see there).
 //
 // A bus without a store ([WithStore]) rejects durable subscriptions. One
-// bus runs at most one subscription of a name; several processes sharing a
-// name would each handle every event.
+// bus runs at most one subscription of a name. Several buses (in one
+// process or several) that subscribe with one name each handle every
+// event, unless the subscriptions are [Shared].
 func Durable(name string) SubscribeOption {
 	return func(c *subConfig) { c.durable, c.durableSet = name, true }
 }
+
+// Shared makes a [Durable] subscription a member of a consumer group: the
+// buses that subscribe with one durable name on one store, in one process
+// or many, share its events instead of each handling all of them. On a
+// store that runs consumer groups ([store.Grouper]: sqlitestore and
+// pgstore do), each member holds a fair share of the log's partitions (by
+// aggregate; see [store.Partition]) under a lease ([Lease]), and handles
+// only their events, one at a time, each partition in order. A member that
+// stops hands its partitions over at once; one that dies loses them when
+// its lease runs out, and another member goes on from their checkpoints.
+// [Bus.Group] shows who holds what. A group starts from the checkpoint of
+// a plain durable subscription of the same name, if there is one. On a
+// store without consumer groups, Shared is refused.
+func Shared() SubscribeOption { return func(c *subConfig) { c.shared = true } }
+
+// Lease sets how long a durable subscription that is a group member (see
+// [Shared]) holds its partitions without renewing them; it renews every
+// third of d. A member that dies holds up its partitions' events for up to
+// d; a handler that runs longer than d on one event may see its partition
+// taken over meanwhile. Default [DefaultLease]. Without consumer groups it
+// has no effect.
+func Lease(d time.Duration) SubscribeOption { return func(c *subConfig) { c.lease = d } }
 
 // Checkpoint sets how often a durable subscription saves its checkpoint:
 // after every n events, and at least every d while it has handled events. A

@@ -415,7 +415,7 @@ func (b *Bus[T]) oweAll(ds []*delivery[T]) {
 	for _, d := range ds {
 		for _, s := range d.route.durable {
 			if !s.removed.Load() && (s.accepts == nil || s.accepts(d.ev.Payload)) {
-				b.owe(s.durable, d.ev.ID)
+				b.owe(s.durable, d.ev.ID, d.ev.AggregateID)
 			}
 		}
 	}

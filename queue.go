@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 
 	"github.com/google/uuid"
+
+	"github.com/ncore-io/event/store"
 )
 
 // In-flight work. Close waits for b.inflight to reach zero, and this file is
@@ -18,7 +20,10 @@ import (
 //     worker releases it after running the delivery;
 //   - an event this bus appended that one of its durable subscriptions is
 //     due to handle: owe takes the unit before the append, and the durable
-//     runner releases it when it moves past the event (or stops).
+//     runner releases it when it moves past the event (or stops). A group
+//     member (group.go) only handles the partitions it holds: after each
+//     claim it forgives what it owes in the others, which other members
+//     handle.
 //
 // When the count reaches zero on a closing bus, nothing can add to it any
 // more (admit refuses, and only admitted callers and running deliveries
@@ -86,14 +91,20 @@ func (b *Bus[T]) finishDrain() {
 // event was committed before the read, so the runner has passed it.
 type owed struct {
 	mu      sync.Mutex
-	ids     map[uuid.UUID]uint64 // 0 while the append runs; then the stamp it settled at
+	ids     map[uuid.UUID]owedEvent
 	clock   uint64
 	stopped bool // the runner has exited: owe nothing more
 }
 
+// owedEvent is what owed keeps of one event.
+type owedEvent struct {
+	stamp uint64 // 0 while the append runs; then the owed clock it settled at
+	key   uint32 // the event's store.PartitionKey, for a group member
+}
+
 // owe takes a unit for id, due to c, before the bus appends it; it reports
 // false if c no longer runs.
-func (b *Bus[T]) owe(c *durable[T], id uuid.UUID) bool {
+func (b *Bus[T]) owe(c *durable[T], id uuid.UUID, aggregateID string) bool {
 	o := &c.owed
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -101,12 +112,16 @@ func (b *Bus[T]) owe(c *durable[T], id uuid.UUID) bool {
 		return false
 	}
 	if o.ids == nil {
-		o.ids = make(map[uuid.UUID]uint64)
+		o.ids = make(map[uuid.UUID]owedEvent)
 	}
 	if _, dup := o.ids[id]; dup {
 		return false // one unit per ID: a batch that names it twice is refused by the store
 	}
-	o.ids[id] = 0
+	var key uint32
+	if c.grouped {
+		key = store.PartitionKey(aggregateID, id.String())
+	}
+	o.ids[id] = owedEvent{key: key}
 	b.hold()
 	return true
 }
@@ -116,9 +131,10 @@ func (b *Bus[T]) settle(c *durable[T], id uuid.UUID) {
 	o := &c.owed
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if stamp, ok := o.ids[id]; ok && stamp == 0 {
+	if e, ok := o.ids[id]; ok && e.stamp == 0 {
 		o.clock++
-		o.ids[id] = o.clock
+		e.stamp = o.clock
+		o.ids[id] = e
 	}
 }
 
@@ -136,8 +152,8 @@ func (b *Bus[T]) caughtUp(c *durable[T], mark uint64) {
 	o := &c.owed
 	o.mu.Lock()
 	n := 0
-	for id, stamp := range o.ids {
-		if stamp != 0 && stamp <= mark {
+	for id, e := range o.ids {
+		if e.stamp != 0 && e.stamp <= mark {
 			delete(o.ids, id)
 			n++
 		}
@@ -169,6 +185,24 @@ func (b *Bus[T]) forgive(c *durable[T]) {
 	o.mu.Lock()
 	n := len(o.ids)
 	o.ids, o.stopped = nil, true
+	o.mu.Unlock()
+	for range n {
+		b.release()
+	}
+}
+
+// forgiveOthers releases the units c owes for events in partitions it does
+// not hold (holds reports it by PartitionKey): another member handles them.
+func (b *Bus[T]) forgiveOthers(c *durable[T], holds func(key uint32) bool) {
+	o := &c.owed
+	o.mu.Lock()
+	n := 0
+	for id, e := range o.ids {
+		if !holds(e.key) {
+			delete(o.ids, id)
+			n++
+		}
+	}
 	o.mu.Unlock()
 	for range n {
 		b.release()

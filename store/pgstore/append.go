@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -46,7 +47,7 @@ import (
 //     than its stale expectation; a version_conflict call per failed
 //     expectation, which aborts the statement; one row (-1, -1) that sends
 //     the NOTIFY, delivered at commit and once per transaction.
-func appendSQL(schema, channel string) string {
+func appendSQL(schema, channel string, partitions int) string {
 	return `WITH r AS MATERIALIZED (
 	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
 	                     $6::jsonb[], $7::text[], $8::text[], $9::bytea[])
@@ -66,11 +67,11 @@ func appendSQL(schema, channel string) string {
 	SELECT u.aggregate_id AS agg, u.version - c.n AS old FROM u JOIN c ON c.agg = u.aggregate_id
 ), ins AS (
 	INSERT INTO ` + schema + `.events AS ev
-		(id, topic, kind, aggregate_id, version, time, metadata, payload_type, content_type, payload)
+		(id, topic, kind, aggregate_id, version, time, metadata, payload_type, content_type, payload, part)
 	SELECT r.id, r.topic, r.kind, r.agg,
 	       CASE WHEN r.agg = '' THEN 0
 	            ELSE o.old + row_number() OVER (PARTITION BY r.agg ORDER BY r.i) END,
-	       r.t, r.m, r.pt, r.ct, r.p
+	       r.t, r.m, r.pt, r.ct, r.p, ` + partSQL("r.agg", "r.id", partitions) + `
 	FROM r LEFT JOIN o ON o.agg = r.agg
 	ORDER BY r.i
 	RETURNING ev.position, ev.version
@@ -87,16 +88,23 @@ UNION ALL
 SELECT -1, -1 FROM (SELECT pg_notify(` + quoteLiteral(channel) + `, '')) AS n`
 }
 
+// partSQL computes store.Partition in SQL: the first 32 bits of the MD5
+// digest of the aggregate ID (or the ID), modulo the partition count.
+func partSQL(agg, id string, partitions int) string {
+	return "((('x' || left(md5(CASE WHEN " + agg + " = '' THEN " + id + " ELSE " + agg + " END), 8))::bit(32)::bigint % " +
+		strconv.Itoa(partitions) + ")::int)"
+}
+
 // appendPlainSQL is appendSQL for a batch whose records have no aggregate
 // and that has no expectations, the common case of events that are facts
 // about no entity: it only inserts, and so skips the statement's other
 // parts, which cost as much again. It takes appendSQL's first nine
 // parameters (the aggregate IDs, all empty, are not used).
-func appendPlainSQL(schema, channel string) string {
+func appendPlainSQL(schema, channel string, partitions int) string {
 	return `WITH ins AS (
 	INSERT INTO ` + schema + `.events AS ev
-		(id, topic, kind, aggregate_id, version, time, metadata, payload_type, content_type, payload)
-	SELECT r.id, r.topic, r.kind, '', 0, r.t, r.m, r.pt, r.ct, r.p
+		(id, topic, kind, aggregate_id, version, time, metadata, payload_type, content_type, payload, part)
+	SELECT r.id, r.topic, r.kind, '', 0, r.t, r.m, r.pt, r.ct, r.p, ` + partSQL("''", "r.id", partitions) + `
 	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
 	            $6::jsonb[], $7::text[], $8::text[], $9::bytea[])
 	     WITH ORDINALITY AS r(id, topic, kind, agg, t, m, pt, ct, p, i)

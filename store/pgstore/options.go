@@ -19,6 +19,7 @@ type options struct {
 	maxBatch   int
 	maxDelay   time.Duration
 	logger     *slog.Logger
+	partitions int // 0: the stored count, or store.DefaultPartitions for a new schema
 }
 
 // Defaults of the options.
@@ -80,6 +81,17 @@ func (o *options) validate() error {
 		return fmt.Errorf("group commit max batch %d is not positive", o.maxBatch)
 	case o.maxDelay < 0:
 		return fmt.Errorf("group commit max delay %v is negative", o.maxDelay)
+	case o.partitions != 0:
+		return store.ValidatePartitions(o.partitions)
 	}
 	return nil
 }
+
+// WithPartitions sets the number of partitions of the log, which consumer
+// groups split their work by (see [store.Grouper]). It applies when the
+// schema is created (or migrated from before partitions): the count is
+// stored in the schema and fixed from then on. A store on a schema that
+// has another count fails to open with an error that names both. The
+// default is [store.DefaultPartitions] for a new schema and the stored
+// count otherwise.
+func WithPartitions(n int) Option { return func(o *options) { o.partitions = n } }

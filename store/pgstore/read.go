@@ -30,11 +30,11 @@ type queries struct {
 // recordCols are the columns that scanRecord reads, in order.
 const recordCols = "position, id, topic, kind, aggregate_id, version, time, metadata, payload_type, content_type, payload"
 
-func buildQueries(schema, channel string) queries {
+func buildQueries(schema, channel string, partitions int) queries {
 	return queries{
 		schema:        schema,
-		append:        appendSQL(schema, channel),
-		appendPlain:   appendPlainSQL(schema, channel),
+		append:        appendSQL(schema, channel, partitions),
+		appendPlain:   appendPlainSQL(schema, channel, partitions),
 		loadIDs:       "SELECT " + recordCols + " FROM " + schema + ".events WHERE id = ANY($1)",
 		load:          "SELECT " + recordCols + " FROM " + schema + ".events WHERE id = $1",
 		loadAggregate: "SELECT " + recordCols + " FROM " + schema + ".events WHERE aggregate_id = $1 AND version >= $2 ORDER BY version",

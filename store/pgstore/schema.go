@@ -14,11 +14,13 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/ncore-io/event/store"
 )
 
 // SchemaVersion is the version of the database schema that this package
 // creates and reads.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 //go:embed migrations/*.sql
 var migrationFS embed.FS
@@ -58,6 +60,10 @@ func (s *Store) migrate(ctx context.Context) (string, error) {
 	if current > SchemaVersion {
 		return "", fmt.Errorf("migrate: schema %s is at version %d, newer than version %d that this build of pgstore knows; upgrade github.com/ncore-io/event", s.schema, current, SchemaVersion)
 	}
+	parts := s.opts.partitions
+	if parts == 0 {
+		parts = store.DefaultPartitions
+	}
 	steps, err := migrations()
 	if err != nil {
 		return "", err
@@ -66,7 +72,7 @@ func (s *Store) migrate(ctx context.Context) (string, error) {
 		if m.version <= current {
 			continue
 		}
-		sql := strings.NewReplacer("{{schema}}", s.schema, "{{channel}}", quoteLiteral(s.channel)).Replace(m.sql)
+		sql := strings.NewReplacer("{{schema}}", s.schema, "{{channel}}", quoteLiteral(s.channel), "{{partitions}}", strconv.Itoa(parts)).Replace(m.sql)
 		if _, err := tx.Exec(ctx, sql); err != nil {
 			return "", fmt.Errorf("migrate: schema %s to version %d (%s): %w", s.schema, m.version, m.name, err)
 		}
@@ -76,10 +82,18 @@ func (s *Store) migrate(ctx context.Context) (string, error) {
 		strconv.Itoa(current), randomID()); err != nil {
 		return "", fmt.Errorf("migrate: record version: %w", err)
 	}
-	var id string
-	if err := tx.QueryRow(ctx, "SELECT value FROM "+s.schema+".meta WHERE key = 'store_id'").Scan(&id); err != nil {
+	var id, stored string
+	if err := tx.QueryRow(ctx, "SELECT (SELECT value FROM "+s.schema+".meta WHERE key = 'store_id'), (SELECT value FROM "+s.schema+".meta WHERE key = 'partitions')").Scan(&id, &stored); err != nil {
 		return "", fmt.Errorf("migrate: read store ID: %w", err)
 	}
+	n, err := strconv.Atoi(stored)
+	if err != nil || store.ValidatePartitions(n) != nil {
+		return "", fmt.Errorf("migrate: schema %s has a malformed partition count %q", s.schema, stored)
+	}
+	if s.opts.partitions != 0 && s.opts.partitions != n {
+		return "", fmt.Errorf("schema %s: the log has %d partitions, fixed when it was created; WithPartitions(%d) cannot change it", s.schema, n, s.opts.partitions)
+	}
+	s.partitions = n
 	if err := tx.Commit(ctx); err != nil {
 		return "", fmt.Errorf("migrate: commit: %w", err)
 	}

@@ -19,15 +19,16 @@ import (
 // safe for concurrent use by multiple goroutines, and by multiple processes
 // sharing the database.
 type Store struct {
-	pool     *pgxpool.Pool
-	ownsPool bool
-	opts     options
-	log      *slog.Logger
-	schema   string // quoted
-	channel  string // NOTIFY channel
-	tag      uint64 // mixes the store's ID into cursors
-	minScan  int    // see defaultMinScan; tests lower it
-	sql      queries
+	pool       *pgxpool.Pool
+	ownsPool   bool
+	opts       options
+	log        *slog.Logger
+	schema     string // quoted
+	channel    string // NOTIFY channel
+	tag        uint64 // mixes the store's ID into cursors
+	minScan    int    // see defaultMinScan; tests lower it
+	partitions int    // of the log, stored in the schema
+	sql        queries
 
 	w *writer
 
@@ -44,6 +45,7 @@ var (
 	_ store.DeadLetterStore  = (*Store)(nil)
 	_ store.DeadLetterLookup = (*Store)(nil)
 	_ store.Notifier         = (*Store)(nil)
+	_ store.Grouper          = (*Store)(nil)
 )
 
 // New returns a store on pool, creating or migrating its schema first. The
@@ -78,7 +80,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Store, error
 	h := fnv.New64a()
 	h.Write([]byte(storeID))
 	s.tag = h.Sum64()
-	s.sql = buildQueries(s.schema, s.channel)
+	s.sql = buildQueries(s.schema, s.channel, s.partitions)
 	s.life, s.end = context.WithCancel(context.Background())
 	s.w = startWriter(s)
 	return s, nil

@@ -80,6 +80,7 @@ func (s *Store) newRequest(recs []store.Record, expect []store.Expect) (*appendR
 		if req.rows[i], err = toRow(&recs[i]); err != nil {
 			return nil, fmt.Errorf("sqlitestore: append: %w: %w", store.ErrInvalidRecord, err)
 		}
+		req.rows[i].part = int64(store.PartitionKey(recs[i].AggregateID, recs[i].ID) % uint32(s.cfg.partitions))
 	}
 	return req, nil
 }

@@ -46,7 +46,7 @@ func newBatch(s *Store, tx *sql.Tx, optimistic bool) *batch {
 // Chunk sizes of multi-row statements, well under SQLite's limit of 32766
 // bound parameters.
 const (
-	insertChunk = 100 // rows of 10 parameters
+	insertChunk = 100 // rows of 11 parameters
 	lookupChunk = 500
 )
 
@@ -245,10 +245,10 @@ func (b *batch) replay(req *appendReq) bool {
 func (b *batch) insert(ctx context.Context, rows []*row) error {
 	for len(rows) > 0 {
 		n := min(len(rows), insertChunk)
-		args := make([]any, 0, 10*n)
+		args := make([]any, 0, 11*n)
 		for _, w := range rows[:n] {
 			args = append(args, w.id, w.topic, w.kind, nullString(w.aggregateID), w.version, w.timeUS,
-				nullString(w.metadata), w.payloadType, w.contentType, w.payload)
+				nullString(w.metadata), w.payloadType, w.contentType, w.payload, w.part)
 		}
 		res, err := b.exec(ctx, stmtKey{insertRows, n}, args)
 		if err != nil {
@@ -348,8 +348,8 @@ func (k stmtKey) sql() string {
 	case lookupVersions:
 		return `SELECT aggregate_id, version FROM event_aggregates WHERE aggregate_id IN (` + list("?") + `)`
 	case insertRows:
-		return `INSERT INTO event_log (id, topic, kind, aggregate_id, version, time_us, metadata, payload_type, content_type, payload) VALUES ` +
-			list("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+		return `INSERT INTO event_log (id, topic, kind, aggregate_id, version, time_us, metadata, payload_type, content_type, payload, part) VALUES ` +
+			list("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 	case saveVersions:
 		return `INSERT INTO event_aggregates (aggregate_id, version) VALUES ` + list("(?, ?)") +
 			` ON CONFLICT (aggregate_id) DO UPDATE SET version = excluded.version`

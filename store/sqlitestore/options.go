@@ -20,6 +20,7 @@ type config struct {
 	maxDelay     time.Duration
 	pollInterval time.Duration
 	logger       *slog.Logger
+	partitions   int // 0: the stored count, or store.DefaultPartitions for a new file
 }
 
 func defaultConfig() config {
@@ -49,6 +50,8 @@ func (c *config) validate() error {
 		return fmt.Errorf("group commit max delay %v is negative", c.maxDelay)
 	case c.pollInterval <= 0:
 		return fmt.Errorf("poll interval %v is not positive", c.pollInterval)
+	case c.partitions != 0:
+		return store.ValidatePartitions(c.partitions)
 	}
 	return nil
 }
@@ -131,4 +134,14 @@ func WithPollInterval(d time.Duration) Option {
 // default, nil, logs nothing.
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) { c.logger = l }
+}
+
+// WithPartitions sets the number of partitions of the log, which consumer
+// groups split their work by (see [store.Grouper]). It applies when Open
+// creates the schema (or migrates a file from before partitions): the
+// count is stored in the file and fixed from then on. Opening a file that
+// has another count fails with an error that names both. The default is
+// [store.DefaultPartitions] for a new file and the stored count otherwise.
+func WithPartitions(n int) Option {
+	return func(c *config) { c.partitions = n }
 }

@@ -22,6 +22,7 @@ type row struct {
 	payloadType string
 	contentType string
 	payload     []byte
+	part        int64 // partition, set by Append (see store.Partition)
 
 	same *row // when appending: the stored row with this ID and content
 }

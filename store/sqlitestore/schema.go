@@ -4,14 +4,17 @@ import (
 	"context"
 	"database/sql"
 	"embed"
+	"errors"
 	"fmt"
 	"strconv"
+
+	"github.com/ncore-io/event/store"
 )
 
 // SchemaVersion is the version of the database schema this package creates
 // and understands. Open migrates older event databases to it and refuses
 // newer ones.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // application marks a database as an event database in event_meta.
 const application = "github.com/ncore-io/event/store/sqlitestore"
@@ -79,6 +82,9 @@ func migrate(ctx context.Context, db *sql.DB, cfg *config, path string) error {
 		}
 	}
 	if version == SchemaVersion {
+		if err := checkPartitions(ctx, tx, cfg, path); err != nil {
+			return err
+		}
 		// Nothing to migrate, but write (a no-op, rolled back) all the same:
 		// SQLite opens a file it may not write read-only, without a word,
 		// and the first Append would be the first to fail.
@@ -95,6 +101,11 @@ func migrate(ctx context.Context, db *sql.DB, cfg *config, path string) error {
 		if _, err := tx.ExecContext(ctx, string(script)); err != nil {
 			return fmt.Errorf("sqlitestore: open %s: migrating to schema version %d: %w", path, v, err)
 		}
+		if v == 2 {
+			if err := partitionLog(ctx, tx, cfg); err != nil {
+				return fmt.Errorf("sqlitestore: open %s: migrating to schema version %d: %w", path, v, err)
+			}
+		}
 		if cfg.logger != nil {
 			cfg.logger.InfoContext(ctx, "sqlitestore: migrated event database", "path", path, "from", v-1, "to", v)
 		}
@@ -105,6 +116,64 @@ func migrate(ctx context.Context, db *sql.DB, cfg *config, path string) error {
 	if err := tx.Commit(); err != nil {
 		return openError(path, err)
 	}
+	return nil
+}
+
+// partitionLog stores the partition count and gives every record its
+// partition: SQLite cannot compute store.Partition, so Go does, in pages
+// by position. The index comes after, so that the updates need not keep it.
+func partitionLog(ctx context.Context, tx *sql.Tx, cfg *config) error {
+	if cfg.partitions == 0 {
+		cfg.partitions = store.DefaultPartitions
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO event_meta (key, value) VALUES ('partitions', ?)`, cfg.partitions); err != nil {
+		return err
+	}
+	n := uint32(cfg.partitions)
+	var after int64
+	for {
+		rows, err := tx.QueryContext(ctx, `SELECT position, id, coalesce(aggregate_id, '') FROM event_log WHERE position > ? ORDER BY position LIMIT 1000`, after)
+		if err != nil {
+			return err
+		}
+		var pos, parts []int64
+		for rows.Next() {
+			var p int64
+			var id, agg string
+			if err := rows.Scan(&p, &id, &agg); err != nil {
+				rows.Close()
+				return err
+			}
+			pos, parts = append(pos, p), append(parts, int64(store.PartitionKey(agg, id)%n))
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return err
+		}
+		if len(pos) == 0 {
+			break
+		}
+		for i := range pos {
+			if _, err := tx.ExecContext(ctx, `UPDATE event_log SET part = ? WHERE position = ?`, parts[i], pos[i]); err != nil {
+				return err
+			}
+		}
+		after = pos[len(pos)-1]
+	}
+	_, err := tx.ExecContext(ctx, `CREATE INDEX event_log_part ON event_log (part, position)`)
+	return err
+}
+
+// checkPartitions reads the stored partition count into cfg, failing if
+// WithPartitions asked for another.
+func checkPartitions(ctx context.Context, tx *sql.Tx, cfg *config, path string) error {
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT value FROM event_meta WHERE key = 'partitions'`).Scan(&n); err != nil {
+		return openError(path, err)
+	}
+	if cfg.partitions != 0 && cfg.partitions != n {
+		return fmt.Errorf("sqlitestore: open %s: the log has %d partitions, fixed when it was created; WithPartitions(%d) cannot change it", path, n, cfg.partitions)
+	}
+	cfg.partitions = n
 	return nil
 }
 

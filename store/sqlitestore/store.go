@@ -55,6 +55,9 @@ type Store struct {
 	watchCount atomic.Int64
 	watchWG    sync.WaitGroup
 	pollDB     *sql.DB // opened by the first Notify
+
+	partMu    sync.Mutex
+	partStmts map[int]*sql.Stmt // partition reads by partition count; see partitionStmt
 }
 
 // Open opens the event database at path, creating the file and its schema if
@@ -179,6 +182,11 @@ func (s *Store) Close() error {
 		if pollDB != nil {
 			pollDB.Close()
 		}
+		s.partMu.Lock()
+		for _, st := range s.partStmts {
+			st.Close()
+		}
+		s.partMu.Unlock()
 		s.stmtsMu.Lock()
 		for _, st := range s.stmts {
 			if st != nil {

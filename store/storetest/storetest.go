@@ -24,7 +24,9 @@
 // sparse matches in a log larger than one read looks at), cursors,
 // retention, checkpoints, dead letters and their lookup (when the store
 // implements [store.DeadLetterStore]), append signals (when it implements
-// [store.Notifier]), rejection of bad input (invalid records and dead
+// [store.Notifier]), consumer groups (when it implements [store.Grouper]:
+// exclusive leases, takeover on expiry, fenced checkpoints, fair shares,
+// partition reads that return exactly a partition's records in order), rejection of bad input (invalid records and dead
 // letters as [store.ValidateRecords] and [store.ValidateDeadLetter] define
 // them, and names that [store.ValidateName] refuses) with nothing written,
 // contexts and closing.
@@ -130,6 +132,13 @@ func Run(t *testing.T, h Harness) {
 		{"Outbox", s.testOutbox},
 		{"GapFree", s.testGapFree},
 		{"GapFreeRandom", s.testGapFreeRandom},
+		{"GroupClaim", s.testGroupClaim},
+		{"GroupReleaseAndFence", s.testGroupReleaseAndFence},
+		{"GroupExpiry", s.testGroupExpiry},
+		{"GroupStartsAtCheckpoint", s.testGroupStartsAtCheckpoint},
+		{"GroupLag", s.testGroupLag},
+		{"GroupBadInput", s.testGroupBadInput},
+		{"ReadPartitions", s.testReadPartitions},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, tt.f)

@@ -1,0 +1,190 @@
+package event_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ncore-io/event"
+	"github.com/ncore-io/event/store"
+)
+
+// orderCheck is the handler state that members of one group share: the
+// last version handled per aggregate, across members, and who handled how
+// many.
+type orderCheck struct {
+	mu      sync.Mutex
+	last    map[string]int64
+	handled map[int]int // per member
+	repeats int
+	total   int
+	errs    []string
+}
+
+func (o *orderCheck) handler(member int) event.Handler[int] {
+	return func(_ context.Context, ev event.Event[int]) error {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		last := o.last[ev.AggregateID]
+		switch {
+		case ev.Version == last+1:
+			o.last[ev.AggregateID] = ev.Version
+			o.total++
+		case ev.Version <= last:
+			o.repeats++
+		default:
+			o.errs = append(o.errs, fmt.Sprintf("member %d: %s version %d after %d", member, ev.AggregateID, ev.Version, last))
+		}
+		o.handled[member]++
+		return nil
+	}
+}
+
+func (o *orderCheck) done(n int) func() bool {
+	return func() bool {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		return o.total >= n || len(o.errs) > 0
+	}
+}
+
+// TestGroupSharesWork runs three buses on one store as members of one
+// group: they split the partitions, handle every event once and each
+// aggregate in order, and when one closes the others take over its
+// partitions and finish.
+func TestGroupSharesWork(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		s := open(t)
+		g := s.(store.Grouper)
+		n := g.Partitions()
+		check := &orderCheck{last: map[string]int64{}, handled: map[int]int{}}
+		var members []*event.Bus[int]
+		for i := range 3 {
+			b := newStoreBus[int](t, s)
+			subscribe(t, b, "work.>", check.handler(i), event.Durable("workers"), event.Shared(), event.Lease(900*time.Millisecond))
+			members = append(members, b)
+		}
+		pub := newStoreBus[int](t, s)
+		waitUntil(t, "three members to share every partition", func() bool {
+			info, err := pub.Group(t.Context(), "workers")
+			if err != nil {
+				t.Fatal(err)
+			}
+			held := 0
+			for _, m := range info.Members {
+				if m.Partitions > store.Share(n, 3) {
+					return false
+				}
+				held += m.Partitions
+			}
+			return len(info.Members) == 3 && held == n
+		})
+		const aggs, perAgg = 100, 50
+		// One batch per round of versions, spread over the log's
+		// partitions by aggregate.
+		publishAll := func(from, to int) {
+			for v := from; v < to; v++ {
+				msgs := make([]event.Message[int], aggs)
+				for a := range msgs {
+					msgs[a] = event.Message[int]{Topic: "work.item", Payload: v, Options: []event.PublishOption{event.Aggregate(fmt.Sprintf("agg-%d", a))}}
+				}
+				if err := pub.PublishBatch(t.Context(), msgs); err != nil {
+					t.Fatalf("PublishBatch: %v", err)
+				}
+			}
+		}
+		publishAll(0, perAgg/2)
+		waitUntil(t, "the first half to be handled", check.done(aggs*perAgg/2))
+		check.mu.Lock()
+		for i := range 3 {
+			if check.handled[i] == 0 {
+				t.Errorf("member %d handled nothing of %d events", i, check.total)
+			}
+		}
+		check.mu.Unlock()
+
+		closeBus(t, members[0])
+		publishAll(perAgg/2, perAgg)
+		waitUntil(t, "every event to be handled", check.done(aggs*perAgg))
+		check.mu.Lock()
+		defer check.mu.Unlock()
+		if len(check.errs) > 0 {
+			t.Fatalf("order violated: %v", check.errs[:min(len(check.errs), 5)])
+		}
+		if check.repeats != 0 {
+			t.Errorf("%d events handled twice, though every hand-over was clean", check.repeats)
+		}
+		for a := range aggs {
+			if v := check.last[fmt.Sprintf("agg-%d", a)]; v != perAgg {
+				t.Errorf("agg-%d: last version handled %d, want %d", a, v, perAgg)
+			}
+		}
+		info, err := pub.Group(t.Context(), "workers")
+		if err != nil {
+			t.Fatal(err)
+		}
+		held := map[string]int{}
+		for _, p := range info.Partitions {
+			if p.Owner == "" {
+				t.Errorf("partition %d has no owner after the first member closed", p.Partition)
+			}
+			held[p.Owner]++
+		}
+		if len(info.Members) != 2 || len(held) != 2 {
+			t.Errorf("after one member closed: %d members hold partitions %v, want 2", len(info.Members), held)
+		}
+		t.Logf("handled per member: %v, %d events", check.handled, check.total)
+	})
+}
+
+// A member that dies keeps its partitions until its lease runs out; then a
+// live member takes them over from their checkpoints. Meanwhile a closing
+// bus does not wait for its events in partitions the dead member holds.
+func TestGroupTakesOverExpiredLeases(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		s := open(t)
+		g := s.(store.Grouper)
+		// The dead member: it claimed everything and will never renew.
+		if a, err := g.Claim(t.Context(), "workers", "ghost", 1500*time.Millisecond); err != nil || len(a.Leases) != g.Partitions() {
+			t.Fatalf("ghost's Claim = %d leases, %v", len(a.Leases), err)
+		}
+		got := newSeen[int]()
+		b := newStoreBus[int](t, s)
+		subscribe(t, b, "work.>", got.handler, event.Durable("workers"), event.Shared(), event.Lease(300*time.Millisecond))
+		early := newStoreBus[int](t, s)
+		subscribe(t, early, "work.>", func(context.Context, event.Event[int]) error { return nil }, event.Durable("workers"), event.Shared())
+		publish(t, early, "work.item", 1, event.Aggregate("a"))
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		if err := early.Close(ctx); err != nil {
+			t.Fatalf("Close of a member holding none of its events' partitions: %v", err)
+		}
+		if evs := got.snapshot(); len(evs) != 0 {
+			t.Fatalf("handled %d events while the dead member's lease was live", len(evs))
+		}
+		got.waitFor(t, "the event after the lease ran out", atLeast[int](1))
+		info, err := b.Group(t.Context(), "workers")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(info.Members) != 1 || info.Members[0].Partitions != g.Partitions() {
+			t.Fatalf("after the takeover: %+v, want one member holding all %d partitions", info.Members, g.Partitions())
+		}
+	})
+}
+
+// onlyStore hides every optional interface of a store.
+type onlyStore struct{ store.Store }
+
+// Shared needs a store that runs consumer groups, and says so.
+func TestSharedNeedsGroups(t *testing.T) {
+	t.Parallel()
+	bus := newStoreBus[int](t, onlyStore{openSQLite(t)})
+	_, err := event.Subscribe(bus, "a", func(context.Context, event.Event[int]) error { return nil }, event.Durable("d"), event.Shared())
+	if err == nil || !strings.Contains(err.Error(), "does not run consumer groups") {
+		t.Fatalf("Subscribe Shared on a store without groups = %v", err)
+	}
+}

@@ -1,0 +1,333 @@
+package pgstore
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/ncore-io/event/store"
+)
+
+// Consumer groups keep their members and partitions in two tables. Lease
+// times are the database's clock (now(), the claiming transaction's
+// start), so the hosts of a group need not agree on the time. Concurrent
+// claims lock the free partitions they take with FOR UPDATE SKIP LOCKED:
+// two members never take one partition, and neither waits for the other.
+
+// Partitions implements [store.Grouper]: the count stored in the schema.
+func (s *Store) Partitions() int { return s.partitions }
+
+// Claim implements [store.Grouper].
+func (s *Store) Claim(ctx context.Context, group, member string, ttl time.Duration) (store.Assignment, error) {
+	if err := store.ValidateClaim(group, member, ttl); err != nil {
+		return store.Assignment{}, fmt.Errorf("pgstore: claim: %w", err)
+	}
+	if err := s.enter("claim"); err != nil {
+		return store.Assignment{}, err
+	}
+	defer s.exit()
+	// A whole microsecond at least, rounded up, so that the lease is no
+	// shorter than asked.
+	us := (ttl + time.Microsecond - 1).Microseconds()
+	var a store.Assignment
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "INSERT INTO "+s.schema+".group_members (grp, member, expires) VALUES ($1, $2, now() + $3 * interval '1 microsecond') "+
+			"ON CONFLICT (grp, member) DO UPDATE SET expires = excluded.expires", group, member, us); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "DELETE FROM "+s.schema+".group_members WHERE grp = $1 AND expires < now()", group); err != nil {
+			return err
+		}
+		if err := tx.QueryRow(ctx, "SELECT count(*) FROM "+s.schema+".group_members WHERE grp = $1", group).Scan(&a.Members); err != nil {
+			return err
+		}
+		// A new group starts where a subscription of its name had got to.
+		if _, err := tx.Exec(ctx, "INSERT INTO "+s.schema+".group_partitions (grp, part, cursor) "+
+			"SELECT $1, g, coalesce((SELECT cursor FROM "+s.schema+".checkpoints WHERE name = $1), '') FROM generate_series(0, $2::int - 1) AS g "+
+			"WHERE (SELECT count(*) FROM "+s.schema+".group_partitions WHERE grp = $1) < $2 "+
+			"ON CONFLICT (grp, part) DO NOTHING", group, s.partitions); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, "UPDATE "+s.schema+".group_partitions SET expires = now() + $3 * interval '1 microsecond' WHERE grp = $1 AND owner = $2", group, member, us)
+		if err != nil {
+			return err
+		}
+		a.Share = store.Share(s.partitions, a.Members)
+		if owned := int(tag.RowsAffected()); owned < a.Share {
+			if _, err := tx.Exec(ctx, "UPDATE "+s.schema+".group_partitions SET owner = $2, token = token + 1, expires = now() + $3 * interval '1 microsecond' "+
+				"WHERE grp = $1 AND part IN (SELECT part FROM "+s.schema+".group_partitions WHERE grp = $1 AND (owner = '' OR expires < now()) "+
+				"ORDER BY part LIMIT $4 FOR UPDATE SKIP LOCKED)", group, member, us, a.Share-owned); err != nil {
+				return err
+			}
+		}
+		rows, err := tx.Query(ctx, "SELECT part, token, cursor FROM "+s.schema+".group_partitions WHERE grp = $1 AND owner = $2 ORDER BY part", group, member)
+		if err != nil {
+			return err
+		}
+		a.Leases, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Lease, error) {
+			var l store.Lease
+			var c string
+			err := row.Scan(&l.Partition, &l.Token, &c)
+			l.Cursor = store.Cursor(c)
+			return l, err
+		})
+		return err
+	})
+	if err != nil {
+		return store.Assignment{}, fmt.Errorf("pgstore: claim %s: %w", group, err)
+	}
+	return a, nil
+}
+
+// Release implements [store.Grouper].
+func (s *Store) Release(ctx context.Context, group, member string, partitions ...int) error {
+	if err := store.ValidateClaim(group, member, 1); err != nil {
+		return fmt.Errorf("pgstore: release: %w", err)
+	}
+	ps := make([]int32, len(partitions))
+	for i, p := range partitions {
+		if err := store.ValidatePartition(p, s.partitions); err != nil {
+			return fmt.Errorf("pgstore: release: %w", err)
+		}
+		ps[i] = int32(p)
+	}
+	if err := s.enter("release"); err != nil {
+		return err
+	}
+	defer s.exit()
+	b := &pgx.Batch{}
+	if len(partitions) == 0 {
+		b.Queue("DELETE FROM "+s.schema+".group_members WHERE grp = $1 AND member = $2", group, member)
+		b.Queue("UPDATE "+s.schema+".group_partitions SET owner = '', expires = '-infinity' WHERE grp = $1 AND owner = $2", group, member)
+	} else {
+		b.Queue("UPDATE "+s.schema+".group_partitions SET owner = '', expires = '-infinity' WHERE grp = $1 AND owner = $2 AND part = ANY($3)", group, member, ps)
+	}
+	// A batch runs as one implicit transaction.
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("pgstore: release %s: %w", group, err)
+	}
+	return nil
+}
+
+// Commit implements [store.Grouper], in one statement.
+func (s *Store) Commit(ctx context.Context, group, member string, cps ...store.Checkpoint) error {
+	if err := store.ValidateClaim(group, member, 1); err != nil {
+		return fmt.Errorf("pgstore: commit: %w", err)
+	}
+	parts, tokens, curs := make([]int32, len(cps)), make([]int64, len(cps)), make([]string, len(cps))
+	for i, cp := range cps {
+		if err := store.ValidatePartition(cp.Partition, s.partitions); err != nil {
+			return fmt.Errorf("pgstore: commit: %w", err)
+		}
+		if _, err := s.parseCursor(cp.Cursor); err != nil {
+			return fmt.Errorf("pgstore: commit: partition %d: %w", cp.Partition, err)
+		}
+		parts[i], tokens[i], curs[i] = int32(cp.Partition), cp.Token, string(cp.Cursor)
+	}
+	if err := s.enter("commit"); err != nil {
+		return err
+	}
+	defer s.exit()
+	rows, err := s.pool.Query(ctx, "UPDATE "+s.schema+".group_partitions AS g SET cursor = c.cur "+
+		"FROM unnest($3::int[], $4::bigint[], $5::text[]) AS c(part, token, cur) "+
+		"WHERE g.grp = $1 AND g.owner = $2 AND g.part = c.part AND g.token = c.token RETURNING g.part", group, member, parts, tokens, curs)
+	if err != nil {
+		return fmt.Errorf("pgstore: commit %s: %w", group, err)
+	}
+	done, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		return fmt.Errorf("pgstore: commit %s: %w", group, err)
+	}
+	var lost []int
+	for _, p := range parts {
+		if !slices.Contains(done, p) {
+			lost = append(lost, int(p))
+		}
+	}
+	if len(lost) > 0 {
+		return fmt.Errorf("pgstore: commit: %w", &store.LeaseLostError{Group: group, Member: member, Partitions: lost})
+	}
+	return nil
+}
+
+// ReadPartitions implements [store.Grouper]. It reads below the horizon,
+// as Read does (see there), in one read-only transaction sent as one
+// batch: each partition's first limit keys after its cursor come from the
+// (part, txid, position) index, and the first limit of those in global
+// order are read.
+func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor, limit int) ([]store.Record, []store.Cursor, error) {
+	if err := s.enter("read partitions"); err != nil {
+		return nil, nil, err
+	}
+	defer s.exit()
+	limit, err := store.PageLimit(limit)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pgstore: read partitions: %w", err)
+	}
+	n := len(from)
+	afters := make([]key, n)
+	ps, txs, poss := make([]int32, n), make([]uint64, n), make([]int64, n)
+	for i, f := range from {
+		if err := store.ValidatePartition(f.Partition, s.partitions); err != nil {
+			return nil, nil, fmt.Errorf("pgstore: read partitions: %w", err)
+		}
+		if afters[i], err = s.parseCursor(f.After); err != nil {
+			return nil, nil, fmt.Errorf("pgstore: read partitions: %w", err)
+		}
+		ps[i], txs[i], poss[i] = int32(f.Partition), afters[i].txid, afters[i].pos
+	}
+	next := make([]store.Cursor, n)
+	if n == 0 {
+		return nil, next, nil
+	}
+	const cols = "e.txid, e.position, e.id, e.topic, e.kind, e.aggregate_id, e.version, e.time, e.metadata, e.payload_type, e.content_type, e.payload"
+	b := &pgx.Batch{}
+	b.Queue("BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY")
+	b.Queue(s.sql.setHorizon)
+	b.Queue("SELECT current_setting('" + horizonGUC + "')::xid8, r.txid, r.position FROM " + s.schema + ".retention AS r")
+	b.Queue("WITH k AS (SELECT x.txid, x.position FROM unnest($1::int[], $2::xid8[], $3::bigint[]) AS c(p, tx, pos) "+
+		"CROSS JOIN LATERAL (SELECT txid, position FROM "+s.schema+".events WHERE part = c.p AND (txid, position) > (c.tx, c.pos) "+
+		"AND txid < current_setting('"+horizonGUC+"')::xid8 ORDER BY txid, position LIMIT $4) AS x ORDER BY x.txid, x.position LIMIT $4) "+
+		"SELECT "+cols+" FROM k JOIN "+s.schema+".events AS e ON e.txid = k.txid AND e.position = k.position ORDER BY e.txid, e.position",
+		ps, txs, poss, limit)
+	b.Queue("COMMIT")
+	br := s.pool.SendBatch(ctx, b)
+	defer br.Close()
+	fail := func(err error) ([]store.Record, []store.Cursor, error) {
+		return nil, nil, fmt.Errorf("pgstore: read partitions: %w", err)
+	}
+	for range 2 {
+		if _, err := br.Exec(); err != nil {
+			return fail(err)
+		}
+	}
+	var horizon uint64
+	var low key
+	if err := br.QueryRow().Scan(&horizon, &low.txid, &low.pos); err != nil {
+		return fail(err)
+	}
+	for i, a := range afters {
+		if a != (key{}) && a.less(low) {
+			return nil, nil, fmt.Errorf("pgstore: read partition %d: %w", from[i].Partition, store.ErrCursorExpired)
+		}
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return fail(err)
+	}
+	var out []store.Record
+	var last key
+	for rows.Next() {
+		var r store.Record
+		var meta []byte
+		if err := rows.Scan(&last.txid, &last.pos, &r.ID, &r.Topic, &r.Kind, &r.AggregateID, &r.Version, &r.Time, &meta, &r.PayloadType, &r.ContentType, &r.Payload); err != nil {
+			rows.Close()
+			return fail(err)
+		}
+		if err := finishRecord(&r, meta); err != nil {
+			rows.Close()
+			return fail(err)
+		}
+		r.Position, r.Cursor = last.pos, s.cursor(last)
+		out = append(out, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fail(err)
+	}
+	if _, err := br.Exec(); err != nil {
+		return fail(err)
+	}
+	// A full page covered the log up to its last record; a short one, up
+	// to the horizon: whatever comes later has a transaction ID of at
+	// least horizon.
+	covered := key{txid: horizon}
+	if len(out) == limit {
+		covered = last
+	}
+	for i, a := range afters {
+		next[i] = from[i].After
+		if a.less(covered) {
+			next[i] = s.cursor(covered)
+		}
+	}
+	return out, next, nil
+}
+
+// Group implements [store.Grouper].
+func (s *Store) Group(ctx context.Context, group string) (store.GroupInfo, error) {
+	if err := store.ValidateName("group name", group); err != nil {
+		return store.GroupInfo{}, fmt.Errorf("pgstore: group: %w", err)
+	}
+	if err := s.enter("group"); err != nil {
+		return store.GroupInfo{}, err
+	}
+	defer s.exit()
+	info := store.GroupInfo{Name: group}
+	fail := func(err error) (store.GroupInfo, error) {
+		return store.GroupInfo{}, fmt.Errorf("pgstore: group %s: %w", group, err)
+	}
+	rows, err := s.pool.Query(ctx, "SELECT part, CASE WHEN expires >= now() THEN owner ELSE '' END, CASE WHEN expires >= now() THEN expires END, cursor "+
+		"FROM "+s.schema+".group_partitions WHERE grp = $1 ORDER BY part", group)
+	if err != nil {
+		return fail(err)
+	}
+	info.Partitions, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.PartitionInfo, error) {
+		var p store.PartitionInfo
+		var exp *time.Time
+		var c string
+		err := row.Scan(&p.Partition, &p.Owner, &exp, &c)
+		if exp != nil {
+			p.Expires = exp.UTC()
+		}
+		p.Cursor = store.Cursor(c)
+		return p, err
+	})
+	if err != nil {
+		return fail(err)
+	}
+	held := map[string]int{}
+	if len(info.Partitions) > 0 {
+		ps, txs, poss := make([]int32, 0, len(info.Partitions)), make([]uint64, 0, len(info.Partitions)), make([]int64, 0, len(info.Partitions))
+		for _, p := range info.Partitions {
+			k, err := s.parseCursor(p.Cursor)
+			if err != nil {
+				return fail(err)
+			}
+			ps, txs, poss = append(ps, int32(p.Partition)), append(txs, k.txid), append(poss, k.pos)
+			if p.Owner != "" {
+				held[p.Owner]++
+			}
+		}
+		rows, err := s.pool.Query(ctx, "SELECT (SELECT count(*) FROM "+s.schema+".events AS e WHERE e.part = c.p AND (e.txid, e.position) > (c.tx, c.pos)) "+
+			"FROM unnest($1::int[], $2::xid8[], $3::bigint[]) WITH ORDINALITY AS c(p, tx, pos, i) ORDER BY c.i", ps, txs, poss)
+		if err != nil {
+			return fail(err)
+		}
+		lags, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil {
+			return fail(err)
+		}
+		for i := range lags {
+			info.Partitions[i].Lag = lags[i]
+		}
+	}
+	rows, err = s.pool.Query(ctx, "SELECT member, expires FROM "+s.schema+".group_members WHERE grp = $1 AND expires >= now() ORDER BY member", group)
+	if err != nil {
+		return fail(err)
+	}
+	info.Members, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.MemberInfo, error) {
+		var m store.MemberInfo
+		err := row.Scan(&m.ID, &m.Expires)
+		m.Expires = m.Expires.UTC()
+		m.Partitions = held[m.ID]
+		return m, err
+	})
+	if err != nil {
+		return fail(err)
+	}
+	return info, nil
+}

@@ -1,0 +1,408 @@
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/ncore-io/event/store"
+)
+
+// Consumer groups keep their members and partitions in two tables, written
+// through the writer connection in IMMEDIATE transactions: the processes
+// sharing the file take turns, so a claim sees every other member's. Lease
+// times are Unix microseconds of the claiming process's clock, which all
+// processes on one host share.
+
+var _ store.Grouper = (*Store)(nil)
+
+// Partitions implements [store.Grouper]: the count stored in the file.
+func (s *Store) Partitions() int { return s.cfg.partitions }
+
+// Claim implements [store.Grouper].
+func (s *Store) Claim(ctx context.Context, group, member string, ttl time.Duration) (store.Assignment, error) {
+	if err := store.ValidateClaim(group, member, ttl); err != nil {
+		return store.Assignment{}, fmt.Errorf("sqlitestore: claim: %w", err)
+	}
+	if err := s.enter(ctx, "claim"); err != nil {
+		return store.Assignment{}, err
+	}
+	now := time.Now()
+	nowUS, expUS := now.UnixMicro(), now.Add(ttl).UnixMicro()
+	var a store.Assignment
+	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO event_group_members (grp, member, expires_us, host, pid) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (grp, member) DO UPDATE SET expires_us = excluded.expires_us, host = excluded.host, pid = excluded.pid`, group, member, expUS, thisHost, os.Getpid()); err != nil {
+			return err
+		}
+		if err := dropExited(ctx, tx, group); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM event_group_members WHERE grp = ? AND expires_us < ?`, group, nowUS); err != nil {
+			return err
+		}
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM event_group_members WHERE grp = ?`, group).Scan(&a.Members); err != nil {
+			return err
+		}
+		// A new group starts where a subscription of its name had got to.
+		if _, err := tx.ExecContext(ctx, `WITH RECURSIVE p(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM p WHERE n + 1 < ?)
+			INSERT INTO event_group_partitions (grp, part, cursor)
+			SELECT ?, n, coalesce((SELECT cursor FROM event_checkpoints WHERE name = ?), '') FROM p
+			WHERE (SELECT count(*) FROM event_group_partitions WHERE grp = ?) < ?
+			ON CONFLICT (grp, part) DO NOTHING`, s.cfg.partitions, group, group, group, s.cfg.partitions); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE event_group_partitions SET expires_us = ? WHERE grp = ? AND owner = ?`, expUS, group, member); err != nil {
+			return err
+		}
+		a.Share = store.Share(s.cfg.partitions, a.Members)
+		var owned int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM event_group_partitions WHERE grp = ? AND owner = ?`, group, member).Scan(&owned); err != nil {
+			return err
+		}
+		if owned < a.Share {
+			if _, err := tx.ExecContext(ctx, `UPDATE event_group_partitions SET owner = ?, token = token + 1, expires_us = ?
+				WHERE grp = ? AND part IN (SELECT part FROM event_group_partitions WHERE grp = ? AND (owner = '' OR expires_us < ?) ORDER BY part LIMIT ?)`,
+				member, expUS, group, group, nowUS, a.Share-owned); err != nil {
+				return err
+			}
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT part, token, cursor FROM event_group_partitions WHERE grp = ? AND owner = ? ORDER BY part`, group, member)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var l store.Lease
+			var c string
+			if err := rows.Scan(&l.Partition, &l.Token, &c); err != nil {
+				return err
+			}
+			l.Cursor = store.Cursor(c)
+			a.Leases = append(a.Leases, l)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return store.Assignment{}, s.fail(ctx, "claim "+group, err)
+	}
+	return a, nil
+}
+
+// Release implements [store.Grouper].
+func (s *Store) Release(ctx context.Context, group, member string, partitions ...int) error {
+	if err := store.ValidateClaim(group, member, 1); err != nil {
+		return fmt.Errorf("sqlitestore: release: %w", err)
+	}
+	for _, p := range partitions {
+		if err := store.ValidatePartition(p, s.cfg.partitions); err != nil {
+			return fmt.Errorf("sqlitestore: release: %w", err)
+		}
+	}
+	if err := s.enter(ctx, "release"); err != nil {
+		return err
+	}
+	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+		if len(partitions) == 0 {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM event_group_members WHERE grp = ? AND member = ?`, group, member); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, `UPDATE event_group_partitions SET owner = '', expires_us = 0 WHERE grp = ? AND owner = ?`, group, member)
+			return err
+		}
+		for _, p := range partitions {
+			if _, err := tx.ExecContext(ctx, `UPDATE event_group_partitions SET owner = '', expires_us = 0 WHERE grp = ? AND owner = ? AND part = ?`, group, member, p); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return s.fail(ctx, "release "+group, err)
+	}
+	return nil
+}
+
+// Commit implements [store.Grouper].
+func (s *Store) Commit(ctx context.Context, group, member string, cps ...store.Checkpoint) error {
+	if err := store.ValidateClaim(group, member, 1); err != nil {
+		return fmt.Errorf("sqlitestore: commit: %w", err)
+	}
+	for _, cp := range cps {
+		if err := store.ValidatePartition(cp.Partition, s.cfg.partitions); err != nil {
+			return fmt.Errorf("sqlitestore: commit: %w", err)
+		}
+		if _, err := decodeCursor(cp.Cursor); err != nil {
+			return fmt.Errorf("sqlitestore: commit: partition %d: %w", cp.Partition, err)
+		}
+	}
+	if err := s.enter(ctx, "commit"); err != nil {
+		return err
+	}
+	var lost []int
+	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+		lost = lost[:0]
+		for _, cp := range cps {
+			res, err := tx.ExecContext(ctx, `UPDATE event_group_partitions SET cursor = ? WHERE grp = ? AND part = ? AND owner = ? AND token = ?`,
+				string(cp.Cursor), group, cp.Partition, member, cp.Token)
+			if err != nil {
+				return err
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return err
+			} else if n == 0 {
+				lost = append(lost, cp.Partition)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return s.fail(ctx, "commit "+group, err)
+	}
+	if len(lost) > 0 {
+		return fmt.Errorf("sqlitestore: commit: %w", &store.LeaseLostError{Group: group, Member: member, Partitions: lost})
+	}
+	return nil
+}
+
+// ReadPartitions implements [store.Grouper]. Each partition's first
+// limit positions after its cursor come from the (part, position) index,
+// without touching the records; the first limit of those in global order
+// are then read, in one read transaction.
+func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor, limit int) ([]store.Record, []store.Cursor, error) {
+	if err := s.enter(ctx, "read partitions"); err != nil {
+		return nil, nil, err
+	}
+	limit, err := store.PageLimit(limit)
+	if err != nil {
+		return nil, nil, fmt.Errorf("sqlitestore: read partitions: %w", err)
+	}
+	afters := make([]int64, len(from))
+	for i, f := range from {
+		if err := store.ValidatePartition(f.Partition, s.cfg.partitions); err != nil {
+			return nil, nil, fmt.Errorf("sqlitestore: read partitions: %w", err)
+		}
+		if afters[i], err = decodeCursor(f.After); err != nil {
+			return nil, nil, fmt.Errorf("sqlitestore: read partitions: %w", err)
+		}
+	}
+	next := make([]store.Cursor, len(from))
+	if len(from) == 0 {
+		return nil, next, nil
+	}
+	tx, err := s.r.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, nil, s.fail(ctx, "read partitions", err)
+	}
+	defer tx.Rollback()
+	// The log's last position, from the log itself when it has records
+	// (a log it cannot read is a read error, not a bad cursor).
+	var low, end int64
+	if err := tx.QueryRowContext(ctx, `SELECT (SELECT value FROM event_meta WHERE key = 'low_watermark'),
+		max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'event_log'), 0), coalesce((SELECT max(position) FROM event_log), 0))`).Scan(&low, &end); err != nil {
+		return nil, nil, s.fail(ctx, "read partitions", err)
+	}
+	var q strings.Builder
+	args := make([]any, 0, 3*len(from)+1)
+	q.WriteString(`SELECT ` + recordColumns + `, part FROM event_log WHERE position IN (SELECT position FROM (`)
+	for i, f := range from {
+		after := afters[i]
+		switch {
+		case after > 0 && after < low:
+			return nil, nil, fmt.Errorf("sqlitestore: read partition %d after %s: %w (records up to position %d were deleted)", f.Partition, f.After, store.ErrCursorExpired, low)
+		case after > end:
+			return nil, nil, fmt.Errorf("sqlitestore: read partition %d after %s: %w: it is past the end of the log (position %d)", f.Partition, f.After, store.ErrInvalidCursor, end)
+		}
+		if i > 0 {
+			q.WriteString(` UNION ALL `)
+		}
+		q.WriteString(`SELECT * FROM (SELECT position FROM event_log WHERE part = ? AND position > ? ORDER BY position LIMIT ?)`)
+		args = append(args, f.Partition, after, limit)
+	}
+	q.WriteString(`) ORDER BY position LIMIT ?) ORDER BY position`)
+	args = append(args, limit)
+	stmt, err := s.partitionStmt(ctx, len(from), q.String())
+	if err != nil {
+		return nil, nil, s.fail(ctx, "read partitions", err)
+	}
+	rows, err := tx.StmtContext(ctx, stmt).QueryContext(ctx, args...)
+	if err != nil {
+		return nil, nil, s.fail(ctx, "read partitions", err)
+	}
+	defer rows.Close()
+	var out []store.Record
+	last := map[int]int64{}
+	for rows.Next() {
+		var w row
+		var isNull bool
+		if err := rows.Scan(&w.position, &w.id, &w.topic, &w.kind, &w.aggregateID, &w.version, &w.timeUS,
+			&w.metadata, &w.payloadType, &w.contentType, &w.payload, &isNull, &w.part); err != nil {
+			return nil, nil, s.fail(ctx, "read partitions", err)
+		}
+		if w.payload == nil && !isNull {
+			w.payload = []byte{}
+		}
+		r, err := w.record()
+		if err != nil {
+			return nil, nil, s.fail(ctx, "read partitions", err)
+		}
+		r.Cursor = encodeCursor(r.Position)
+		out = append(out, r)
+		last[int(w.part)] = r.Position
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, s.fail(ctx, "read partitions", err)
+	}
+	// The read covered the log up to its last record, or to the end if it
+	// came back short: no partition asked has a record there that it did
+	// not return. (Every position up to end is settled in this snapshot.)
+	covered := end
+	if len(out) == limit {
+		covered = out[len(out)-1].Position
+	}
+	for i, f := range from {
+		after := max(afters[i], last[f.Partition], covered)
+		next[i] = f.After
+		if after > 0 {
+			next[i] = encodeCursor(after)
+		}
+	}
+	return out, next, nil
+}
+
+// Group implements [store.Grouper].
+func (s *Store) Group(ctx context.Context, group string) (store.GroupInfo, error) {
+	if err := store.ValidateName("group name", group); err != nil {
+		return store.GroupInfo{}, fmt.Errorf("sqlitestore: group: %w", err)
+	}
+	if err := s.enter(ctx, "group"); err != nil {
+		return store.GroupInfo{}, err
+	}
+	info := store.GroupInfo{Name: group}
+	tx, err := s.r.BeginTx(ctx, nil)
+	if err != nil {
+		return info, s.fail(ctx, "group "+group, err)
+	}
+	defer tx.Rollback()
+	nowUS := time.Now().UnixMicro()
+	rows, err := tx.QueryContext(ctx, `SELECT p.part, p.owner, p.expires_us, p.cursor,
+		(SELECT count(*) FROM event_log AS e WHERE e.part = p.part AND e.position > CAST(substr(p.cursor, 2) AS INTEGER))
+		FROM event_group_partitions AS p WHERE p.grp = ? ORDER BY p.part`, group)
+	if err != nil {
+		return info, s.fail(ctx, "group "+group, err)
+	}
+	held := map[string]int{}
+	for rows.Next() {
+		var p store.PartitionInfo
+		var exp int64
+		var c string
+		if err := rows.Scan(&p.Partition, &p.Owner, &exp, &c, &p.Lag); err != nil {
+			rows.Close()
+			return info, s.fail(ctx, "group "+group, err)
+		}
+		p.Cursor = store.Cursor(c)
+		if p.Owner != "" && exp >= nowUS {
+			p.Expires = unixMicroUTC(exp)
+			held[p.Owner]++
+		} else {
+			p.Owner = ""
+		}
+		info.Partitions = append(info.Partitions, p)
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return info, s.fail(ctx, "group "+group, err)
+	}
+	rows, err = tx.QueryContext(ctx, `SELECT member, expires_us FROM event_group_members WHERE grp = ? AND expires_us >= ? ORDER BY member`, group, nowUS)
+	if err != nil {
+		return info, s.fail(ctx, "group "+group, err)
+	}
+	for rows.Next() {
+		var m store.MemberInfo
+		var exp int64
+		if err := rows.Scan(&m.ID, &exp); err != nil {
+			rows.Close()
+			return info, s.fail(ctx, "group "+group, err)
+		}
+		m.Expires, m.Partitions = unixMicroUTC(exp), held[m.ID]
+		info.Members = append(info.Members, m)
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return info, s.fail(ctx, "group "+group, err)
+	}
+	return info, nil
+}
+
+// partitionStmt returns the read of n partitions, prepared once: the
+// statement is long (a subquery per partition), and preparing it on every
+// poll would cost more than running it.
+func (s *Store) partitionStmt(ctx context.Context, n int, text string) (*sql.Stmt, error) {
+	s.partMu.Lock()
+	defer s.partMu.Unlock()
+	if st := s.partStmts[n]; st != nil {
+		return st, nil
+	}
+	st, err := s.r.PrepareContext(ctx, text)
+	if err != nil {
+		return nil, err
+	}
+	if s.partStmts == nil {
+		s.partStmts = map[int]*sql.Stmt{}
+	}
+	s.partStmts[n] = st
+	return st, nil
+}
+
+// thisHost names the host in event_group_members.
+var thisHost, _ = os.Hostname()
+
+// dropExited releases the partitions of the group's members whose process,
+// on this host, has exited, and removes them. Processes that share one
+// file share one host, but those in separate PID namespaces (containers)
+// must differ in host name, as containers do unless told otherwise.
+func dropExited(ctx context.Context, tx *sql.Tx, group string) error {
+	rows, err := tx.QueryContext(ctx, `SELECT member, pid FROM event_group_members WHERE grp = ? AND host = ? AND pid <> ?`, group, thisHost, os.Getpid())
+	if err != nil {
+		return err
+	}
+	var dead []string
+	for rows.Next() {
+		var m string
+		var pid int
+		if err := rows.Scan(&m, &pid); err != nil {
+			rows.Close()
+			return err
+		}
+		if !processAlive(pid) {
+			dead = append(dead, m)
+		}
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return err
+	}
+	for _, m := range dead {
+		if _, err := tx.ExecContext(ctx, `UPDATE event_group_partitions SET owner = '', expires_us = 0 WHERE grp = ? AND owner = ?`, group, m); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM event_group_members WHERE grp = ? AND member = ?`, group, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeTx runs f in an IMMEDIATE transaction on the writer connection.
+func (s *Store) writeTx(ctx context.Context, f func(*sql.Tx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := f(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}

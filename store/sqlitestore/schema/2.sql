@@ -1,0 +1,30 @@
+-- Version 2: partitions for consumer groups. Every record gets the
+-- partition that store.Partition gives it (filled in for older records by
+-- Open, which computes it in Go), and groups keep their members and, per
+-- partition, an owner's lease and a checkpoint.
+
+ALTER TABLE event_log ADD COLUMN part INTEGER NOT NULL DEFAULT -1;
+
+-- host and pid name the member's process: a claim by a process of the
+-- same host takes over at once the partitions of a member whose process
+-- has exited, rather than wait for its lease to run out.
+CREATE TABLE event_group_members (
+	grp        TEXT    NOT NULL,
+	member     TEXT    NOT NULL,
+	expires_us INTEGER NOT NULL,
+	host       TEXT    NOT NULL,
+	pid        INTEGER NOT NULL,
+	PRIMARY KEY (grp, member)
+) STRICT, WITHOUT ROWID;
+
+-- owner is '' when no member holds the partition. token changes with every
+-- change of owner, and fences checkpoint writes.
+CREATE TABLE event_group_partitions (
+	grp        TEXT    NOT NULL,
+	part       INTEGER NOT NULL,
+	owner      TEXT    NOT NULL DEFAULT '',
+	token      INTEGER NOT NULL DEFAULT 0,
+	expires_us INTEGER NOT NULL DEFAULT 0,
+	cursor     TEXT    NOT NULL DEFAULT '',
+	PRIMARY KEY (grp, part)
+) STRICT, WITHOUT ROWID;
