@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/google/uuid"
 )
@@ -77,19 +78,32 @@ func (b *Bus[T]) finishDrain() {
 // work.
 //
 // An event's unit is taken before its append, as the runner may read the
-// event before Append returns, and paid when the runner moves past it. Two
-// cases never meet that payment: an append of an ID the store already had
-// (a retry, a re-import), which the runner passed long ago, and an event the
-// runner read before its unit was taken. So an append that returns
-// settles its units with a stamp of the owed clock, and a runner that reads
-// the log to its end pays every unit settled before that read began: such an
-// event was committed before the read, so the runner has passed it.
+// event before Append returns, and paid when the runner moves past it. An
+// append of an ID the store already had (a retry, a re-import) never meets
+// that payment: the runner passed the event long ago. So an append that
+// returns settles its units with a stamp of the owed clock and the time,
+// and a runner that reads the log to its end pays every unit settled at
+// least settleGrace before that read began: such an event was committed
+// before the read, so the runner has passed it. The grace is for
+// PostgreSQL, whose readers do not see a committed event while an older
+// transaction anywhere on the server is open; it holds Close back by up to
+// about that long after a re-append.
 type owed struct {
 	mu      sync.Mutex
-	ids     map[uuid.UUID]uint64 // 0 while the append runs; then the stamp it settled at
+	ids     map[uuid.UUID]owedEvent
 	clock   uint64
 	stopped bool // the runner has exited: owe nothing more
 }
+
+// owedEvent is what owed keeps of one event.
+type owedEvent struct {
+	stamp uint64    // 0 while the append runs; then the owed clock it settled at
+	at    time.Time // when it settled
+}
+
+// settleGrace is how long a settled unit waits before a read to the end
+// of the log may pay it (see owed).
+const settleGrace = time.Second
 
 // owe takes a unit for id, due to c, before the bus appends it; it reports
 // false if c no longer runs.
@@ -101,12 +115,12 @@ func (b *Bus[T]) owe(c *durable[T], id uuid.UUID) bool {
 		return false
 	}
 	if o.ids == nil {
-		o.ids = make(map[uuid.UUID]uint64)
+		o.ids = make(map[uuid.UUID]owedEvent)
 	}
 	if _, dup := o.ids[id]; dup {
 		return false // one unit per ID: a batch that names it twice is refused by the store
 	}
-	o.ids[id] = 0
+	o.ids[id] = owedEvent{}
 	b.hold()
 	return true
 }
@@ -116,28 +130,35 @@ func (b *Bus[T]) settle(c *durable[T], id uuid.UUID) {
 	o := &c.owed
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if stamp, ok := o.ids[id]; ok && stamp == 0 {
+	if e, ok := o.ids[id]; ok && e.stamp == 0 {
 		o.clock++
-		o.ids[id] = o.clock
+		o.ids[id] = owedEvent{stamp: o.clock, at: time.Now()}
 	}
 }
 
-// settledMark returns the owed clock, for a runner about to read.
-func (b *Bus[T]) settledMark(c *durable[T]) uint64 {
+// settledMark returns the owed clock and the time, for a runner about to
+// read.
+func (b *Bus[T]) settledMark(c *durable[T]) owedMark {
 	o := &c.owed
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return o.clock
+	return owedMark{o.clock, time.Now()}
 }
 
-// caughtUp pays the units settled at or before mark: c read the log to its
-// end after they settled (see owed).
-func (b *Bus[T]) caughtUp(c *durable[T], mark uint64) {
+// owedMark is the owed clock and the time when a read began.
+type owedMark struct {
+	clock uint64
+	at    time.Time
+}
+
+// caughtUp pays the units settled at or before mark, and at least
+// settleGrace before it: c read the log to its end since (see owed).
+func (b *Bus[T]) caughtUp(c *durable[T], mark owedMark) {
 	o := &c.owed
 	o.mu.Lock()
 	n := 0
-	for id, stamp := range o.ids {
-		if stamp != 0 && stamp <= mark {
+	for id, e := range o.ids {
+		if e.stamp != 0 && e.stamp <= mark.clock && mark.at.Sub(e.at) >= settleGrace {
 			delete(o.ids, id)
 			n++
 		}
