@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -82,13 +83,16 @@ func (b *Bus[T]) finishDrain() {
 // work.
 //
 // An event's unit is taken before its append, as the runner may read the
-// event before Append returns, and paid when the runner moves past it. Two
-// cases never meet that payment: an append of an ID the store already had
-// (a retry, a re-import), which the runner passed long ago, and an event the
-// runner read before its unit was taken. So an append that returns
-// settles its units with a stamp of the owed clock, and a runner that reads
-// the log to its end pays every unit settled before that read began: such an
-// event was committed before the read, so the runner has passed it.
+// event before Append returns, and paid when the runner moves past it. An
+// append of an ID the store already had (a retry, a re-import) never meets
+// that payment: the runner passed the event long ago. So an append that
+// returns settles its units with a stamp of the owed clock and the time,
+// and a runner that reads the log to its end pays every unit settled at
+// least settleGrace before that read began: such an event was committed
+// before the read, so the runner has passed it. The grace is for
+// PostgreSQL, whose readers do not see a committed event while an older
+// transaction anywhere on the server is open; it holds Close back by up to
+// about that long after a re-append.
 type owed struct {
 	mu      sync.Mutex
 	ids     map[uuid.UUID]owedEvent
@@ -98,9 +102,14 @@ type owed struct {
 
 // owedEvent is what owed keeps of one event.
 type owedEvent struct {
-	stamp uint64 // 0 while the append runs; then the owed clock it settled at
-	key   uint32 // the event's store.PartitionKey, for a group member
+	stamp uint64    // 0 while the append runs; then the owed clock it settled at
+	at    time.Time // when it settled
+	key   uint32    // the event's store.PartitionKey, for a group member
 }
+
+// settleGrace is how long a settled unit waits before a read to the end
+// of the log may pay it (see owed).
+const settleGrace = time.Second
 
 // owe takes a unit for id, due to c, before the bus appends it; it reports
 // false if c no longer runs.
@@ -133,27 +142,34 @@ func (b *Bus[T]) settle(c *durable[T], id uuid.UUID) {
 	defer o.mu.Unlock()
 	if e, ok := o.ids[id]; ok && e.stamp == 0 {
 		o.clock++
-		e.stamp = o.clock
+		e.stamp, e.at = o.clock, time.Now()
 		o.ids[id] = e
 	}
 }
 
-// settledMark returns the owed clock, for a runner about to read.
-func (b *Bus[T]) settledMark(c *durable[T]) uint64 {
+// settledMark returns the owed clock and the time, for a runner about to
+// read.
+func (b *Bus[T]) settledMark(c *durable[T]) owedMark {
 	o := &c.owed
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return o.clock
+	return owedMark{o.clock, time.Now()}
 }
 
-// caughtUp pays the units settled at or before mark: c read the log to its
-// end after they settled (see owed).
-func (b *Bus[T]) caughtUp(c *durable[T], mark uint64) {
+// owedMark is the owed clock and the time when a read began.
+type owedMark struct {
+	clock uint64
+	at    time.Time
+}
+
+// caughtUp pays the units settled at or before mark, and at least
+// settleGrace before it: c read the log to its end since (see owed).
+func (b *Bus[T]) caughtUp(c *durable[T], mark owedMark) {
 	o := &c.owed
 	o.mu.Lock()
 	n := 0
 	for id, e := range o.ids {
-		if e.stamp != 0 && e.stamp <= mark {
+		if e.stamp != 0 && e.stamp <= mark.clock && mark.at.Sub(e.at) >= settleGrace {
 			delete(o.ids, id)
 			n++
 		}
