@@ -185,6 +185,76 @@ func (b *Bus[T]) PublishTx(ctx context.Context, tx any, topic string, payload T,
 	return nil
 }
 
+// PublishBatchTx is [Bus.PublishTx] for several events: it appends them
+// inside the caller's transaction tx in one store call (one round trip on
+// store/pgstore), all or none, with the checks and expectations of
+// [Bus.PublishBatch]. Like PublishTx, it delivers nothing in process:
+// durable subscriptions deliver the events once tx commits. An empty batch
+// stores nothing.
+func (b *Bus[T]) PublishBatchTx(ctx context.Context, tx any, msgs []Message[T]) error {
+	if ctx == nil {
+		return errNilContext("publish batch in transaction")
+	}
+	if b.store == nil {
+		return fmt.Errorf("event: publish batch in transaction: %w", ErrNoStore)
+	}
+	txs, ok := b.store.(store.TxAppender)
+	if !ok {
+		return fmt.Errorf("event: publish batch in transaction: the store (%T) cannot append in a transaction of the caller's", b.store)
+	}
+	parent, nested := b.caller(ctx)
+	if !b.admit(nested) {
+		return fmt.Errorf("event: publish batch in transaction: %w", ErrClosed)
+	}
+	defer b.release()
+	if len(msgs) == 0 {
+		return nil
+	}
+	ds := make([]*delivery[T], len(msgs))
+	exps := make([]expectation, len(msgs))
+	for i := range msgs {
+		m := &msgs[i]
+		d, exp, err := b.prepare(ctx, parent, m.Topic, m.Payload, m.Options)
+		if err != nil {
+			return fmt.Errorf("event: publish batch in transaction: message %d: %w", i, err)
+		}
+		ds[i], exps[i] = d, exp
+	}
+	if err := batchExpectations(ds, exps); err != nil {
+		return fmt.Errorf("event: publish batch in transaction: %w", err)
+	}
+	recs, expect, err := b.records(ds, exps)
+	if err != nil {
+		return fmt.Errorf("event: publish batch in transaction: %w", err)
+	}
+	if err := txs.AppendInTx(ctx, tx, recs, expect...); err != nil {
+		return fmt.Errorf("event: publish batch in transaction: %w", err)
+	}
+	for _, d := range ds {
+		if takes(d.route.durable, d.ev.Payload) {
+			b.outbox.add(d.ev.ID)
+		}
+	}
+	return nil
+}
+
+// records encodes the events of ds for the store, with their expectations.
+func (b *Bus[T]) records(ds []*delivery[T], exps []expectation) ([]store.Record, []store.Expect, error) {
+	recs := make([]store.Record, len(ds))
+	var expect []store.Expect
+	for i, d := range ds {
+		rec, err := b.encode(&d.ev)
+		if err != nil {
+			return nil, nil, err
+		}
+		recs[i] = rec
+		if exps[i].set {
+			expect = append(expect, store.Expect{AggregateID: d.ev.AggregateID, Version: exps[i].version})
+		}
+	}
+	return recs, expect, nil
+}
+
 // expectation is an [ExpectVersion] option, if any.
 type expectation struct {
 	set     bool
@@ -382,17 +452,9 @@ func batchExpectations[T any](ds []*delivery[T], exps []expectation) error {
 // that this bus's durable subscriptions owe for the events are taken before
 // the append, as a subscription may read an event before Append returns.
 func (b *Bus[T]) persist(ctx context.Context, ds []*delivery[T], exps []expectation) error {
-	recs := make([]store.Record, len(ds))
-	var expect []store.Expect
-	for i, d := range ds {
-		rec, err := b.encode(&d.ev)
-		if err != nil {
-			return err
-		}
-		recs[i] = rec
-		if exps[i].set {
-			expect = append(expect, store.Expect{AggregateID: d.ev.AggregateID, Version: exps[i].version})
-		}
+	recs, expect, err := b.records(ds, exps)
+	if err != nil {
+		return err
 	}
 	b.oweAll(ds)
 	if err := b.store.Append(ctx, recs, expect...); err != nil {
