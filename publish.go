@@ -109,17 +109,8 @@ func (b *Bus[T]) PublishBatch(ctx context.Context, msgs []Message[T]) error {
 	if len(msgs) == 0 {
 		return nil
 	}
-	ds := make([]*delivery[T], len(msgs))
-	exps := make([]expectation, len(msgs))
-	for i := range msgs {
-		m := &msgs[i]
-		d, exp, err := b.prepare(ctx, parent, m.Topic, m.Payload, m.Options)
-		if err != nil {
-			return fmt.Errorf("event: publish batch: message %d: %w", i, err)
-		}
-		ds[i], exps[i] = d, exp
-	}
-	if err := batchExpectations(ds, exps); err != nil {
+	ds, exps, err := b.prepareBatch(ctx, parent, msgs)
+	if err != nil {
 		return fmt.Errorf("event: publish batch: %w", err)
 	}
 	if b.store != nil {
@@ -148,39 +139,26 @@ func (b *Bus[T]) PublishBatch(ctx context.Context, msgs []Message[T]) error {
 // PublishTx returns an error naming the types otherwise. Its options are
 // those of [Bus.Publish]; the event's envelope is checked as by Publish.
 func (b *Bus[T]) PublishTx(ctx context.Context, tx any, topic string, payload T, opts ...PublishOption) error {
+	op := "publish " + topic + " in transaction"
 	if ctx == nil {
-		return errNilContext("publish " + topic + " in transaction")
+		return errNilContext(op)
 	}
-	if b.store == nil {
-		return fmt.Errorf("event: publish %s in transaction: %w", topic, ErrNoStore)
-	}
-	txs, ok := b.store.(store.TxAppender)
-	if !ok {
-		return fmt.Errorf("event: publish %s in transaction: the store (%T) cannot append in a transaction of the caller's", topic, b.store)
+	txs, err := b.txAppender(op)
+	if err != nil {
+		return err
 	}
 	parent, nested := b.caller(ctx)
 	if !b.admit(nested) {
-		return fmt.Errorf("event: publish %s in transaction: %w", topic, ErrClosed)
+		return fmt.Errorf("event: %s: %w", op, ErrClosed)
 	}
 	defer b.release()
 	d, exp, err := b.prepare(ctx, parent, topic, payload, opts)
 	if err != nil {
 		return err
 	}
-	rec, err := b.encode(&d.ev)
-	if err != nil {
-		return fmt.Errorf("event: publish %s in transaction: %w", topic, err)
-	}
-	recs := [1]store.Record{rec}
-	var expect []store.Expect
-	if exp.set {
-		expect = []store.Expect{{AggregateID: d.ev.AggregateID, Version: exp.version}}
-	}
-	if err := txs.AppendInTx(ctx, tx, recs[:], expect...); err != nil {
-		return fmt.Errorf("event: publish %s in transaction: %w", topic, err)
-	}
-	if takes(d.route.durable, d.ev.Payload) {
-		b.outbox.add(d.ev.ID)
+	ds, exps := [1]*delivery[T]{d}, [1]expectation{exp}
+	if err := b.appendInTx(ctx, txs, tx, ds[:], exps[:]); err != nil {
+		return fmt.Errorf("event: %s: %w", op, err)
 	}
 	return nil
 }
@@ -192,43 +170,54 @@ func (b *Bus[T]) PublishTx(ctx context.Context, tx any, topic string, payload T,
 // durable subscriptions deliver the events once tx commits. An empty batch
 // stores nothing.
 func (b *Bus[T]) PublishBatchTx(ctx context.Context, tx any, msgs []Message[T]) error {
+	const op = "publish batch in transaction"
 	if ctx == nil {
-		return errNilContext("publish batch in transaction")
+		return errNilContext(op)
 	}
-	if b.store == nil {
-		return fmt.Errorf("event: publish batch in transaction: %w", ErrNoStore)
-	}
-	txs, ok := b.store.(store.TxAppender)
-	if !ok {
-		return fmt.Errorf("event: publish batch in transaction: the store (%T) cannot append in a transaction of the caller's", b.store)
+	txs, err := b.txAppender(op)
+	if err != nil {
+		return err
 	}
 	parent, nested := b.caller(ctx)
 	if !b.admit(nested) {
-		return fmt.Errorf("event: publish batch in transaction: %w", ErrClosed)
+		return fmt.Errorf("event: %s: %w", op, ErrClosed)
 	}
 	defer b.release()
 	if len(msgs) == 0 {
 		return nil
 	}
-	ds := make([]*delivery[T], len(msgs))
-	exps := make([]expectation, len(msgs))
-	for i := range msgs {
-		m := &msgs[i]
-		d, exp, err := b.prepare(ctx, parent, m.Topic, m.Payload, m.Options)
-		if err != nil {
-			return fmt.Errorf("event: publish batch in transaction: message %d: %w", i, err)
-		}
-		ds[i], exps[i] = d, exp
+	ds, exps, err := b.prepareBatch(ctx, parent, msgs)
+	if err == nil {
+		err = b.appendInTx(ctx, txs, tx, ds, exps)
 	}
-	if err := batchExpectations(ds, exps); err != nil {
-		return fmt.Errorf("event: publish batch in transaction: %w", err)
+	if err != nil {
+		return fmt.Errorf("event: %s: %w", op, err)
 	}
+	return nil
+}
+
+// txAppender returns the bus's store as a TxAppender, or op's error.
+func (b *Bus[T]) txAppender(op string) (store.TxAppender, error) {
+	if b.store == nil {
+		return nil, fmt.Errorf("event: %s: %w", op, ErrNoStore)
+	}
+	txs, ok := b.store.(store.TxAppender)
+	if !ok {
+		return nil, fmt.Errorf("event: %s: the store (%T) cannot append in a transaction of the caller's", op, b.store)
+	}
+	return txs, nil
+}
+
+// appendInTx appends the events of ds in the caller's transaction, and
+// remembers those a durable subscription of this bus takes, to count them
+// once one reads them (see outboxSeen).
+func (b *Bus[T]) appendInTx(ctx context.Context, txs store.TxAppender, tx any, ds []*delivery[T], exps []expectation) error {
 	recs, expect, err := b.records(ds, exps)
 	if err != nil {
-		return fmt.Errorf("event: publish batch in transaction: %w", err)
+		return err
 	}
 	if err := txs.AppendInTx(ctx, tx, recs, expect...); err != nil {
-		return fmt.Errorf("event: publish batch in transaction: %w", err)
+		return err
 	}
 	for _, d := range ds {
 		if takes(d.route.durable, d.ev.Payload) {
@@ -236,6 +225,25 @@ func (b *Bus[T]) PublishBatchTx(ctx context.Context, tx any, msgs []Message[T]) 
 		}
 	}
 	return nil
+}
+
+// prepareBatch prepares the events of msgs, as prepare does, and folds
+// their expectations into one per aggregate.
+func (b *Bus[T]) prepareBatch(ctx context.Context, parent deliveryInfo, msgs []Message[T]) ([]*delivery[T], []expectation, error) {
+	ds := make([]*delivery[T], len(msgs))
+	exps := make([]expectation, len(msgs))
+	for i := range msgs {
+		m := &msgs[i]
+		d, exp, err := b.prepare(ctx, parent, m.Topic, m.Payload, m.Options)
+		if err != nil {
+			return nil, nil, fmt.Errorf("message %d: %w", i, err)
+		}
+		ds[i], exps[i] = d, exp
+	}
+	if err := batchExpectations(ds, exps); err != nil {
+		return nil, nil, err
+	}
+	return ds, exps, nil
 }
 
 // records encodes the events of ds for the store, with their expectations.
