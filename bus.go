@@ -187,6 +187,7 @@ type Publisher[T any] interface {
 // *Bus[T] and eventtest.MockBus[T] implement it.
 type TxPublisher[T any] interface {
 	PublishTx(ctx context.Context, tx any, topic string, payload T, opts ...PublishOption) error
+	PublishBatchTx(ctx context.Context, tx any, msgs []Message[T]) error
 }
 
 // Subscriber is what a service needs to register handlers. *Bus[T] and

@@ -94,9 +94,10 @@
 // [store.Notifier] or by polling), and delivers each event at least once,
 // in order.
 //
-// [Bus.PublishTx] appends an event inside the caller's own database
-// transaction (the transactional outbox), so a domain write and its event
-// commit together; durable subscriptions deliver it after the commit.
+// [Bus.PublishTx] (and [Bus.PublishBatchTx], for several) appends an event
+// inside the caller's own database transaction (the transactional outbox),
+// so a domain write and its event commit together; durable subscriptions
+// deliver it after the commit.
 //
 // [Replay] and [Bus.ReplayTo] re-deliver stored events, to rebuild a read
 // model or to debug. [Fold] and [LoadAggregate] load an aggregate's events

@@ -157,3 +157,53 @@ func TestCatchUp(t *testing.T) {
 		t.Fatalf("CatchUp without durable subscriptions: %v", err)
 	}
 }
+
+// countingTx counts the store's appends in a caller's transaction.
+type countingTx struct {
+	*sqlitestore.Store
+	calls atomic.Int64
+}
+
+func (c *countingTx) AppendInTx(ctx context.Context, tx any, recs []store.Record, expect ...store.Expect) error {
+	c.calls.Add(1)
+	return c.Store.AppendInTx(ctx, tx, recs, expect...)
+}
+
+// PublishBatchTx stores a batch in the caller's transaction with one store
+// call, all or none; durable subscriptions deliver it once tx commits.
+func TestPublishBatchTx(t *testing.T) {
+	t.Parallel()
+	s := &countingTx{Store: openSQLite(t).(*sqlitestore.Store)}
+	bus := newStoreBus[Registered](t, s)
+	got := newSeen[Registered]()
+	subscribe(t, bus, "user.>", got.handler, event.Durable("all"))
+	msgs := func(n int) []event.Message[Registered] {
+		var out []event.Message[Registered]
+		for i := range n {
+			out = append(out, event.Message[Registered]{Topic: "user.registered", Payload: Registered{N: i}, Options: []event.PublishOption{event.Aggregate("u-1")}})
+		}
+		return out
+	}
+	tx, err := s.DB().BeginTx(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bus.PublishBatchTx(t.Context(), tx, msgs(3)); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.calls.Load(); n != 1 {
+		t.Errorf("a batch of 3 took %d store calls, want 1", n)
+	}
+	bad := append(msgs(1), event.Message[Registered]{Topic: "bad..topic"})
+	if err := bus.PublishBatchTx(t.Context(), tx, bad); !errors.Is(err, event.ErrInvalidTopic) {
+		t.Fatalf("PublishBatchTx with an invalid topic = %v", err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	evs := got.waitFor(t, "the batch", atLeast[Registered](3))
+	closeBus(t, bus)
+	if len(evs) != 3 || evs[2].Version != 3 || evs[2].Payload.N != 2 {
+		t.Fatalf("delivered %d events (last %+v), want the 3 of the batch, versions 1 to 3", len(evs), evs[len(evs)-1])
+	}
+}

@@ -109,17 +109,8 @@ func (b *Bus[T]) PublishBatch(ctx context.Context, msgs []Message[T]) error {
 	if len(msgs) == 0 {
 		return nil
 	}
-	ds := make([]*delivery[T], len(msgs))
-	exps := make([]expectation, len(msgs))
-	for i := range msgs {
-		m := &msgs[i]
-		d, exp, err := b.prepare(ctx, parent, m.Topic, m.Payload, m.Options)
-		if err != nil {
-			return fmt.Errorf("event: publish batch: message %d: %w", i, err)
-		}
-		ds[i], exps[i] = d, exp
-	}
-	if err := batchExpectations(ds, exps); err != nil {
+	ds, exps, err := b.prepareBatch(ctx, parent, msgs)
+	if err != nil {
 		return fmt.Errorf("event: publish batch: %w", err)
 	}
 	if b.store != nil {
@@ -148,41 +139,128 @@ func (b *Bus[T]) PublishBatch(ctx context.Context, msgs []Message[T]) error {
 // PublishTx returns an error naming the types otherwise. Its options are
 // those of [Bus.Publish]; the event's envelope is checked as by Publish.
 func (b *Bus[T]) PublishTx(ctx context.Context, tx any, topic string, payload T, opts ...PublishOption) error {
+	op := "publish " + topic + " in transaction"
 	if ctx == nil {
-		return errNilContext("publish " + topic + " in transaction")
+		return errNilContext(op)
 	}
-	if b.store == nil {
-		return fmt.Errorf("event: publish %s in transaction: %w", topic, ErrNoStore)
-	}
-	txs, ok := b.store.(store.TxAppender)
-	if !ok {
-		return fmt.Errorf("event: publish %s in transaction: the store (%T) cannot append in a transaction of the caller's", topic, b.store)
+	txs, err := b.txAppender(op)
+	if err != nil {
+		return err
 	}
 	parent, nested := b.caller(ctx)
 	if !b.admit(nested) {
-		return fmt.Errorf("event: publish %s in transaction: %w", topic, ErrClosed)
+		return fmt.Errorf("event: %s: %w", op, ErrClosed)
 	}
 	defer b.release()
 	d, exp, err := b.prepare(ctx, parent, topic, payload, opts)
 	if err != nil {
 		return err
 	}
-	rec, err := b.encode(&d.ev)
-	if err != nil {
-		return fmt.Errorf("event: publish %s in transaction: %w", topic, err)
-	}
-	recs := [1]store.Record{rec}
-	var expect []store.Expect
-	if exp.set {
-		expect = []store.Expect{{AggregateID: d.ev.AggregateID, Version: exp.version}}
-	}
-	if err := txs.AppendInTx(ctx, tx, recs[:], expect...); err != nil {
-		return fmt.Errorf("event: publish %s in transaction: %w", topic, err)
-	}
-	if takes(d.route.durable, d.ev.Payload) {
-		b.outbox.add(d.ev.ID)
+	ds, exps := [1]*delivery[T]{d}, [1]expectation{exp}
+	if err := b.appendInTx(ctx, txs, tx, ds[:], exps[:]); err != nil {
+		return fmt.Errorf("event: %s: %w", op, err)
 	}
 	return nil
+}
+
+// PublishBatchTx is [Bus.PublishTx] for several events: it appends them
+// inside the caller's transaction tx in one store call (one round trip on
+// store/pgstore), all or none, with the checks and expectations of
+// [Bus.PublishBatch]. Like PublishTx, it delivers nothing in process:
+// durable subscriptions deliver the events once tx commits. An empty batch
+// stores nothing.
+func (b *Bus[T]) PublishBatchTx(ctx context.Context, tx any, msgs []Message[T]) error {
+	const op = "publish batch in transaction"
+	if ctx == nil {
+		return errNilContext(op)
+	}
+	txs, err := b.txAppender(op)
+	if err != nil {
+		return err
+	}
+	parent, nested := b.caller(ctx)
+	if !b.admit(nested) {
+		return fmt.Errorf("event: %s: %w", op, ErrClosed)
+	}
+	defer b.release()
+	if len(msgs) == 0 {
+		return nil
+	}
+	ds, exps, err := b.prepareBatch(ctx, parent, msgs)
+	if err == nil {
+		err = b.appendInTx(ctx, txs, tx, ds, exps)
+	}
+	if err != nil {
+		return fmt.Errorf("event: %s: %w", op, err)
+	}
+	return nil
+}
+
+// txAppender returns the bus's store as a TxAppender, or op's error.
+func (b *Bus[T]) txAppender(op string) (store.TxAppender, error) {
+	if b.store == nil {
+		return nil, fmt.Errorf("event: %s: %w", op, ErrNoStore)
+	}
+	txs, ok := b.store.(store.TxAppender)
+	if !ok {
+		return nil, fmt.Errorf("event: %s: the store (%T) cannot append in a transaction of the caller's", op, b.store)
+	}
+	return txs, nil
+}
+
+// appendInTx appends the events of ds in the caller's transaction, and
+// remembers those a durable subscription of this bus takes, to count them
+// once one reads them (see outboxSeen).
+func (b *Bus[T]) appendInTx(ctx context.Context, txs store.TxAppender, tx any, ds []*delivery[T], exps []expectation) error {
+	recs, expect, err := b.records(ds, exps)
+	if err != nil {
+		return err
+	}
+	if err := txs.AppendInTx(ctx, tx, recs, expect...); err != nil {
+		return err
+	}
+	for _, d := range ds {
+		if takes(d.route.durable, d.ev.Payload) {
+			b.outbox.add(d.ev.ID)
+		}
+	}
+	return nil
+}
+
+// prepareBatch prepares the events of msgs, as prepare does, and folds
+// their expectations into one per aggregate.
+func (b *Bus[T]) prepareBatch(ctx context.Context, parent deliveryInfo, msgs []Message[T]) ([]*delivery[T], []expectation, error) {
+	ds := make([]*delivery[T], len(msgs))
+	exps := make([]expectation, len(msgs))
+	for i := range msgs {
+		m := &msgs[i]
+		d, exp, err := b.prepare(ctx, parent, m.Topic, m.Payload, m.Options)
+		if err != nil {
+			return nil, nil, fmt.Errorf("message %d: %w", i, err)
+		}
+		ds[i], exps[i] = d, exp
+	}
+	if err := batchExpectations(ds, exps); err != nil {
+		return nil, nil, err
+	}
+	return ds, exps, nil
+}
+
+// records encodes the events of ds for the store, with their expectations.
+func (b *Bus[T]) records(ds []*delivery[T], exps []expectation) ([]store.Record, []store.Expect, error) {
+	recs := make([]store.Record, len(ds))
+	var expect []store.Expect
+	for i, d := range ds {
+		rec, err := b.encode(&d.ev)
+		if err != nil {
+			return nil, nil, err
+		}
+		recs[i] = rec
+		if exps[i].set {
+			expect = append(expect, store.Expect{AggregateID: d.ev.AggregateID, Version: exps[i].version})
+		}
+	}
+	return recs, expect, nil
 }
 
 // expectation is an [ExpectVersion] option, if any.
@@ -382,17 +460,9 @@ func batchExpectations[T any](ds []*delivery[T], exps []expectation) error {
 // that this bus's durable subscriptions owe for the events are taken before
 // the append, as a subscription may read an event before Append returns.
 func (b *Bus[T]) persist(ctx context.Context, ds []*delivery[T], exps []expectation) error {
-	recs := make([]store.Record, len(ds))
-	var expect []store.Expect
-	for i, d := range ds {
-		rec, err := b.encode(&d.ev)
-		if err != nil {
-			return err
-		}
-		recs[i] = rec
-		if exps[i].set {
-			expect = append(expect, store.Expect{AggregateID: d.ev.AggregateID, Version: exps[i].version})
-		}
+	recs, expect, err := b.records(ds, exps)
+	if err != nil {
+		return err
 	}
 	b.oweAll(ds)
 	if err := b.store.Append(ctx, recs, expect...); err != nil {

@@ -51,6 +51,9 @@ func (b *Bus[T]) ReplayTo(ctx context.Context, name string, q store.Query) (int,
 }
 
 func (b *Bus[T]) replay(ctx context.Context, q store.Query, call func(context.Context, *Event[T]) (bool, error)) (int, error) {
+	if ctx == nil {
+		return 0, errNilContext("replay")
+	}
 	if b.store == nil {
 		return 0, fmt.Errorf("event: replay: %w", ErrNoStore)
 	}
@@ -60,20 +63,16 @@ func (b *Bus[T]) replay(ctx context.Context, q store.Query, call func(context.Co
 		}
 	}
 	limit := q.Limit
-	q.Limit = durableBatch
+	q.Limit = replayPage
+	pages, stop := b.prefetch(ctx, q)
+	defer stop()
 	n := 0
-	for {
-		recs, next, err := b.store.Read(ctx, q)
-		if err != nil {
-			return n, fmt.Errorf("event: replay: %w", err)
+	for p := range pages {
+		if p.err != nil {
+			return n, fmt.Errorf("event: replay: %w", p.err)
 		}
-		// An empty page is the end only if the cursor stayed: a filtered
-		// read may look at part of the log and find nothing there.
-		if len(recs) == 0 && next == q.After {
-			return n, nil
-		}
-		for i := range recs {
-			ev, err := b.decode(&recs[i])
+		for i := range p.recs {
+			ev, err := b.decode(&p.recs[i])
 			if err != nil {
 				return n, fmt.Errorf("event: replay: %w", err)
 			}
@@ -88,7 +87,58 @@ func (b *Bus[T]) replay(ctx context.Context, q store.Query, call func(context.Co
 				return n, nil
 			}
 		}
-		q.After = next
+	}
+	if err := ctx.Err(); err != nil {
+		// The reader may have stopped on ctx without a page to say so.
+		return n, fmt.Errorf("event: replay: %w", err)
+	}
+	return n, nil
+}
+
+// replayPage is how many records a replay reads at a time.
+const replayPage = 2000
+
+// page is one Read of the store.
+type page struct {
+	recs []store.Record
+	err  error
+}
+
+// prefetch reads the log for q, page after page, one page ahead of its
+// reader, so that reading the next page overlaps decoding and handling
+// this one. The channel closes after the end of the log or an error (sent
+// as a page); stop ends the reading and waits for it.
+func (b *Bus[T]) prefetch(ctx context.Context, q store.Query) (<-chan page, func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	pages := make(chan page, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer close(pages)
+		for {
+			recs, next, err := b.store.Read(ctx, q)
+			// An empty page is the end only if the cursor stayed: a
+			// filtered read may look at part of the log and find nothing.
+			end := err == nil && len(recs) == 0 && next == q.After
+			if end {
+				return
+			}
+			if len(recs) > 0 || err != nil {
+				select {
+				case pages <- page{recs, err}:
+				case <-ctx.Done():
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+			q.After = next
+		}
+	}()
+	return pages, func() {
+		cancel()
+		<-done
 	}
 }
 

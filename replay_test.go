@@ -136,3 +136,42 @@ func TestReplayToSubscription(t *testing.T) {
 		t.Fatalf("Replay with a bad pattern: %v", err)
 	}
 }
+
+// Replay reads ahead of its handler; a handler that stops it (an error, a
+// limit, a cancelled context) stops the reading too, and a cancelled
+// context is an error, not a short replay.
+func TestReplayStops(t *testing.T) {
+	t.Parallel()
+	s := openSQLite(t)
+	bus := newStoreBus[int](t, s)
+	var batch []event.Message[int]
+	for i := range 5000 {
+		batch = append(batch, event.Message[int]{Topic: "n", Payload: i})
+	}
+	if err := bus.PublishBatch(t.Context(), batch); err != nil {
+		t.Fatal(err)
+	}
+	n, err := event.Replay(t.Context(), bus, store.Query{Limit: 2500}, func(context.Context, event.Event[int]) error { return nil })
+	if err != nil || n != 2500 {
+		t.Fatalf("Replay with Limit 2500 = %d, %v", n, err)
+	}
+	next := 0
+	n, err = event.Replay(t.Context(), bus, store.Query{}, func(_ context.Context, ev event.Event[int]) error {
+		if ev.Payload != next {
+			return fmt.Errorf("event %d out of order, want %d", ev.Payload, next)
+		}
+		next++
+		return nil
+	})
+	if err != nil || n != 5000 {
+		t.Fatalf("Replay of everything = %d, %v", n, err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	n, err = event.Replay(ctx, bus, store.Query{}, func(context.Context, event.Event[int]) error {
+		cancel()
+		return nil
+	})
+	if !errors.Is(err, context.Canceled) || n >= 5000 {
+		t.Fatalf("Replay whose context was cancelled = %d, %v; want context.Canceled before the end", n, err)
+	}
+}

@@ -2,6 +2,7 @@ package eventtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -114,9 +115,13 @@ func (m *MockBus[T]) record(ctx context.Context, ev event.Event[T]) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.published = append(m.published, ev)
-	if mark, _ := ctx.Value(txKey{}).(*txMark); mark != nil && !mark.used {
-		mark.used = true
-		m.inTx = append(m.inTx, ev.ID)
+	if mark, _ := ctx.Value(txKey{}).(*txMark); mark != nil {
+		if mark.tx[ev.CausationID] || mark.nested[ev.CausationID] {
+			mark.nested[ev.ID] = true
+		} else {
+			mark.tx[ev.ID] = true
+			m.inTx = append(m.inTx, ev.ID)
+		}
 	}
 	return nil
 }
@@ -168,15 +173,55 @@ func (m *MockBus[T]) PublishTx(ctx context.Context, tx any, topic string, payloa
 		m.mu.Unlock()
 		return err
 	}
-	// The recorder, which runs first, marks the event it records with this
-	// mark; the events that handlers publish in turn find it used.
-	return m.Publish(context.WithValue(ctx, txKey{}, &txMark{}), topic, payload, opts...)
+	// The recorder, which runs first, marks the events it records with this
+	// mark; it tells the events that handlers publish in turn by their cause.
+	return m.Publish(context.WithValue(ctx, txKey{}, newTxMark()), topic, payload, opts...)
+}
+
+// PublishBatchTx records events published together inside the caller's
+// transaction (see [event.Bus.PublishBatchTx]), as [MockBus.PublishTx]
+// does for one: as if the transaction committed, all of them or, if one
+// is invalid, none. A failure configured with [MockBus.FailNext] or
+// [MockBus.FailTopic] is taken per message, and fails the whole batch.
+func (m *MockBus[T]) PublishBatchTx(ctx context.Context, tx any, msgs []event.Message[T]) error {
+	if tx == nil {
+		err := errors.New("eventtest: publish batch in transaction: nil transaction")
+		m.mu.Lock()
+		for _, msg := range msgs {
+			m.failed = append(m.failed, FailedPublish[T]{Topic: msg.Topic, Payload: msg.Payload, Err: err})
+		}
+		m.mu.Unlock()
+		return err
+	}
+	for _, msg := range msgs {
+		if err := m.configuredFailure(msg.Topic); err != nil {
+			m.mu.Lock()
+			m.failed = append(m.failed, FailedPublish[T]{Topic: msg.Topic, Payload: msg.Payload, Err: err})
+			m.mu.Unlock()
+			return err
+		}
+	}
+	err := m.inner.PublishBatch(context.WithValue(ctx, txKey{}, newTxMark()), msgs)
+	if err != nil {
+		m.mu.Lock()
+		for _, msg := range msgs {
+			m.failed = append(m.failed, FailedPublish[T]{Topic: msg.Topic, Payload: msg.Payload, Err: err})
+		}
+		m.mu.Unlock()
+	}
+	return err
 }
 
 type txKey struct{}
 
-// txMark marks the event of one PublishTx call.
-type txMark struct{ used bool }
+// txMark marks the events of one PublishTx or PublishBatchTx call, apart
+// from the events their handlers publish, which have one of them (or one
+// of those) as their cause.
+type txMark struct{ tx, nested map[uuid.UUID]bool }
+
+func newTxMark() *txMark {
+	return &txMark{tx: map[uuid.UUID]bool{}, nested: map[uuid.UUID]bool{}}
+}
 
 // PublishedTx returns the events recorded by [MockBus.PublishTx] whose topic
 // matches topic (a pattern with wildcards, as in [MockBus.Published]), in

@@ -76,3 +76,35 @@ func TestRequireReceivedOutboxHint(t *testing.T) {
 	f := runTB(func(tb testing.TB) { eventtest.RequireReceived[string](shortCtx(t), tb, w, "user.registered") })
 	wantFatal(t, f, "PublishTx reach only durable subscriptions", "event.Durable")
 }
+
+// MockBus records a batch published in a transaction, and tells its
+// events apart from those its handlers publish in turn.
+func TestMockBusPublishBatchTx(t *testing.T) {
+	t.Parallel()
+	bus := eventtest.NewMockBus[any](eventtest.RunHandlers())
+	if _, err := event.Subscribe(bus, "user.registered", func(ctx context.Context, ev event.Event[signup]) error {
+		return bus.Publish(ctx, "mail.welcome", ev.Payload)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var tx struct{}
+	err := bus.PublishBatchTx(t.Context(), &tx, []event.Message[any]{
+		{Topic: "user.registered", Payload: signup{"a@example.com"}},
+		{Topic: "user.registered", Payload: signup{"b@example.com"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(bus.PublishedTx(">")); n != 2 {
+		t.Errorf("PublishedTx holds %d events, want the 2 of the batch", n)
+	}
+	if n := bus.PublishedCount(">"); n != 4 {
+		t.Errorf("recorded %d events, want the 2 and their 2 welcomes", n)
+	}
+	if err := bus.PublishBatchTx(t.Context(), &tx, []event.Message[any]{{Topic: "ok"}, {Topic: "bad..topic"}}); err == nil {
+		t.Error("a batch with an invalid topic was published")
+	}
+	if n := bus.PublishedCount("ok"); n != 0 {
+		t.Errorf("the refused batch recorded %d events", n)
+	}
+}

@@ -372,6 +372,12 @@ func (e txBroken) Unwrap() error { return e.err }
 // another transaction stored one of the IDs after we looked; looking again
 // then finds it.
 func (s *Store) appendTx(ctx context.Context, tx pgx.Tx, a *args) ([]result, error) {
+	res, err := s.appendTxPipelined(ctx, tx, a)
+	if err == nil || !isIDConflict(err) {
+		return res, err
+	}
+	// An ID is stored already (a retry, or another transaction's): look
+	// the IDs up, and append only the new ones.
 	for attempt := 1; ; attempt++ {
 		sp, err := tx.Begin(ctx)
 		if err != nil {
@@ -392,6 +398,50 @@ func (s *Store) appendTx(ctx context.Context, tx pgx.Tx, a *args) ([]result, err
 		}
 		return nil, err
 	}
+}
+
+// txSavepoint is the savepoint appendTxPipelined appends in.
+const txSavepoint = "event_append_tx"
+
+// appendTxPipelined appends a in tx in one round trip: the savepoint, the
+// append statement and the savepoint's release go in one pipelined batch.
+// It does not look up the IDs first: a stored ID fails the statement on the
+// unique index, and the caller then takes the careful path. On failure the
+// savepoint is rolled back, so tx stays usable.
+func (s *Store) appendTxPipelined(ctx context.Context, tx pgx.Tx, a *args) ([]result, error) {
+	sql, params := s.appendStatement(a)
+	var b pgx.Batch
+	b.Queue("SAVEPOINT " + txSavepoint)
+	b.Queue(sql, params...)
+	b.Queue("RELEASE SAVEPOINT " + txSavepoint)
+	br := tx.SendBatch(ctx, &b)
+	if _, err := br.Exec(); err != nil {
+		br.Close()
+		return nil, txBroken{err} // the savepoint was not made: tx is in trouble
+	}
+	var res []result
+	rows, err := br.Query()
+	if err == nil {
+		res, err = collectAppend(rows, a)
+	}
+	if err == nil {
+		_, err = br.Exec()
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		return res, nil
+	}
+	// The statement failed inside the savepoint, which the batch's release
+	// could not then release: roll back to it, and release it.
+	if _, rbErr := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT "+txSavepoint+"; RELEASE SAVEPOINT "+txSavepoint); rbErr != nil {
+		return nil, txBroken{errors.Join(err, rbErr)}
+	}
+	if isIDConflict(err) {
+		return nil, err
+	}
+	return nil, conflictError(err)
 }
 
 // appendChecked appends a in tx after looking up the IDs already stored:

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -896,5 +897,87 @@ func TestEmptyReadAllocatesNoPage(t *testing.T) {
 	// allocates a few KB.
 	if per := (after.TotalAlloc - before.TotalAlloc) / reads; per > 16<<10 {
 		t.Errorf("a read that finds nothing allocates %d bytes", per)
+	}
+}
+
+// roundTrips counts what a connection sends: each query and each batch is
+// one round trip to the server.
+type roundTrips struct{ n atomic.Int64 }
+
+func (r *roundTrips) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	r.n.Add(1)
+	return ctx
+}
+func (r *roundTrips) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+func (r *roundTrips) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	r.n.Add(1)
+	return ctx
+}
+func (r *roundTrips) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+func (r *roundTrips) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
+
+// An append in the caller's transaction, the outbox, costs one round trip
+// when its IDs are new; a retry of stored IDs still succeeds, and a failed
+// append leaves the transaction usable.
+func TestAppendTxRoundTrips(t *testing.T) {
+	ctx := t.Context()
+	dsn := pgtest.DSN(t)
+	s, err := pgstore.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rt roundTrips
+	cfg.Tracer = &rt
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	for i := range 3 {
+		before := rt.n.Load()
+		if err := s.AppendTx(ctx, tx, []store.Record{rec(fmt.Sprint("tx-", i))}, store.Expect{AggregateID: "none-" + fmt.Sprint(i), Version: 0}); err != nil {
+			t.Fatal(err)
+		}
+		if n := rt.n.Load() - before; n != 1 {
+			t.Errorf("AppendTx %d took %d round trips, want 1", i, n)
+		}
+	}
+	retry := []store.Record{rec("tx-1")}
+	if err := s.AppendTx(ctx, tx, retry); err != nil || retry[0].Position == 0 {
+		t.Fatalf("AppendTx of a stored ID = %v (position %d), want its stored position", err, retry[0].Position)
+	}
+	bad := rec("tx-1")
+	bad.Topic = "other.topic"
+	if err := s.AppendTx(ctx, tx, []store.Record{bad}); !errors.Is(err, store.ErrDuplicateID) {
+		t.Fatalf("AppendTx of a stored ID with other content = %v, want ErrDuplicateID", err)
+	}
+	agg := rec("tx-agg")
+	agg.AggregateID = "a-1"
+	if err := s.AppendTx(ctx, tx, []store.Record{agg}, store.Expect{AggregateID: "a-1", Version: 5}); !errors.Is(err, store.ErrVersionConflict) {
+		t.Fatalf("AppendTx with a stale expectation = %v, want ErrVersionConflict", err)
+	}
+	if err := s.AppendTx(ctx, tx, []store.Record{rec("tx-after")}); err != nil {
+		t.Fatalf("AppendTx after failed ones: %v (the transaction should still be usable)", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"tx-0", "tx-1", "tx-2", "tx-after"} {
+		if _, err := s.Load(ctx, id); err != nil {
+			t.Errorf("Load(%s) after commit: %v", id, err)
+		}
+	}
+	if _, err := s.Load(ctx, "tx-agg"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Load of the refused record = %v, want ErrNotFound", err)
 	}
 }

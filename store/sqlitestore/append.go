@@ -114,12 +114,25 @@ func (s *Store) AppendTx(ctx context.Context, tx *sql.Tx, recs []store.Record, e
 	if _, err := tx.ExecContext(ctx, `SAVEPOINT append_tx`); err != nil {
 		return s.fail(ctx, "append in transaction", err)
 	}
-	// Careful: a failed insert could not be redone in the caller's
-	// transaction the way the writer redoes its own.
-	b := newBatch(s, tx, false)
+	// Optimistic, as the writer's batches: no lookup of the IDs first. A
+	// stored ID fails the insert on the unique index; the append is then
+	// rolled back to the savepoint and redone with a batch that looks the
+	// IDs up, as the writer redoes its transaction.
+	b := newBatch(s, tx, true)
 	err = b.add(ctx, []*appendReq{req})
 	if err == nil {
 		err = b.finish(ctx)
+	}
+	if err != nil {
+		if _, rbErr := tx.ExecContext(ctx, `ROLLBACK TO append_tx`); rbErr != nil {
+			_, relErr := tx.ExecContext(ctx, `RELEASE append_tx`)
+			return s.fail(ctx, "append in transaction", errors.Join(err, rbErr, relErr))
+		}
+		b = newBatch(s, tx, false)
+		err = b.add(ctx, []*appendReq{req})
+		if err == nil {
+			err = b.finish(ctx)
+		}
 	}
 	if err != nil {
 		_, rbErr := tx.ExecContext(ctx, `ROLLBACK TO append_tx`)

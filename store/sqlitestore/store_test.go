@@ -784,3 +784,56 @@ func TestNotifySeesOtherWriters(t *testing.T) {
 	}
 	expectSignal("an append by another store")
 }
+
+// An append in the caller's transaction inserts without looking its IDs
+// up; a stored ID is still a no-op, a changed one still refused, and a
+// failed append leaves the transaction usable.
+func TestAppendTxStoredIDs(t *testing.T) {
+	ctx := t.Context()
+	s := open(t)
+	if err := s.Append(ctx, []store.Record{rec("stored")}); err != nil {
+		t.Fatal(err)
+	}
+	stored, err := s.Load(ctx, "stored")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := s.DB().BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	fresh := []store.Record{rec("fresh")}
+	if err := s.AppendTx(ctx, tx, fresh); err != nil {
+		t.Fatal(err)
+	}
+	retry := []store.Record{rec("stored"), rec("fresh-2")}
+	if err := s.AppendTx(ctx, tx, retry); err != nil {
+		t.Fatalf("AppendTx of a stored ID and a new one: %v", err)
+	}
+	if retry[0].Position != stored.Position || retry[1].Position <= fresh[0].Position {
+		t.Errorf("positions %d and %d, want the stored %d and a new one after %d", retry[0].Position, retry[1].Position, stored.Position, fresh[0].Position)
+	}
+	changed := rec("stored")
+	changed.Topic = "other.topic"
+	if err := s.AppendTx(ctx, tx, []store.Record{changed}); !errors.Is(err, store.ErrDuplicateID) {
+		t.Fatalf("AppendTx of a stored ID with other content = %v, want ErrDuplicateID", err)
+	}
+	if err := s.AppendTx(ctx, tx, []store.Record{rec("after")}); err != nil {
+		t.Fatalf("AppendTx after a refused one: %v", err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	recs, _, err := s.Read(ctx, store.Query{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, r := range recs {
+		ids = append(ids, r.ID)
+	}
+	if got := strings.Join(ids, ","); got != "stored,fresh,fresh-2,after" {
+		t.Errorf("log holds %s, want stored,fresh,fresh-2,after", got)
+	}
+}
