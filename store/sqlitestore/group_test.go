@@ -115,3 +115,39 @@ func TestGroupExitedProcess(t *testing.T) {
 		t.Fatalf("Claim while a live member holds everything = %d leases, %v", len(b.Leases), err)
 	}
 }
+
+// TestPartitionIndexAtFirstClaim checks that a log no group reads keeps no
+// partition index, which would slow every append, and that the first claim
+// makes it.
+func TestPartitionIndexAtFirstClaim(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "events.db")
+	s := mustOpen(t, path)
+	indexed := func() bool {
+		t.Helper()
+		var n int
+		if err := rawDB(t, path).QueryRow(`SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'event_log_part'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	}
+	if err := s.Append(t.Context(), []store.Record{{ID: "a", Topic: "t.x", Kind: store.KindDomain, Time: time.Now()}}); err != nil {
+		t.Fatal(err)
+	}
+	if indexed() {
+		t.Fatal("a new log has the partition index before any group claimed")
+	}
+	if _, err := s.Claim(t.Context(), "g", "m1", time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if !indexed() {
+		t.Fatal("no partition index after the first claim")
+	}
+	s.Close()
+	// A store opened on a file with the index claims again without trouble.
+	s2 := mustOpen(t, path)
+	defer s2.Close()
+	if _, err := s2.Claim(t.Context(), "g", "m2", time.Second); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -121,7 +121,7 @@ func migrate(ctx context.Context, db *sql.DB, cfg *config, path string) error {
 
 // partitionLog stores the partition count and gives every record its
 // partition: SQLite cannot compute store.Partition, so Go does, in pages
-// by position. The index comes after, so that the updates need not keep it.
+// by position. It makes no index on the partition: see indexPartitions.
 func partitionLog(ctx context.Context, tx *sql.Tx, cfg *config) error {
 	if cfg.partitions == 0 {
 		cfg.partitions = store.DefaultPartitions
@@ -159,8 +159,7 @@ func partitionLog(ctx context.Context, tx *sql.Tx, cfg *config) error {
 		}
 		after = pos[len(pos)-1]
 	}
-	_, err := tx.ExecContext(ctx, `CREATE INDEX event_log_part ON event_log (part, position)`)
-	return err
+	return nil
 }
 
 // checkPartitions reads the stored partition count into cfg, failing if

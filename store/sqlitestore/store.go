@@ -42,6 +42,8 @@ type Store struct {
 	closeErr  error
 
 	commits atomic.Int64 // group commit transactions, for tests
+	// partIndexed is set once the partition index exists; see indexPartitions.
+	partIndexed atomic.Bool
 	redos   atomic.Int64 // optimistic transactions redone carefully, for tests
 	careful int          // commits still to look up IDs first; the writer's own
 	settled bool         // see settle; the writer's own
