@@ -44,9 +44,9 @@ type Store struct {
 	commits atomic.Int64 // group commit transactions, for tests
 	// partIndexed is set once the partition index exists; see indexPartitions.
 	partIndexed atomic.Bool
-	redos   atomic.Int64 // optimistic transactions redone carefully, for tests
-	careful int          // commits still to look up IDs first; the writer's own
-	settled bool         // see settle; the writer's own
+	redos       atomic.Int64 // optimistic transactions redone carefully, for tests
+	careful     int          // commits still to look up IDs first; the writer's own
+	settled     bool         // see settle; the writer's own
 	// afterTake, if set (by tests, before the first Append), runs in the
 	// writer after it takes requests into a transaction.
 	afterTake func()
