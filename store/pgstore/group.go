@@ -29,6 +29,9 @@ func (s *Store) Claim(ctx context.Context, group, member string, ttl time.Durati
 		return store.Assignment{}, err
 	}
 	defer s.exit()
+	if err := s.indexPartitions(ctx); err != nil {
+		return store.Assignment{}, fmt.Errorf("pgstore: claim %s: %w", group, err)
+	}
 	// A whole microsecond at least, rounded up, so that the lease is no
 	// shorter than asked.
 	us := (ttl + time.Microsecond - 1).Microseconds()
@@ -80,6 +83,65 @@ func (s *Store) Claim(ctx context.Context, group, member string, ttl time.Durati
 		return store.Assignment{}, fmt.Errorf("pgstore: claim %s: %w", group, err)
 	}
 	return a, nil
+}
+
+// indexPartitions makes the index that partition reads scan, at the first
+// claim on a schema rather than with it: keeping it up costs every append,
+// which a log that no group reads should not pay. It is built
+// CONCURRENTLY, so appends go on meanwhile, and under the schema's
+// migration lock, so that it is built once. A claim that finds the lock
+// taken goes on without waiting (waiting in a statement would deadlock
+// with the build, which waits for every running statement to end), and
+// the next claim looks again. An index left invalid by a build that failed
+// is dropped and built again.
+func (s *Store) indexPartitions(ctx context.Context) error {
+	if s.partIndexed.Load() {
+		return nil
+	}
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("index partitions: %w", err)
+	}
+	defer conn.Release()
+	index := s.schema + ".events_part"
+	const state = "SELECT (SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1))"
+	var valid *bool
+	if err := conn.QueryRow(ctx, state, index).Scan(&valid); err != nil {
+		return fmt.Errorf("index partitions: %w", err)
+	}
+	if valid != nil && *valid {
+		s.partIndexed.Store(true)
+		return nil
+	}
+	var locked bool
+	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", lockKey(s.opts.schema)).Scan(&locked); err != nil {
+		return fmt.Errorf("index partitions: lock: %w", err)
+	}
+	if !locked {
+		return nil // another claim is building it
+	}
+	defer func() {
+		// A session lock outlives errors; a connection that cannot unlock
+		// is closed, which unlocks.
+		if _, err := conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", lockKey(s.opts.schema)); err != nil {
+			conn.Conn().Close(context.WithoutCancel(ctx))
+		}
+	}()
+	if err := conn.QueryRow(ctx, state, index).Scan(&valid); err != nil { // again, under the lock
+		return fmt.Errorf("index partitions: %w", err)
+	}
+	if valid != nil && !*valid {
+		if _, err := conn.Exec(ctx, "DROP INDEX CONCURRENTLY IF EXISTS "+index); err != nil {
+			return fmt.Errorf("index partitions: drop the invalid index: %w", err)
+		}
+	}
+	if valid == nil || !*valid {
+		if _, err := conn.Exec(ctx, "CREATE INDEX CONCURRENTLY IF NOT EXISTS events_part ON "+s.schema+".events (part, txid, position)"); err != nil {
+			return fmt.Errorf("index partitions: %w", err)
+		}
+	}
+	s.partIndexed.Store(true)
+	return nil
 }
 
 // Release implements [store.Grouper].

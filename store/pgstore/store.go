@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -19,16 +20,17 @@ import (
 // safe for concurrent use by multiple goroutines, and by multiple processes
 // sharing the database.
 type Store struct {
-	pool       *pgxpool.Pool
-	ownsPool   bool
-	opts       options
-	log        *slog.Logger
-	schema     string // quoted
-	channel    string // NOTIFY channel
-	tag        uint64 // mixes the store's ID into cursors
-	minScan    int    // see defaultMinScan; tests lower it
-	partitions int    // of the log, stored in the schema
-	sql        queries
+	pool        *pgxpool.Pool
+	ownsPool    bool
+	opts        options
+	log         *slog.Logger
+	schema      string      // quoted
+	channel     string      // NOTIFY channel
+	tag         uint64      // mixes the store's ID into cursors
+	minScan     int         // see defaultMinScan; tests lower it
+	partitions  int         // of the log, stored in the schema
+	partIndexed atomic.Bool // the partition index exists; see indexPartitions
+	sql         queries
 
 	w *writer
 
