@@ -182,6 +182,9 @@ func randHex(n int) string {
 
 // server is a PostgreSQL postmaster run as a child of the test binary.
 type server struct {
+	bin    string  // directory of initdb, postgres, pg_dump, ...
+	who    *osUser // runs it, when not this process's user
+	port   int
 	dir    string // temporary directory: data/, the socket, postgres.log
 	dsn    string // admin DSN (database "postgres")
 	cmd    *exec.Cmd
@@ -234,7 +237,11 @@ func start() (_ *server, err error) {
 	// server binds it; try a few.
 	var lastErr error
 	for range 3 {
-		s, err := launch(ctx, bin, dir, who)
+		port, err := freePort()
+		if err != nil {
+			return nil, fmt.Errorf("start server: %w", err)
+		}
+		s, err := launch(ctx, bin, dir, who, port)
 		if err == nil {
 			return s, nil
 		}
@@ -243,13 +250,10 @@ func start() (_ *server, err error) {
 	return nil, lastErr
 }
 
-func launch(ctx context.Context, bin, dir string, who *osUser) (*server, error) {
-	port, err := freePort()
-	if err != nil {
-		return nil, fmt.Errorf("start server: %w", err)
-	}
+// launch runs postgres on the cluster in dir, listening on port.
+func launch(ctx context.Context, bin, dir string, who *osUser, port int) (*server, error) {
 	logPath := filepath.Join(dir, "postgres.log")
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("start server: %w", err)
 	}
@@ -274,6 +278,9 @@ func launch(ctx context.Context, bin, dir string, who *osUser) (*server, error) 
 		return nil, fmt.Errorf("start server: %w", err)
 	}
 	s := &server{
+		bin:    bin,
+		who:    who,
+		port:   port,
 		dir:    dir,
 		dsn:    fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port),
 		cmd:    cmd,

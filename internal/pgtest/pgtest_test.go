@@ -90,3 +90,39 @@ func TestDropOnCleanup(t *testing.T) {
 		t.Fatalf("database %s still exists after its test ended", name)
 	}
 }
+
+// TestServerRestart checks that a test's own server comes back on the
+// same DSN after a crash-like restart, with what was committed before it,
+// and that connections of before are cut.
+func TestServerRestart(t *testing.T) {
+	ctx := t.Context()
+	srv := pgtest.NewServer(t)
+	dsn := srv.DSN()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "CREATE TABLE t (x int); INSERT INTO t VALUES (42)"); err != nil {
+		t.Fatal(err)
+	}
+	downRan := false
+	if err := srv.Restart(ctx, func() { downRan = true }); err != nil {
+		t.Fatal(err)
+	}
+	if !downRan {
+		t.Error("Restart did not run down while the server was stopped")
+	}
+	if err := conn.Ping(ctx); err == nil {
+		t.Error("a connection from before the restart still works")
+	}
+	again, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatalf("connect after restart: %v", err)
+	}
+	defer again.Close(ctx)
+	var x int
+	if err := again.QueryRow(ctx, "SELECT x FROM t").Scan(&x); err != nil || x != 42 {
+		t.Fatalf("after restart: x = %d, %v; want 42", x, err)
+	}
+}
