@@ -73,7 +73,10 @@ func (c *durable[T]) runGroup(g store.Grouper) {
 	}
 	wait := time.NewTimer(0)
 	defer wait.Stop()
-	retry := retries{p: storeRetry}
+	// Claims and reads fail and recover apart: a read that succeeds says
+	// nothing of the claim that failed, and the error clears once both
+	// answer again.
+	claimRetry, readRetry := retries{p: storeRetry}, retries{p: storeRetry}
 	lastSave := time.Now()
 	for ctx.Err() == nil {
 		if !time.Now().Before(m.next) {
@@ -85,12 +88,17 @@ func (c *durable[T]) runGroup(g store.Grouper) {
 					c.fatal(ctx, err)
 					return
 				}
-				d := retry.next()
+				d := claimRetry.next()
 				c.trouble(ctx, "cannot claim partitions", err, d)
 				m.next = time.Now().Add(d)
-			} else if retry.n > 0 {
-				retry.reset()
-				c.recovered()
+			} else if claimRetry.n > 0 || (readRetry.n > 0 && len(m.parts) == 0) {
+				claimRetry.reset()
+				if len(m.parts) == 0 {
+					readRetry.reset() // no partitions: no read to wait for
+				}
+				if readRetry.n == 0 {
+					c.recovered()
+				}
 			}
 		}
 		mark, n := b.settledMark(c), c.reads.Add(1)
@@ -106,12 +114,20 @@ func (c *durable[T]) runGroup(g store.Grouper) {
 				c.fatal(ctx, err)
 				return
 			}
-			d := retry.next()
+			d := readRetry.next()
 			c.trouble(ctx, "cannot read the store", err, d)
 			if !c.sleep(ctx, d) {
 				return
 			}
 			continue
+		}
+		if readRetry.n > 0 && len(m.parts) > 0 {
+			// The store answered the read: clear the error now, not at
+			// the next renewal, and back off afresh if it fails again.
+			readRetry.reset()
+			if claimRetry.n == 0 {
+				c.recovered()
+			}
 		}
 		if m.handled >= c.cpEvery || time.Since(lastSave) >= c.cpInterval {
 			m.commit(ctx)
@@ -134,7 +150,7 @@ func (c *durable[T]) runGroup(g store.Grouper) {
 		// Idle: wait for an append, a poll, or the next renewal.
 		d := min(b.cfg.pollInterval, max(time.Until(m.next), 0))
 		if m.anyStuck() {
-			d = min(d, retry.p.backoff(1))
+			d = min(d, storeRetry.backoff(1))
 		}
 		resetTimer(wait, d)
 		select {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ncore-io/event"
 	"github.com/ncore-io/event/store"
+	"github.com/ncore-io/event/store/sqlitestore"
 )
 
 // orderCheck is the handler state that members of one group share: the
@@ -187,4 +188,31 @@ func TestSharedNeedsGroups(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "does not run consumer groups") {
 		t.Fatalf("Subscribe Shared on a store without groups = %v", err)
 	}
+}
+
+// A group member whose reads fail keeps retrying and says so, and its Err
+// clears once the store answers again, not only at its next renewal of
+// its partitions (a minute's lease renews every 20 seconds).
+func TestGroupReadFailureIsExposed(t *testing.T) {
+	t.Parallel()
+	s := openSQLite(t).(*sqlitestore.Store)
+	bus := newStoreBus[int](t, s)
+	got := newSeen[int]()
+	sub := subscribe(t, bus, "n", got.handler, event.Durable("workers"), event.Shared(), event.Lease(time.Minute))
+	publish(t, bus, "n", 1)
+	got.waitFor(t, "the first event", atLeast[int](1))
+	if _, err := s.DB().ExecContext(t.Context(), `ALTER TABLE event_log RENAME TO event_log_gone`); err != nil {
+		t.Fatal(err)
+	}
+	bus.Publish(t.Context(), "n", 2) // fails, but wakes the reader
+	waitUntil(t, "Err to report the failing reads", func() bool { return sub.Err() != nil })
+	if err := sub.Err(); !strings.Contains(err.Error(), "cannot read the store, retrying") || !strings.Contains(err.Error(), "event_log") {
+		t.Errorf("Err = %v, want the read error", err)
+	}
+	if _, err := s.DB().ExecContext(t.Context(), `ALTER TABLE event_log_gone RENAME TO event_log`); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, bus, "n", 3)
+	got.waitFor(t, "the event after recovery", atLeast[int](2))
+	waitUntil(t, "Err to clear", func() bool { return sub.Err() == nil })
 }
