@@ -88,12 +88,15 @@ func (s *Store) Claim(ctx context.Context, group, member string, ttl time.Durati
 // indexPartitions makes the index that partition reads scan, at the first
 // claim on a schema rather than with it: keeping it up costs every append,
 // which a log that no group reads should not pay. It is built
-// CONCURRENTLY, so appends go on meanwhile, and under the schema's
-// migration lock, so that it is built once. A claim that finds the lock
-// taken goes on without waiting (waiting in a statement would deadlock
-// with the build, which waits for every running statement to end), and
-// the next claim looks again. An index left invalid by a build that failed
-// is dropped and built again.
+// CONCURRENTLY, so appends go on meanwhile, and under an advisory lock of
+// the schema's own for it, so that it is built once. A claim that finds the
+// lock taken goes on without waiting (waiting in a statement would
+// deadlock with the build, which waits for every running statement to
+// end), and the next claim looks again. The lock is not the migration's:
+// [New] waits for that one inside its transaction, so a store opened during
+// a build would wait for the build while the build waits for New's
+// snapshot, and PostgreSQL would end one of them as a deadlock. An index
+// left invalid by a build that failed is dropped and built again.
 func (s *Store) indexPartitions(ctx context.Context) error {
 	if s.partIndexed.Load() {
 		return nil
@@ -114,7 +117,7 @@ func (s *Store) indexPartitions(ctx context.Context) error {
 		return nil
 	}
 	var locked bool
-	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", lockKey(s.opts.schema)).Scan(&locked); err != nil {
+	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", indexLockKey(s.opts.schema)).Scan(&locked); err != nil {
 		return fmt.Errorf("index partitions: lock: %w", err)
 	}
 	if !locked {
@@ -123,7 +126,7 @@ func (s *Store) indexPartitions(ctx context.Context) error {
 	defer func() {
 		// A session lock outlives errors; a connection that cannot unlock
 		// is closed, which unlocks.
-		if _, err := conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", lockKey(s.opts.schema)); err != nil {
+		if _, err := conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", indexLockKey(s.opts.schema)); err != nil {
 			conn.Conn().Close(context.WithoutCancel(ctx))
 		}
 	}()

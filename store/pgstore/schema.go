@@ -136,6 +136,14 @@ func lockKey(schema string) int64 {
 	return int64(h.Sum64())
 }
 
+// indexLockKey derives the advisory lock for building the partition index
+// of one schema (see indexPartitions).
+func indexLockKey(schema string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("github.com/ncore-io/event/store/pgstore\x00" + schema + "\x00partition index"))
+	return int64(h.Sum64())
+}
+
 func randomID() string {
 	b := make([]byte, 16)
 	_, _ = rand.Read(b)
