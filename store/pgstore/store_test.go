@@ -820,6 +820,61 @@ func TestNotify(t *testing.T) {
 	}
 }
 
+// TestNotifyAfterRestart checks that a watch outlives a crash of the
+// server: it reconnects and then signals at once, since appends committed
+// while it was away went unnoticed, and signals appends again from then on.
+func TestNotifyAfterRestart(t *testing.T) {
+	ctx := t.Context()
+	srv := pgtest.NewServer(t)
+	dsn := srv.DSN()
+	watcher, err := pgstore.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watcher.Close()
+	writer, err := pgstore.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer writer.Close()
+	ch, err := watcher.Notify(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signalled := func(what string) {
+		t.Helper()
+		select {
+		case <-ch:
+		case <-time.After(15 * time.Second):
+			t.Fatalf("no signal within 15s %s", what)
+		}
+	}
+	if err := writer.Append(ctx, []store.Record{rec("before")}); err != nil {
+		t.Fatal(err)
+	}
+	signalled("of an append")
+
+	if err := srv.Restart(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	signalled("of the restart, though the watch could not know what was appended meanwhile")
+	// The signal came once the watch LISTENs again, so this append's
+	// NOTIFY reaches it. The writer's first attempts may meet connections
+	// of its pool that the crash cut.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		err := writer.Append(ctx, []store.Record{rec("after")})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("append after the restart: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	signalled("of an append after the restart")
+}
+
 // TestClosePendingAppends closes the store while appends wait behind a
 // blocked writer: each gets its result or ErrClosed, and nothing leaks.
 func TestClosePendingAppends(t *testing.T) {
