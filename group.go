@@ -245,15 +245,30 @@ func (m *groupMember[T]) anyStuck() bool {
 
 // step reads the held partitions once and handles what it read. It
 // reports whether it handled or passed any record.
+//
+// A partition's records in the batch are handled only under the hold the
+// read was made for. One that a renewal in the middle of the batch gives
+// up, or takes again under a new lease, is left to the next read: a new
+// lease starts at the partition's checkpoint, which may be before records
+// of the batch passed over while the partition was not held.
 func (m *groupMember[T]) step(ctx context.Context) (bool, error) {
 	if len(m.parts) == 0 {
 		return false, nil
 	}
 	list := m.owned()
 	from := make([]store.PartitionCursor, len(list))
+	holds := make([]*held, len(list)) // the holds the read is for, as list
 	for i, p := range list {
-		m.parts[p].stuck = false
-		from[i] = store.PartitionCursor{Partition: p, After: m.parts[p].cursor}
+		h := m.parts[p]
+		h.stuck = false
+		from[i] = store.PartitionCursor{Partition: p, After: h.cursor}
+		holds[i] = h
+	}
+	readFor := func(p int) *held {
+		if i, ok := slices.BinarySearch(list, p); ok {
+			return holds[i]
+		}
+		return nil
 	}
 	recs, next, err := m.g.ReadPartitions(ctx, from, groupBatch)
 	if err != nil {
@@ -265,15 +280,15 @@ func (m *groupMember[T]) step(ctx context.Context) (bool, error) {
 		rec := &recs[i]
 		p := store.Partition(rec.AggregateID, rec.ID, m.n)
 		h := m.parts[p]
-		if h == nil || h.stuck {
-			continue // given up (or failed) earlier in this batch
+		if h == nil || h.stuck || h != readFor(p) {
+			continue // given up, taken again, or failed earlier in this batch
 		}
 		if !time.Now().Before(m.next) {
 			// Renew between events, so that a long batch keeps its leases.
 			if err := m.rebalance(ctx); err != nil {
 				return progressed, err
 			}
-			if h = m.parts[p]; h == nil {
+			if h = m.parts[p]; h == nil || h != readFor(p) {
 				continue
 			}
 		}
@@ -303,7 +318,7 @@ func (m *groupMember[T]) step(ctx context.Context) (bool, error) {
 	// Partitions read to their end move on to where the read ended.
 	for i, p := range list {
 		h := m.parts[p]
-		if h == nil || h.stuck || next[i] == "" || next[i] == from[i].After {
+		if h == nil || h != holds[i] || h.stuck || next[i] == "" || next[i] == from[i].After {
 			continue
 		}
 		if m.readAll(recs, p, h) {

@@ -3,6 +3,8 @@ package event_test
 import (
 	"context"
 	"fmt"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -215,4 +217,122 @@ func TestGroupReadFailureIsExposed(t *testing.T) {
 	publish(t, bus, "n", 3)
 	got.waitFor(t, "the event after recovery", atLeast[int](2))
 	waitUntil(t, "Err to clear", func() bool { return sub.Err() == nil })
+}
+
+// scriptedClaims is a store whose Claim runs script, when set, in place
+// of the store's own, to stage what other members do between two claims.
+type scriptedClaims struct {
+	*sqlitestore.Store
+	mu     sync.Mutex
+	script func(ctx context.Context, group, member string, ttl time.Duration) (store.Assignment, error)
+}
+
+func (s *scriptedClaims) Claim(ctx context.Context, group, member string, ttl time.Duration) (store.Assignment, error) {
+	s.mu.Lock()
+	script := s.script
+	s.mu.Unlock()
+	if script != nil {
+		return script(ctx, group, member, ttl)
+	}
+	return s.Store.Claim(ctx, group, member, ttl)
+}
+
+// A member that loses a partition in the middle of a batch, and gets it
+// back before the batch is done, must not go on with the batch's later
+// records of the partition: it passed over the ones in between, and the
+// partition's checkpoint is from before them. Here the claim at the
+// partition's second record finds another member holding it, and the claim
+// at the next record, of the other partition, takes it back.
+func TestGroupPartitionRegainedMidBatch(t *testing.T) {
+	t.Parallel()
+	s, err := sqlitestore.Open(t.Context(), filepath.Join(t.TempDir(), "events.db"), sqlitestore.WithPartitions(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	// An aggregate in each partition.
+	aggs := map[int]string{}
+	for i := 0; len(aggs) < 2; i++ {
+		a := fmt.Sprintf("agg-%d", i)
+		if p := store.Partition(a, "", 2); aggs[p] == "" {
+			aggs[p] = a
+		}
+	}
+	w := &scriptedClaims{Store: s}
+	bus := newStoreBus[int](t, w)
+	const lease = 300 * time.Millisecond
+	var mu sync.Mutex
+	var handled []int
+	staged := false
+	h := func(_ context.Context, ev event.Event[int]) error {
+		mu.Lock()
+		handled = append(handled, ev.Payload)
+		first := !staged && ev.Payload == 1
+		staged = staged || first
+		mu.Unlock()
+		if !first {
+			return nil
+		}
+		// Make the next record find the renewal due, and stage the next
+		// two claims: in the first another member takes partition 0; by
+		// the second it has let it go.
+		calls := 0
+		w.mu.Lock()
+		w.script = func(ctx context.Context, group, member string, ttl time.Duration) (store.Assignment, error) {
+			calls++
+			switch calls {
+			case 1:
+				if err := s.Release(ctx, group, member, 0); err != nil {
+					return store.Assignment{}, err
+				}
+				if _, err := s.Claim(ctx, group, "other", time.Minute); err != nil {
+					return store.Assignment{}, err
+				}
+				time.Sleep(lease / 2) // so that the next record finds the renewal due again
+			case 2:
+				if err := s.Release(ctx, group, "other"); err != nil {
+					return store.Assignment{}, err
+				}
+				w.mu.Lock()
+				w.script = nil
+				w.mu.Unlock()
+			}
+			return s.Claim(ctx, group, member, ttl)
+		}
+		w.mu.Unlock()
+		time.Sleep(lease / 2)
+		return nil
+	}
+	subscribe(t, bus, "n", h, event.Durable("workers"), event.Shared(), event.Lease(lease))
+	waitUntil(t, "the member to hold both partitions", func() bool {
+		info, err := bus.Group(t.Context(), "workers")
+		return err == nil && len(info.Members) == 1 && info.Members[0].Partitions == 2
+	})
+	// Records 1, 2 and 4 are partition 0's, 3 is partition 1's.
+	msgs := []event.Message[int]{
+		{Topic: "n", Payload: 1, Options: []event.PublishOption{event.Aggregate(aggs[0])}},
+		{Topic: "n", Payload: 2, Options: []event.PublishOption{event.Aggregate(aggs[0])}},
+		{Topic: "n", Payload: 3, Options: []event.PublishOption{event.Aggregate(aggs[1])}},
+		{Topic: "n", Payload: 4, Options: []event.PublishOption{event.Aggregate(aggs[0])}},
+	}
+	if err := bus.PublishBatch(t.Context(), msgs); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "events 3 and 4 to be handled", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Contains(handled, 3) && slices.Contains(handled, 4)
+	})
+	if err := bus.CatchUp(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Contains(handled, 2) {
+		t.Fatalf("handled %v: event 2 was passed over", handled)
+	}
+	i2, i4 := slices.Index(handled, 2), slices.Index(handled, 4)
+	if i4 < i2 {
+		t.Errorf("handled %v: event 4 before event 2 of the same aggregate", handled)
+	}
 }
