@@ -67,7 +67,7 @@ func TestGroupSharesWork(t *testing.T) {
 		var members []*event.Bus[int]
 		for i := range 3 {
 			b := newStoreBus[int](t, s)
-			subscribe(t, b, "work.>", check.handler(i), event.Durable("workers"), event.Shared(), event.Lease(900*time.Millisecond))
+			subscribe(t, b, "work.>", check.handler(i), event.Durable("workers"), event.Shared(), event.Lease(2*time.Second))
 			members = append(members, b)
 		}
 		pub := newStoreBus[int](t, s)
