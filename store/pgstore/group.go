@@ -252,7 +252,12 @@ func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor
 	b := &pgx.Batch{}
 	b.Queue("BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY")
 	b.Queue(s.sql.setHorizon)
-	b.Queue("SELECT current_setting('" + horizonGUC + "')::xid8, r.txid, r.position FROM " + s.schema + ".retention AS r")
+	// The retention watermark, and the log's last record below the
+	// horizon, if any, for where partitions read to the end move on to
+	// (see below).
+	b.Queue("SELECT r.txid, r.position, coalesce(e.txid, '0'), coalesce(e.position, 0) FROM " + s.schema + ".retention AS r " +
+		"LEFT JOIN LATERAL (SELECT txid, position FROM " + s.schema + ".events WHERE txid < current_setting('" + horizonGUC + "')::xid8 " +
+		"ORDER BY txid DESC, position DESC LIMIT 1) AS e ON true")
 	b.Queue("WITH k AS (SELECT x.txid, x.position FROM unnest($1::int[], $2::xid8[], $3::bigint[]) AS c(p, tx, pos) "+
 		"CROSS JOIN LATERAL (SELECT txid, position FROM "+s.schema+".events WHERE part = c.p AND (txid, position) > (c.tx, c.pos) "+
 		"AND txid < current_setting('"+horizonGUC+"')::xid8 ORDER BY txid, position LIMIT $4) AS x ORDER BY x.txid, x.position LIMIT $4) "+
@@ -269,9 +274,8 @@ func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor
 			return fail(err)
 		}
 	}
-	var horizon uint64
-	var low key
-	if err := br.QueryRow().Scan(&horizon, &low.txid, &low.pos); err != nil {
+	var low, end key
+	if err := br.QueryRow().Scan(&low.txid, &low.pos, &end.txid, &end.pos); err != nil {
 		return fail(err)
 	}
 	for i, a := range afters {
@@ -307,9 +311,19 @@ func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor
 		return fail(err)
 	}
 	// A full page covered the log up to its last record; a short one, up
-	// to the horizon: whatever comes later has a transaction ID of at
-	// least horizon.
-	covered := key{txid: horizon}
+	// to the log's last record below the horizon (or the retention
+	// watermark, if retention deleted every record): any record that comes
+	// later is of a transaction that had not ended when the horizon was
+	// taken, and so comes after it. Not up to the horizon itself: a crash
+	// of the server hands out again the transaction IDs that ended without
+	// their WAL reaching the disk, which may be below the horizon, and a
+	// reader that outlives the crash with a cursor there would pass over
+	// the records of a transaction that gets one. A stored record's
+	// transaction ID never comes back, as its commit is on disk.
+	covered := end
+	if end.less(low) {
+		covered = low
+	}
 	if len(out) == limit {
 		covered = last
 	}
