@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ncore-io/event"
 	"github.com/ncore-io/event/store"
@@ -286,5 +287,60 @@ func TestDurableNeedsStore(t *testing.T) {
 	}
 	if _, err := event.Subscribe(sbus, ">", h, event.Durable("y"), event.Sync()); err == nil {
 		t.Fatal("a synchronous durable subscription was accepted")
+	}
+}
+
+// On PostgreSQL an append's signal may wake a durable subscription while
+// an older transaction still hides the event; that transaction's end
+// signals nothing, yet the subscription, which polls only once a minute,
+// handles the event soon after it, whether alone or in a group.
+func TestDurableWakesAfterHiddenEvent(t *testing.T) {
+	for _, shared := range []bool{false, true} {
+		t.Run(fmt.Sprintf("shared=%v", shared), func(t *testing.T) {
+			t.Parallel()
+			s := openPG(t).(*pgstore.Store)
+			reader := newStoreBus[int](t, s, event.WithPollInterval(time.Minute))
+			got := newSeen[int]()
+			opts := []event.SubscribeOption{event.Durable("reader")}
+			if shared {
+				opts = append(opts, event.Shared(), event.Lease(time.Minute))
+			}
+			subscribe(t, reader, "n", got.handler, opts...)
+			if err := reader.CatchUp(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			older, err := s.Pool().Begin(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer older.Rollback(context.Background())
+			if _, err := older.Exec(t.Context(), "SELECT pg_current_xact_id()"); err != nil {
+				t.Fatal(err)
+			}
+			// Published by another bus, so that only the store's signals
+			// wake the reader.
+			writer := newStoreBus[int](t, s)
+			publish(t, writer, "n", 1)
+			// A read that finds the event hidden. A wake-up still pending
+			// (CatchUp's own, or the append's) may read once more; the
+			// pause lets it, so that no read but a signalled one comes
+			// after the transaction ends. The test does not rely on it to
+			// pass, only to fail without that signal.
+			if err := reader.CatchUp(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(200 * time.Millisecond)
+			if n := len(got.snapshot()); n != 0 {
+				t.Fatalf("handled %d events while an older transaction was open", n)
+			}
+			ended := time.Now()
+			if err := older.Rollback(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			got.waitFor(t, "the event once the older transaction ended", atLeast[int](1))
+			if d := time.Since(ended); d > 5*time.Second {
+				t.Errorf("handled the event %v after the older transaction ended", d)
+			}
+		})
 	}
 }

@@ -252,10 +252,10 @@ func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor
 	b := &pgx.Batch{}
 	b.Queue("BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY")
 	b.Queue(s.sql.setHorizon)
-	// The retention watermark, and the log's last record below the
-	// horizon, if any, for where partitions read to the end move on to
-	// (see below).
-	b.Queue("SELECT r.txid, r.position, coalesce(e.txid, '0'), coalesce(e.position, 0) FROM " + s.schema + ".retention AS r " +
+	// The retention watermark, the log's last record below the horizon,
+	// if any, for where partitions read to the end move on to (see below),
+	// and whether records past the horizon are to be seen already.
+	b.Queue("SELECT r.txid, r.position, coalesce(e.txid, '0'), coalesce(e.position, 0), " + s.sql.hidden + " FROM " + s.schema + ".retention AS r " +
 		"LEFT JOIN LATERAL (SELECT txid, position FROM " + s.schema + ".events WHERE txid < current_setting('" + horizonGUC + "')::xid8 " +
 		"ORDER BY txid DESC, position DESC LIMIT 1) AS e ON true")
 	b.Queue("WITH k AS (SELECT x.txid, x.position FROM unnest($1::int[], $2::xid8[], $3::bigint[]) AS c(p, tx, pos) "+
@@ -275,9 +275,11 @@ func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor
 		}
 	}
 	var low, end key
-	if err := br.QueryRow().Scan(&low.txid, &low.pos, &end.txid, &end.pos); err != nil {
+	var hidden bool
+	if err := br.QueryRow().Scan(&low.txid, &low.pos, &end.txid, &end.pos, &hidden); err != nil {
 		return fail(err)
 	}
+	s.hiddenFound(hidden)
 	for i, a := range afters {
 		if a != (key{}) && a.less(low) {
 			return nil, nil, fmt.Errorf("pgstore: read partition %d: %w", from[i].Partition, store.ErrCursorExpired)

@@ -43,3 +43,16 @@ func (s *Store) horizon(ctx context.Context) (uint64, error) {
 	}
 	return h, nil
 }
+
+// hiddenSQL is true when the log holds records, committed, that a read
+// below the horizon leaves out: those of transactions that ended after
+// an older one still running began. No NOTIFY comes when that older one
+// ends (unless it appended), so a reader that waits for signals would
+// wait for its next poll to read them; see Store.hiddenFound. The scan
+// starts past the horizon, so the running transaction that holds it back,
+// however much it wrote, is not looked at. It is written as the first
+// record in index order rather than EXISTS, which the planner, guessing a
+// third of the log to match, would answer with a scan of the table.
+func hiddenSQL(schema string) string {
+	return "coalesce((SELECT true FROM " + schema + ".events WHERE txid > current_setting('" + horizonGUC + "')::xid8 ORDER BY txid, position LIMIT 1), false)"
+}

@@ -21,7 +21,11 @@ import (
 // Appends committed after Notify returns are signalled; to miss nothing,
 // call Notify before the first Read. If the connection is lost, Notify
 // reconnects with backoff and then sends a signal, since commits in
-// between went unnoticed. The channel is closed, and the connection with
+// between went unnoticed. A read may find a signalled record hidden behind
+// an older transaction still running (see Order in the package
+// documentation), whose end sends no signal; so when reads find records
+// hidden so, every channel is signalled again soon after, and then less
+// and less often while they stay hidden. The channel is closed, and the connection with
 // it, when ctx ends or the store is closed. Notify is safe for concurrent
 // use; each call has its own connection.
 func (s *Store) Notify(ctx context.Context) (<-chan struct{}, error) {
@@ -41,14 +45,63 @@ func (s *Store) Notify(ctx context.Context) (<-chan struct{}, error) {
 	wctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(s.life, cancel)
 	ch := make(chan struct{}, 1)
+	s.mu.Lock()
+	s.watches[ch] = struct{}{}
+	s.mu.Unlock()
 	go func() {
 		defer s.watchers.Done()
 		defer stop()
 		defer cancel()
-		defer close(ch)
+		defer func() {
+			s.mu.Lock()
+			delete(s.watches, ch)
+			s.mu.Unlock()
+			close(ch)
+		}()
 		s.watch(wctx, conn, ch)
 	}()
 	return ch, nil
+}
+
+// Delays between the signals sent again for hidden records (see
+// hiddenFound): from the first, doubling while reads keep finding some, up
+// to the longest.
+const (
+	firstHiddenWake   = 10 * time.Millisecond
+	longestHiddenWake = time.Second
+)
+
+// hiddenFound is told, after each read, whether it found committed records
+// past the horizon (see hiddenSQL). A reader woken by their signals got
+// there too early: the transaction that hides them ends without a signal
+// of its own. So the store signals every watch again soon, and again, less
+// and less often, while reads keep finding records hidden.
+func (s *Store) hiddenFound(hidden bool) {
+	if !hidden {
+		if s.hiddenWait.Load() != 0 {
+			s.hiddenWait.Store(0)
+		}
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.hiddenWake != nil || len(s.watches) == 0 {
+		return // closing, a signal is due already, or nobody to signal
+	}
+	d := time.Duration(s.hiddenWait.Load())
+	d = min(max(2*d, firstHiddenWake), longestHiddenWake)
+	s.hiddenWait.Store(int64(d))
+	s.hiddenWake = time.AfterFunc(d, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.hiddenWake = nil
+		for ch := range s.watches {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	})
 }
 
 func (s *Store) watch(ctx context.Context, conn *pgx.Conn, ch chan<- struct{}) {

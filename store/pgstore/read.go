@@ -25,6 +25,8 @@ type queries struct {
 	// of a Read's transaction; the second also makes it read in index
 	// order.
 	setHorizon, setHorizonOrdered string
+	// hidden is hiddenSQL for the schema.
+	hidden string
 }
 
 // recordCols are the columns that scanRecord reads, in order.
@@ -44,6 +46,7 @@ func buildQueries(schema, channel string, partitions int) queries {
 			// A disabled plan node costs 1e10, far above jit_above_cost:
 			// compiling a page query would cost more than running it.
 			"set_config('jit', 'off', true)",
+		hidden: hiddenSQL(schema),
 	}
 }
 
@@ -110,12 +113,14 @@ func (s *Store) LoadAggregate(ctx context.Context, aggregateID string, fromVersi
 }
 
 // Row kinds in a Read result: the page, the last row a filtered read
-// scanned (how far it looked), and the retention watermark when it lies
-// after the cursor.
+// scanned (how far it looked), the retention watermark when it lies after
+// the cursor, and one row if records past the horizon are to be seen
+// already (see hiddenSQL).
 const (
 	rowRecord = iota
 	rowTail
 	rowExpired
+	rowHidden
 )
 
 // defaultMinScan is the fewest rows a filtered Read scans before it gives up on
@@ -173,6 +178,7 @@ func (s *Store) Read(ctx context.Context, q store.Query) ([]store.Record, store.
 	if err != nil {
 		return nil, q.After, fmt.Errorf("pgstore: read: %w", err)
 	}
+	s.hiddenFound(rs.hidden)
 	if rs.expired {
 		return nil, q.After, fmt.Errorf("pgstore: read: %w", store.ErrCursorExpired)
 	}
@@ -186,6 +192,7 @@ type readResult struct {
 	recs    []store.Record
 	after   key
 	expired bool
+	hidden  bool // committed records lie past the horizon
 }
 
 func (s *Store) readPage(ctx context.Context, q store.Query, after key, limit int) (readResult, error) {
@@ -230,6 +237,9 @@ func (s *Store) readPage(ctx context.Context, q store.Query, after key, limit in
 			continue
 		case rowExpired:
 			rs.expired = true
+			continue
+		case rowHidden:
+			rs.hidden = true
 			continue
 		}
 		if err := finishRecord(&r, meta); err != nil {
@@ -328,6 +338,7 @@ func (s *Store) readSQL(q store.Query, after key, limit int) (string, []any, boo
 	if after != (key{}) {
 		b.WriteString(" UNION ALL SELECT 2, txid, position" + blank + " FROM " + s.sql.schema + ".retention WHERE (txid, position) > ($1::xid8, $2::bigint)")
 	}
+	b.WriteString(" UNION ALL SELECT 3, '0'::xid8, 0::bigint" + blank + " WHERE " + s.sql.hidden)
 	return b.String(), params, filtered, q.AggregateID == ""
 }
 

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -38,8 +39,14 @@ type Store struct {
 	closed   bool
 	inflight sync.WaitGroup // calls in progress, waited for by Close
 	watchers sync.WaitGroup
-	life     context.Context // canceled by Close: ends watchers
+	watches  map[chan<- struct{}]struct{} // the channels of Notify, until closed
+	life     context.Context              // canceled by Close: ends watchers
 	end      context.CancelFunc
+
+	// A signal for records that reads found hidden (see hiddenFound): the
+	// timer that sends it, while due, and the delay it was set for.
+	hiddenWake *time.Timer
+	hiddenWait atomic.Int64
 }
 
 var (
@@ -71,6 +78,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Store, error
 		schema:  pgx.Identifier{o.schema}.Sanitize(),
 		channel: channelName(o.schema),
 		minScan: defaultMinScan,
+		watches: map[chan<- struct{}]struct{}{},
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -121,6 +129,10 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	if s.hiddenWake != nil {
+		s.hiddenWake.Stop()
+		s.hiddenWake = nil
+	}
 	s.mu.Unlock()
 	s.end()
 	s.w.close()

@@ -875,6 +875,72 @@ func TestNotifyAfterRestart(t *testing.T) {
 	signalled("of an append after the restart")
 }
 
+// TestNotifyAgainAfterHiddenRecords checks that a reader woken by an
+// append's signal, whose read finds the record hidden behind an older
+// transaction still open, is signalled again soon after that transaction
+// ends (which sends no signal of its own), rather than at its next poll.
+func TestNotifyAgainAfterHiddenRecords(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		read func(s *pgstore.Store) ([]store.Record, error)
+	}{
+		{"Read", func(s *pgstore.Store) ([]store.Record, error) {
+			recs, _, err := s.Read(t.Context(), store.Query{})
+			return recs, err
+		}},
+		{"ReadPartitions", func(s *pgstore.Store) ([]store.Record, error) {
+			recs, _, err := s.ReadPartitions(t.Context(), []store.PartitionCursor{{Partition: 0}}, 10)
+			return recs, err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := t.Context()
+			s := open(t, pgstore.WithPartitions(1))
+			ch, err := s.Notify(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			older, err := s.Pool().Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer older.Rollback(context.Background())
+			if _, err := older.Exec(ctx, "SELECT pg_current_xact_id()"); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Append(ctx, []store.Record{rec("hidden")}); err != nil {
+				t.Fatal(err)
+			}
+			// A reader that reads on each signal: the append's, then those
+			// its reads that find the record hidden bring about. The older
+			// transaction ends after three.
+			hidden := 0
+			for {
+				select {
+				case <-ch:
+				case <-time.After(5 * time.Second):
+					t.Fatalf("no signal within 5s, after %d reads that found the record hidden (the older transaction ended: %v)", hidden, hidden >= 3)
+				}
+				recs, err := tc.read(s)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(recs) == 1 {
+					if hidden < 3 {
+						t.Fatalf("read the record while an older transaction was open")
+					}
+					break
+				}
+				if hidden++; hidden == 3 {
+					if err := older.Rollback(ctx); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+		})
+	}
+}
+
 // TestClosePendingAppends closes the store while appends wait behind a
 // blocked writer: each gets its result or ErrClosed, and nothing leaks.
 func TestClosePendingAppends(t *testing.T) {
