@@ -142,8 +142,8 @@ func (c *durable[T]) runGroup(g store.Grouper) {
 		if m.handled > 0 {
 			// Caught up: save what was handled. Cursors that only moved
 			// past other partitions' records, or to the end of the log,
-			// wait for the interval: they change with every read, and
-			// saving them each time would write on every poll.
+			// wait for the interval: they change whenever the log grows,
+			// and saving them each time would write on every poll.
 			m.commit(ctx)
 			lastSave = time.Now()
 		}
