@@ -875,6 +875,35 @@ func TestNotifyAfterRestart(t *testing.T) {
 	signalled("of an append after the restart")
 }
 
+// TestAppendWhileServerDown checks that an append that cannot connect to
+// the server fails as one that stored nothing, not as one whose outcome
+// is unknown: nothing was sent.
+func TestAppendWhileServerDown(t *testing.T) {
+	ctx := t.Context()
+	srv := pgtest.NewServer(t)
+	s, err := pgstore.Open(ctx, srv.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var appendErr error
+	if err := srv.Restart(ctx, func() {
+		s.Pool().Reset() // no connection of before the crash to try
+		appendErr = s.Append(ctx, []store.Record{rec("down")})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if appendErr == nil {
+		t.Fatal("append while the server was down succeeded")
+	}
+	if errors.Is(appendErr, store.ErrMaybeStored) {
+		t.Fatalf("append that could not connect: %v; want an error that does not match store.ErrMaybeStored", appendErr)
+	}
+	if _, err := s.Load(ctx, "down"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Load of the record whose append failed: %v, want store.ErrNotFound", err)
+	}
+}
+
 // TestNotifyAgainAfterHiddenRecords checks that a reader woken by an
 // append's signal, whose read finds the record hidden behind an older
 // transaction still open, is signalled again soon after that transaction

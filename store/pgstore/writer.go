@@ -413,10 +413,12 @@ func outcome(err error) error {
 }
 
 // uncertain reports whether a statement that failed with err may have
-// committed its transaction all the same (see outcome).
+// committed its transaction all the same (see outcome). One that could not
+// connect sent nothing, though pgconn does not mark that safe to retry.
 func uncertain(err error) bool {
 	var pe *pgconn.PgError
-	return !errors.As(err, &pe) && !pgconn.SafeToRetry(err)
+	var ce *pgconn.ConnectError
+	return !errors.As(err, &pe) && !errors.As(err, &ce) && !pgconn.SafeToRetry(err)
 }
 
 // groupContext is done when every caller in the group has given up: the
