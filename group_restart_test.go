@@ -106,9 +106,11 @@ func TestPostgresRestartMidStream(t *testing.T) {
 		seq int
 	}
 	plan := make([][]planned, aggs) // by aggregate, in publish order
+	var ids []uuid.UUID
 	for a := range plan {
 		for s := range perAgg {
 			plan[a] = append(plan[a], planned{id: uuid.New(), at: time.Now(), agg: fmt.Sprintf("agg-%03d", a), seq: s + 1})
+			ids = append(ids, plan[a][s].id)
 		}
 	}
 	var (
@@ -181,7 +183,7 @@ func TestPostgresRestartMidStream(t *testing.T) {
 			}
 			return c.a.inOrder() == total || c.a.broken(), fmt.Sprintf("%d of %d", c.a.inOrder(), total)
 		})
-		c.a.check(t, c.name, plan2ids(plan, func(p planned) uuid.UUID { return p.id }))
+		c.a.check(t, c.name, ids)
 	}
 	caughtUp := time.Now()
 	waitFor(t, 15*time.Second, "the group's lag to reach 0 on every partition", func() (bool, string) {
@@ -270,16 +272,6 @@ func TestPostgresRestartMidStream(t *testing.T) {
 	t.Logf("failed publishes: %s", pubErrs.String())
 	t.Logf("subscription errors (Err, sampled every 5ms): %s", subErrs.String())
 	t.Logf("log: %s", logs.String())
-}
-
-func plan2ids[P any](plan [][]P, id func(P) uuid.UUID) []uuid.UUID {
-	var ids []uuid.UUID
-	for _, list := range plan {
-		for _, p := range list {
-			ids = append(ids, id(p))
-		}
-	}
-	return ids
 }
 
 // waitFor polls cond until it holds, failing the test after timeout with
