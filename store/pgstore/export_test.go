@@ -1,5 +1,7 @@
 package pgstore
 
+import "sync/atomic"
+
 // QueueLen returns how many Append calls wait for the group-commit writer.
 func QueueLen(s *Store) int {
 	s.w.mu.Lock()
@@ -15,3 +17,11 @@ func SetMinScan(s *Store, n int) { s.minScan = n }
 
 // Inflight is how many group commits run at once.
 const Inflight = inflight
+
+// HoldNotify makes each NOTIFY that s sends after a group commit wait for
+// a receive from hold, and returns a count of those sent. Call it before
+// the first Append.
+func HoldNotify(s *Store, hold chan struct{}) *atomic.Int64 {
+	s.notes.hold = hold
+	return &s.notes.sent
+}
