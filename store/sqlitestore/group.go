@@ -90,11 +90,11 @@ func (s *Store) Claim(ctx context.Context, group, member string, ttl time.Durati
 			if err := errors.Join(free.Err(), free.Close()); err != nil {
 				return err
 			}
-			for p := range taken {
-				if _, err := tx.ExecContext(ctx, `UPDATE event_group_partitions SET owner = ?, token = token + 1, expires_us = ? WHERE grp = ? AND part = ?`,
-					member, expUS, group, p); err != nil {
-					return err
-				}
+			// The same partitions: nothing else writes in this transaction.
+			if _, err := tx.ExecContext(ctx, `UPDATE event_group_partitions SET owner = ?, token = token + 1, expires_us = ?
+				WHERE grp = ? AND part IN (SELECT part FROM event_group_partitions WHERE grp = ? AND (owner = '' OR expires_us < ?) ORDER BY part LIMIT ?)`,
+				member, expUS, group, group, nowUS, a.Share-owned); err != nil {
+				return err
 			}
 		}
 		rows, err := tx.QueryContext(ctx, `SELECT part, token, cursor FROM event_group_partitions WHERE grp = ? AND owner = ? ORDER BY part`, group, member)
