@@ -51,7 +51,11 @@ func (s *Store) Claim(ctx context.Context, group, member string, ttl time.Durati
 		if _, err := tx.ExecContext(ctx, `DELETE FROM event_group_members WHERE grp = ? AND expires_us < ?`, group, nowUS); err != nil {
 			return err
 		}
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM event_group_members WHERE grp = ?`, group).Scan(&a.Members); err != nil {
+		// The member's rank among the live members, by the byte order of
+		// their IDs (BINARY collation), decides whether its share is the
+		// larger of the two.
+		var rank int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(member < ?), 0) FROM event_group_members WHERE grp = ?`, member, group).Scan(&a.Members, &rank); err != nil {
 			return err
 		}
 		// A new group starts where a subscription of its name had got to.
@@ -65,7 +69,7 @@ func (s *Store) Claim(ctx context.Context, group, member string, ttl time.Durati
 		if _, err := tx.ExecContext(ctx, `UPDATE event_group_partitions SET expires_us = ? WHERE grp = ? AND owner = ?`, expUS, group, member); err != nil {
 			return err
 		}
-		a.Share = store.Share(s.cfg.partitions, a.Members)
+		a.Share = store.MemberShare(s.cfg.partitions, a.Members, rank)
 		var owned int
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM event_group_partitions WHERE grp = ? AND owner = ?`, group, member).Scan(&owned); err != nil {
 			return err

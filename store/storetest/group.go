@@ -34,11 +34,13 @@ func parts(a store.Assignment) []int {
 }
 
 // settle has the members claim in turn, releasing what exceeds their
-// share, until every partition is held and no member holds more than its
-// share; it returns each member's last assignment.
+// share, until every partition is held, each member holds its Share and
+// the shares are fair: they differ by at most one and add up to the
+// partitions. It returns each member's last assignment.
 func settle(tb testing.TB, g store.Grouper, group string, members []string, ttl time.Duration) map[string]store.Assignment {
 	tb.Helper()
 	n := g.Partitions()
+	var counts map[string]int
 	for round := 0; round < 10; round++ {
 		got := map[string]store.Assignment{}
 		held := map[int]string{}
@@ -55,8 +57,9 @@ func settle(tb testing.TB, g store.Grouper, group string, members []string, ttl 
 		}
 		// Claims made later in the round may have taken partitions that
 		// earlier members released: ask again without changing anything.
-		total := 0
+		total, least, most := 0, n, 0
 		ok := true
+		counts = map[string]int{}
 		for _, m := range members {
 			a := claim(tb, g, group, m, ttl)
 			got[m] = a
@@ -66,15 +69,29 @@ func settle(tb testing.TB, g store.Grouper, group string, members []string, ttl 
 				}
 				held[p] = m
 			}
-			total += len(a.Leases)
-			ok = ok && len(a.Leases) <= a.Share && a.Members == len(members)
+			k := len(a.Leases)
+			counts[m] = k
+			total, least, most = total+k, min(least, k), max(most, k)
+			ok = ok && k == a.Share && a.Members == len(members)
 		}
-		if ok && total == n {
+		if ok && total == n && most-least <= 1 {
 			return got
 		}
 	}
-	tb.Fatalf("members %v did not settle on a fair split of %d partitions in 10 rounds", members, n)
+	tb.Fatalf("members did not settle on a fair split of %d partitions in 10 rounds (each holding its share, shares differing by at most one): they hold %v", n, counts)
 	return nil
+}
+
+// rank returns the rank of member among members by the byte order of
+// their IDs, which decides its share (see store.MemberShare).
+func rank(members []string, member string) int {
+	r := 0
+	for _, m := range members {
+		if m < member {
+			r++
+		}
+	}
+	return r
 }
 
 func (s suite) testGroupClaim(t *testing.T) {
@@ -99,18 +116,19 @@ func (s suite) testGroupClaim(t *testing.T) {
 		t.Fatalf("renewing Claim changed the leases:\n%v\nwant\n%v", again.Leases, a.Leases)
 	}
 	// A second member gets nothing while the first holds everything, and
-	// both are told the share of two.
+	// is told its share of two.
 	b := claim(t, g, "g", "b", time.Minute)
-	if len(b.Leases) != 0 || b.Members != 2 || b.Share != store.Share(n, 2) {
-		t.Fatalf("second member's Claim: %d leases, %d members, share %d; want none, 2, %d", len(b.Leases), b.Members, b.Share, store.Share(n, 2))
+	if want := store.MemberShare(n, 2, 1); len(b.Leases) != 0 || b.Members != 2 || b.Share != want {
+		t.Fatalf("second member's Claim: %d leases, %d members, share %d; want none, 2, %d", len(b.Leases), b.Members, b.Share, want)
 	}
 	// Another group is independent.
 	if o := claim(t, g, "other", "b", time.Minute); len(o.Leases) != n {
 		t.Fatalf("Claim in another group got %d partitions, want %d", len(o.Leases), n)
 	}
-	got := settle(t, g, "g", []string{"a", "b", "c"}, time.Minute)
+	members := []string{"a", "b", "c"}
+	got := settle(t, g, "g", members, time.Minute)
 	for m, a := range got {
-		if want := store.Share(n, 3); a.Share != want {
+		if want := store.MemberShare(n, 3, rank(members, m)); a.Share != want {
 			t.Errorf("member %s: share %d, want %d", m, a.Share, want)
 		}
 	}
@@ -129,6 +147,41 @@ func (s suite) testGroupClaim(t *testing.T) {
 	for _, p := range info.Partitions {
 		if !slices.Contains(parts(got[p.Owner]), p.Partition) {
 			t.Errorf("Group: partition %d owned by %q, which does not hold it", p.Partition, p.Owner)
+		}
+	}
+}
+
+// testGroupFairShares settles groups of several sizes, among them sizes
+// where shares of ceil(partitions / members) would leave members without
+// any (9 members of 64 partitions: eight of 8 cover them all) or short
+// (10 members: nine of 7 and one of 1), and one more member than
+// partitions, and checks each member's share.
+func (s suite) testGroupFairShares(t *testing.T) {
+	t.Parallel()
+	_, g := openAs[store.Grouper](s, t)
+	n := g.Partitions()
+	for _, size := range []int{1, 2, 3, 9, 10, 12, 17, n + 1} {
+		// Members join in the reverse of their IDs' order, so that the
+		// order of joining does not decide the shares.
+		members := make([]string, size)
+		for i := range members {
+			members[i] = fmt.Sprintf("m%04d", size-1-i)
+		}
+		group := fmt.Sprintf("fair-%d", size)
+		got := settle(t, g, group, members, time.Minute)
+		for m, a := range got {
+			if want := store.MemberShare(n, size, rank(members, m)); a.Share != want || len(a.Leases) != want {
+				t.Errorf("%d members of %d partitions: member %s holds %d with share %d, want %d", size, n, m, len(a.Leases), a.Share, want)
+			}
+		}
+		info, err := g.Group(t.Context(), group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range info.Partitions {
+			if p.Owner == "" {
+				t.Errorf("%d members of %d partitions: partition %d has no owner after settling", size, n, p.Partition)
+			}
 		}
 	}
 }
