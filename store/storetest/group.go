@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -182,6 +183,165 @@ func (s suite) testGroupFairShares(t *testing.T) {
 			if p.Owner == "" {
 				t.Errorf("%d members of %d partitions: partition %d has no owner after settling", size, n, p.Partition)
 			}
+		}
+	}
+}
+
+// testGroupConcurrentClaims has members claim at once, from goroutines,
+// each releasing what exceeds its share and now and then leaving the
+// group, and checks that no partition ever has two holders: no Claim
+// returns a partition that another member holds and has not begun to
+// release, a member's Claim keeps the leases it holds, and Group names as
+// a partition's owner the member that held it all through the call.
+func (s suite) testGroupConcurrentClaims(t *testing.T) {
+	t.Parallel()
+	_, g := openAs[store.Grouper](s, t)
+	ctx := t.Context()
+	const members, rounds = 6, 25
+	// A hold is a member's hold on a partition, from the return of the
+	// Claim that granted it to the end of the Release that gave it up.
+	type hold struct {
+		member    string
+		token     int64
+		releasing bool // the member has called Release
+	}
+	var mu sync.Mutex
+	holds := map[int]*hold{}
+	errs := make(chan error, members+1)
+	var racers sync.WaitGroup
+	for i := range members {
+		m := fmt.Sprintf("racer-%d", i)
+		racers.Go(func() {
+			mine := map[int]*hold{}
+			release := func(ps ...int) error {
+				mu.Lock()
+				for _, p := range ps {
+					mine[p].releasing = true
+				}
+				mu.Unlock()
+				if err := g.Release(ctx, "g", m, ps...); err != nil {
+					return fmt.Errorf("Release(%s, %v): %w", m, ps, err)
+				}
+				mu.Lock()
+				for _, p := range ps {
+					if holds[p] == mine[p] {
+						delete(holds, p)
+					}
+					delete(mine, p)
+				}
+				mu.Unlock()
+				return nil
+			}
+			for round := range rounds {
+				a, err := g.Claim(ctx, "g", m, time.Minute)
+				if err != nil {
+					errs <- fmt.Errorf("Claim(%s): %w", m, err)
+					return
+				}
+				got := map[int]store.Lease{}
+				for _, l := range a.Leases {
+					got[l.Partition] = l
+				}
+				mu.Lock()
+				for p, h := range mine {
+					if l, ok := got[p]; !ok || l.Token != h.token {
+						mu.Unlock()
+						if !ok {
+							errs <- fmt.Errorf("Claim by %s left out partition %d, which it held (token %d) and did not release", m, p, h.token)
+						} else {
+							errs <- fmt.Errorf("Claim by %s renewed its lease of partition %d with token %d, want its token %d", m, p, l.Token, h.token)
+						}
+						return
+					}
+				}
+				for _, l := range a.Leases {
+					if mine[l.Partition] != nil {
+						continue
+					}
+					if h := holds[l.Partition]; h != nil && !h.releasing {
+						mu.Unlock()
+						errs <- fmt.Errorf("Claim by %s returned partition %d, which %s holds and has not released", m, l.Partition, h.member)
+						return
+					}
+					h := &hold{member: m, token: l.Token}
+					holds[l.Partition], mine[l.Partition] = h, h
+				}
+				mu.Unlock()
+				var give []int
+				switch {
+				case round%8 == 7 && len(a.Leases) > 0:
+					give = parts(a) // leave the group, and join again next round
+				case len(a.Leases) > a.Share:
+					give = parts(a)[a.Share:]
+				}
+				if len(give) > 0 {
+					if err := release(give...); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}
+		})
+	}
+	// Meanwhile, Group must agree with what the members hold.
+	done := make(chan struct{})
+	var watcher sync.WaitGroup
+	checkGroup := func() error {
+		mu.Lock()
+		before := map[int]*hold{}
+		for p, h := range holds {
+			if !h.releasing {
+				before[p] = h
+			}
+		}
+		mu.Unlock()
+		info, err := g.Group(ctx, "g")
+		if err != nil {
+			return fmt.Errorf("Group: %w", err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, p := range info.Partitions {
+			if h := before[p.Partition]; h != nil && holds[p.Partition] == h && !h.releasing && p.Owner != h.member {
+				return fmt.Errorf("Group says partition %d is owned by %q while %s held it all through the call", p.Partition, p.Owner, h.member)
+			}
+		}
+		return nil
+	}
+	watcher.Go(func() {
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if err := checkGroup(); err != nil {
+				errs <- err
+				return
+			}
+		}
+	})
+	racers.Wait()
+	close(done)
+	watcher.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if t.Failed() {
+		return
+	}
+	info, err := g.Group(ctx, "g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range info.Partitions {
+		want := ""
+		if h := holds[p.Partition]; h != nil {
+			want = h.member
+		}
+		if p.Owner != want {
+			t.Errorf("after the race, Group says partition %d is owned by %q; the members' claims say %q", p.Partition, p.Owner, want)
 		}
 	}
 }

@@ -136,6 +136,7 @@ func Run(t *testing.T, h Harness) {
 		{"GapFreeRandom", s.testGapFreeRandom},
 		{"GroupClaim", s.testGroupClaim},
 		{"GroupFairShares", s.testGroupFairShares},
+		{"GroupConcurrentClaims", s.testGroupConcurrentClaims},
 		{"GroupReleaseAndFence", s.testGroupReleaseAndFence},
 		{"GroupExpiry", s.testGroupExpiry},
 		{"GroupStartsAtCheckpoint", s.testGroupStartsAtCheckpoint},
