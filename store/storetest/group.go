@@ -346,6 +346,87 @@ func (s suite) testGroupConcurrentClaims(t *testing.T) {
 	}
 }
 
+// waitUnowned waits until Group shows no partition of group owned and no
+// member live: until the leases of its members have run out.
+func waitUnowned(tb testing.TB, g store.Grouper, group string) {
+	tb.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		info, err := g.Group(tb.Context(), group)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		owned := 0
+		for _, p := range info.Partitions {
+			if p.Owner != "" {
+				owned++
+			}
+		}
+		if owned == 0 && len(info.Members) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("group %s still has %d partitions owned and %d members 10s after its members stopped claiming", group, owned, len(info.Members))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// testGroupRenewExpired checks the tokens of leases that ran out. A
+// member that claims again before another took its partitions renews
+// them, with their tokens, not taken over; a member that takes them from
+// one whose leases ran out gets new tokens, taken over; and a member that
+// gets them back after another held them gets new tokens again.
+func (s suite) testGroupRenewExpired(t *testing.T) {
+	t.Parallel()
+	_, g := openAs[store.Grouper](s, t)
+	ctx := t.Context()
+	n := g.Partitions()
+	const ttl = 100 * time.Millisecond
+	a := claim(t, g, "g", "a", ttl)
+	if len(a.Leases) != n {
+		t.Fatalf("a got %d partitions, want %d", len(a.Leases), n)
+	}
+	waitUnowned(t, g, "g")
+	renewed := claim(t, g, "g", "a", time.Minute)
+	if !slices.Equal(renewed.Leases, a.Leases) {
+		t.Fatalf("a's Claim after its leases ran out, nobody having taken them, changed them:\n%v\nwant\n%v", renewed.Leases, a.Leases)
+	}
+	// The leases were renewed, not only handed back.
+	if b := claim(t, g, "g", "b", time.Minute); len(b.Leases) != 0 {
+		t.Fatalf("b took %v after a renewed its leases for a minute", parts(b))
+	}
+
+	// In another group, b takes a's partitions when a's leases run out.
+	a = claim(t, g, "h", "a", ttl)
+	waitUnowned(t, g, "h")
+	b := claim(t, g, "h", "b", time.Minute)
+	if len(b.Leases) != n || b.Members != 1 {
+		t.Fatalf("b got %d partitions with %d members after a's leases ran out, want %d and 1", len(b.Leases), b.Members, n)
+	}
+	for i, l := range b.Leases {
+		if l.Token == a.Leases[i].Token || !l.TakenOver {
+			t.Fatalf("b took partition %d from a, whose lease ran out, as %+v; want a token other than a's %d, taken over", l.Partition, l, a.Leases[i].Token)
+		}
+	}
+	l := a.Leases[0]
+	if err := g.Commit(ctx, "h", "a", store.Checkpoint{Partition: l.Partition, Token: l.Token}); !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("Commit by a after b took its partitions: %v, want ErrLeaseLost", err)
+	}
+	if err := g.Release(ctx, "h", "b"); err != nil {
+		t.Fatal(err)
+	}
+	back := claim(t, g, "h", "a", time.Minute)
+	if len(back.Leases) != n {
+		t.Fatalf("a got %d partitions back after b left, want %d", len(back.Leases), n)
+	}
+	for i, l := range back.Leases {
+		if l.Token == a.Leases[i].Token || l.Token == b.Leases[i].Token || l.TakenOver {
+			t.Fatalf("a got partition %d back, released by b, as %+v; want a token other than a's %d and b's %d, not taken over", l.Partition, l, a.Leases[i].Token, b.Leases[i].Token)
+		}
+	}
+}
+
 func (s suite) testGroupReleaseAndFence(t *testing.T) {
 	t.Parallel()
 	st, g := openAs[store.Grouper](s, t)

@@ -139,6 +139,7 @@ func Run(t *testing.T, h Harness) {
 		{"GroupConcurrentClaims", s.testGroupConcurrentClaims},
 		{"GroupReleaseAndFence", s.testGroupReleaseAndFence},
 		{"GroupExpiry", s.testGroupExpiry},
+		{"GroupRenewExpired", s.testGroupRenewExpired},
 		{"GroupStartsAtCheckpoint", s.testGroupStartsAtCheckpoint},
 		{"GroupLag", s.testGroupLag},
 		{"GroupBadInput", s.testGroupBadInput},
