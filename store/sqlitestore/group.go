@@ -3,9 +3,11 @@ package sqlitestore
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -201,10 +203,18 @@ func (s *Store) Commit(ctx context.Context, group, member string, cps ...store.C
 	return nil
 }
 
+// maxCompound is how many partitions one statement of ReadPartitions
+// reads, a term of a compound SELECT each: SQLite allows 500 terms
+// (SQLITE_MAX_COMPOUND_SELECT).
+const maxCompound = 500
+
 // ReadPartitions implements [store.Grouper]. Each partition's first
 // limit positions after its cursor come from the (part, position) index,
 // without touching the records; the first limit of those in global order
-// are then read, in one read transaction.
+// are then read, in one read transaction. Up to maxCompound partitions
+// take one statement; more take one statement of positions per
+// maxCompound, whose positions are merged, and one that reads the first
+// limit of them.
 func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor, limit int) ([]store.Record, []store.Cursor, error) {
 	if err := s.enter(ctx, "read partitions"); err != nil {
 		return nil, nil, err
@@ -238,30 +248,20 @@ func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor
 		max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'event_log'), 0), coalesce((SELECT max(position) FROM event_log), 0))`).Scan(&low, &end); err != nil {
 		return nil, nil, s.fail(ctx, "read partitions", err)
 	}
-	var q strings.Builder
-	args := make([]any, 0, 3*len(from)+1)
-	q.WriteString(`SELECT ` + recordColumns + `, part FROM event_log WHERE position IN (SELECT position FROM (`)
 	for i, f := range from {
-		after := afters[i]
-		switch {
+		switch after := afters[i]; {
 		case after > 0 && after < low:
 			return nil, nil, fmt.Errorf("sqlitestore: read partition %d after %s: %w (records up to position %d were deleted)", f.Partition, f.After, store.ErrCursorExpired, low)
 		case after > end:
 			return nil, nil, fmt.Errorf("sqlitestore: read partition %d after %s: %w: it is past the end of the log (position %d)", f.Partition, f.After, store.ErrInvalidCursor, end)
 		}
-		if i > 0 {
-			q.WriteString(` UNION ALL `)
-		}
-		q.WriteString(`SELECT * FROM (SELECT position FROM event_log WHERE part = ? AND position > ? ORDER BY position LIMIT ?)`)
-		args = append(args, f.Partition, after, limit)
 	}
-	q.WriteString(`) ORDER BY position LIMIT ?) ORDER BY position`)
-	args = append(args, limit)
-	stmt, err := s.partitionStmt(ctx, len(from), q.String())
-	if err != nil {
-		return nil, nil, s.fail(ctx, "read partitions", err)
+	var rows *sql.Rows
+	if len(from) <= maxCompound {
+		rows, err = s.readPartitions(ctx, tx, from, afters, limit)
+	} else {
+		rows, err = s.readManyPartitions(ctx, tx, from, afters, limit)
 	}
-	rows, err := tx.StmtContext(ctx, stmt).QueryContext(ctx, args...)
 	if err != nil {
 		return nil, nil, s.fail(ctx, "read partitions", err)
 	}
@@ -304,6 +304,83 @@ func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor
 		}
 	}
 	return out, next, nil
+}
+
+// partitionTerms writes the terms of a compound SELECT of the first limit
+// positions of each partition after its cursor, and returns their
+// arguments appended to args.
+func partitionTerms(q *strings.Builder, args []any, from []store.PartitionCursor, afters []int64, limit int) []any {
+	for i, f := range from {
+		if i > 0 {
+			q.WriteString(` UNION ALL `)
+		}
+		q.WriteString(`SELECT * FROM (SELECT position FROM event_log WHERE part = ? AND position > ? ORDER BY position LIMIT ?)`)
+		args = append(args, f.Partition, afters[i], limit)
+	}
+	return args
+}
+
+// readPartitions reads up to maxCompound partitions in one statement.
+func (s *Store) readPartitions(ctx context.Context, tx *sql.Tx, from []store.PartitionCursor, afters []int64, limit int) (*sql.Rows, error) {
+	var q strings.Builder
+	q.WriteString(`SELECT ` + recordColumns + `, part FROM event_log WHERE position IN (SELECT position FROM (`)
+	args := partitionTerms(&q, make([]any, 0, 3*len(from)+1), from, afters, limit)
+	q.WriteString(`) ORDER BY position LIMIT ?) ORDER BY position`)
+	args = append(args, limit)
+	stmt, err := s.partitionStmt(ctx, partRead{n: len(from)}, q.String())
+	if err != nil {
+		return nil, err
+	}
+	return tx.StmtContext(ctx, stmt).QueryContext(ctx, args...)
+}
+
+// readManyPartitions reads more than maxCompound partitions: the first
+// limit positions of every maxCompound of them, merged, and then the
+// records at the first limit of those. Each of the first limit positions
+// of all is among the first limit of its own maxCompound, so the merge
+// misses none.
+func (s *Store) readManyPartitions(ctx context.Context, tx *sql.Tx, from []store.PartitionCursor, afters []int64, limit int) (*sql.Rows, error) {
+	positions := make([]int64, 0, limit) // a JSON array, not null, when empty
+	for i := 0; i < len(from); i += maxCompound {
+		j := min(i+maxCompound, len(from))
+		var q strings.Builder
+		q.WriteString(`SELECT position FROM (`)
+		args := partitionTerms(&q, make([]any, 0, 3*(j-i)+1), from[i:j], afters[i:j], limit)
+		q.WriteString(`) ORDER BY position LIMIT ?`)
+		args = append(args, limit)
+		stmt, err := s.partitionStmt(ctx, partRead{n: j - i, positions: true}, q.String())
+		if err != nil {
+			return nil, err
+		}
+		rows, err := tx.StmtContext(ctx, stmt).QueryContext(ctx, args...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var p int64
+			if err := rows.Scan(&p); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			positions = append(positions, p)
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return nil, err
+		}
+	}
+	slices.Sort(positions)
+	positions = slices.Compact(positions) // a partition asked twice
+	positions = positions[:min(len(positions), limit)]
+	list, err := json.Marshal(positions)
+	if err != nil {
+		return nil, err
+	}
+	stmt, err := s.partitionStmt(ctx, partRead{byPosition: true},
+		`SELECT `+recordColumns+`, part FROM event_log WHERE position IN (SELECT value FROM json_each(?)) ORDER BY position`)
+	if err != nil {
+		return nil, err
+	}
+	return tx.StmtContext(ctx, stmt).QueryContext(ctx, string(list))
 }
 
 // Group implements [store.Grouper].
@@ -368,13 +445,20 @@ func (s *Store) Group(ctx context.Context, group string) (store.GroupInfo, error
 	return info, nil
 }
 
-// partitionStmt returns the read of n partitions, prepared once: the
-// statement is long (a subquery per partition), and preparing it on every
-// poll would cost more than running it.
-func (s *Store) partitionStmt(ctx context.Context, n int, text string) (*sql.Stmt, error) {
+// partRead names a statement of ReadPartitions.
+type partRead struct {
+	n          int  // partitions read
+	positions  bool // of their positions only (see readManyPartitions)
+	byPosition bool // the records at a list of positions
+}
+
+// partitionStmt returns a statement of ReadPartitions, prepared once: the
+// statements are long (a subquery per partition), and preparing them on
+// every poll would cost more than running them.
+func (s *Store) partitionStmt(ctx context.Context, k partRead, text string) (*sql.Stmt, error) {
 	s.partMu.Lock()
 	defer s.partMu.Unlock()
-	if st := s.partStmts[n]; st != nil {
+	if st := s.partStmts[k]; st != nil {
 		return st, nil
 	}
 	st, err := s.r.PrepareContext(ctx, text)
@@ -382,9 +466,9 @@ func (s *Store) partitionStmt(ctx context.Context, n int, text string) (*sql.Stm
 		return nil, err
 	}
 	if s.partStmts == nil {
-		s.partStmts = map[int]*sql.Stmt{}
+		s.partStmts = map[partRead]*sql.Stmt{}
 	}
-	s.partStmts[n] = st
+	s.partStmts[k] = st
 	return st, nil
 }
 

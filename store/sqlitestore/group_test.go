@@ -156,3 +156,80 @@ func TestPartitionIndexAtFirstClaim(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestReadPartitionsMany reads more partitions at once than SQLite allows
+// terms in one compound SELECT (500): a member holding all of 1000
+// partitions reads each record once, in global order, and goes on from
+// where it ended.
+func TestReadPartitionsMany(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s := open(t, sqlitestore.WithPartitions(1000))
+	a, err := s.Claim(ctx, "g", "all", time.Minute)
+	if err != nil || len(a.Leases) != 1000 {
+		t.Fatalf("Claim = %d leases, %v; want all 1000", len(a.Leases), err)
+	}
+	from := make([]store.PartitionCursor, len(a.Leases))
+	for i, l := range a.Leases {
+		from[i] = store.PartitionCursor{Partition: l.Partition, After: l.Cursor}
+	}
+	// A quarter of the records in a few aggregates, so that some
+	// partitions have many records and most have few or none.
+	batch := recs("many", 300)
+	for i := range batch {
+		if i%4 == 0 {
+			batch[i].AggregateID = fmt.Sprintf("agg-%d", i%13)
+		}
+	}
+	if err := s.Append(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	all, _, err := s.Read(ctx, store.Query{Limit: store.MaxReadLimit})
+	if err != nil || len(all) != len(batch) {
+		t.Fatalf("Read = %d records, %v", len(all), err)
+	}
+	read := func(limit int) []store.Record {
+		t.Helper()
+		var got []store.Record
+		for round := 0; ; round++ {
+			page, next, err := s.ReadPartitions(ctx, from, limit)
+			if err != nil {
+				t.Fatalf("ReadPartitions of %d partitions: %v", len(from), err)
+			}
+			if len(page) > limit || len(next) != len(from) {
+				t.Fatalf("ReadPartitions(limit %d) = %d records and %d cursors for %d partitions", limit, len(page), len(next), len(from))
+			}
+			got = append(got, page...)
+			for i := range from {
+				from[i].After = next[i]
+			}
+			if len(page) == 0 {
+				return got
+			}
+			if round > 1000 {
+				t.Fatal("ReadPartitions does not reach the end")
+			}
+		}
+	}
+	check := func(what string, got, want []store.Record) {
+		t.Helper()
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d records, want %d", what, len(got), len(want))
+		}
+		for i := range got {
+			if got[i].ID != want[i].ID || got[i].Position != want[i].Position {
+				t.Fatalf("%s: record %d is %s at %d, want %s at %d", what, i, got[i].ID, got[i].Position, want[i].ID, want[i].Position)
+			}
+		}
+	}
+	check("ReadPartitions of 1000 partitions, 200 at a time", read(200), all)
+	more := recs("more", 20)
+	if err := s.Append(ctx, more); err != nil {
+		t.Fatal(err)
+	}
+	tail, _, err := s.Read(ctx, store.Query{After: all[len(all)-1].Cursor})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("ReadPartitions of 1000 partitions after the end", read(10), tail)
+}
