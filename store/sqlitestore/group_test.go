@@ -74,6 +74,45 @@ func TestMigratePartitions(t *testing.T) {
 	}
 }
 
+// TestOldVersionAppend checks that a process of schema version 1 that
+// opened the file before another migrated it cannot append records
+// without a partition, which no group would read, and is told why.
+func TestOldVersionAppend(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "events.db")
+	script, err := os.ReadFile("schema/1.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := rawDB(t, path) // the old process, which keeps its connection
+	if _, err := old.Exec(string(script)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.Exec(`INSERT INTO event_meta (key, value) VALUES ('schema_version', '1')`); err != nil {
+		t.Fatal(err)
+	}
+	const insert = `INSERT INTO event_log (id, topic, kind, version, time_us, payload_type, content_type) VALUES (?, 't.x', 'domain', 0, 0, '', '')`
+	if _, err := old.Exec(insert, "before"); err != nil {
+		t.Fatal(err)
+	}
+	s := mustOpen(t, path) // migrates to version 2
+	_, err = old.Exec(insert, "after")
+	if err == nil || !strings.Contains(err.Error(), "older than schema version 2") || !strings.Contains(err.Error(), "upgrade every process") {
+		t.Fatalf("append by a version 1 process after the migration = %v, want an error saying it is older than schema version 2", err)
+	}
+	page, _, err := s.Read(t.Context(), store.Query{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page) != 1 || page[0].ID != "before" {
+		t.Fatalf("log after the refused append = %v, want only the record from before the migration", page)
+	}
+	// The store's own appends, which give every record its partition, go on.
+	if err := s.Append(t.Context(), []store.Record{rec("new")}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestPartitionsFixed(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "events.db")
