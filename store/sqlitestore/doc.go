@@ -55,6 +55,17 @@
 // without a partition, which no consumer group would read). Upgrade every
 // process that opens a file before, or while, migrating it.
 //
+// # Consumer groups
+//
+// A member of a consumer group ([store.Grouper]) that stops renewing its
+// leases loses its partitions when they run out. A member whose process
+// exited loses them sooner, at the next claim from the same host and PID
+// namespace: a claim checks whether the processes of the other members
+// there still exist. On Linux the namespace is part of what a member's
+// row names as its host, so containers that share a host name (with host
+// networking, say) but not their PIDs leave each other's members to their
+// leases rather than take a live process for gone.
+//
 // # Retention
 //
 // [Store.DeleteBefore] deletes in transactions of at most 1000 records and

@@ -472,8 +472,30 @@ func (s *Store) partitionStmt(ctx context.Context, k partRead, text string) (*sq
 	return st, nil
 }
 
-// thisHost names the host in event_group_members.
-var thisHost, _ = os.Hostname()
+// thisHost names, in event_group_members, where this process's PID means
+// something: its host and, on Linux, its PID namespace, as in
+// "web-1 pid:[4026531836]". Containers may share a host name (with host
+// networking, for instance) yet not their PIDs, so that a process of one
+// would find a live process of another gone. It is "" when the host or
+// the namespace cannot be told, and then no claim of this process judges
+// members by their PIDs.
+var thisHost = hostIdentity()
+
+// hostIdentity returns what thisHost holds.
+func hostIdentity() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		return ""
+	}
+	ns, err := pidNamespace()
+	switch {
+	case err != nil:
+		return "" // no /proc, say: containers are not told apart
+	case ns == "":
+		return host
+	}
+	return host + " " + ns
+}
 
 // indexPartitions makes the index that partition reads scan, at the first
 // claim in a file rather than when the file is made: keeping it costs every
@@ -491,11 +513,14 @@ func (s *Store) indexPartitions(ctx context.Context, tx *sql.Tx) error {
 }
 
 // dropExited expires the leases of the group's members whose process, on
-// this host, has exited, and removes the members: the claim then takes
-// their partitions at once, as taken over. Processes that share one
-// file share one host, but those in separate PID namespaces (containers)
-// must differ in host name, as containers do unless told otherwise.
+// this host and in this PID namespace (see thisHost), has exited, and
+// removes the members: the claim then takes their partitions at once, as
+// taken over. Members of other hosts or namespaces, whose PIDs it cannot
+// check, keep their partitions until their leases run out.
 func dropExited(ctx context.Context, tx *sql.Tx, group string) error {
+	if thisHost == "" {
+		return nil
+	}
 	rows, err := tx.QueryContext(ctx, `SELECT member, pid FROM event_group_members WHERE grp = ? AND host = ? AND pid <> ?`, group, thisHost, os.Getpid())
 	if err != nil {
 		return err

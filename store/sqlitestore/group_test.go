@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -157,6 +158,80 @@ func TestGroupExitedProcess(t *testing.T) {
 	// A live process's member keeps them.
 	if b, err := s.Claim(t.Context(), "g", "third", time.Hour); err != nil || len(b.Leases) != 0 {
 		t.Fatalf("Claim while a live member holds everything = %d leases, %v", len(b.Leases), err)
+	}
+}
+
+// TestGroupHostIdentity checks that on Linux the host a member's row
+// names includes the PID namespace of its process, since a process can
+// tell whether another has exited only within its own namespace.
+func TestGroupHostIdentity(t *testing.T) {
+	t.Parallel()
+	host, err := os.Hostname()
+	if err != nil {
+		t.Skipf("no host name: %v", err)
+	}
+	got := sqlitestore.ThisHost()
+	want := host
+	if runtime.GOOS == "linux" {
+		ns, err := os.Readlink("/proc/self/ns/pid")
+		if err != nil {
+			t.Skipf("no PID namespace to read: %v", err)
+		}
+		want = host + " " + ns
+	}
+	if got != want {
+		t.Fatalf("members name their host %q, want %q", got, want)
+	}
+	s := open(t)
+	if _, err := s.Claim(t.Context(), "g", "m", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	var stored string
+	if err := s.DB().QueryRow(`SELECT host FROM event_group_members WHERE member = 'm'`).Scan(&stored); err != nil || stored != want {
+		t.Fatalf("member row names host %q (%v), want %q", stored, err, want)
+	}
+}
+
+// A member of a process on the same host but in another PID namespace (a
+// container sharing the host name, as with host networking) keeps its
+// partitions: its PID means nothing here, and whether it lives is left to
+// its lease.
+func TestGroupOtherPIDNamespace(t *testing.T) {
+	t.Parallel()
+	if runtime.GOOS != "linux" {
+		t.Skip("PID namespaces are Linux's")
+	}
+	s := open(t)
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Skipf("cannot run a process to get a pid that has exited: %v", err)
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		t.Skipf("no host name: %v", err)
+	}
+	if a, err := s.Claim(t.Context(), "g", "elsewhere", time.Hour); err != nil || len(a.Leases) != s.Partitions() {
+		t.Fatalf("Claim = %d leases, %v", len(a.Leases), err)
+	}
+	// As the other namespace's process would write it: the same host
+	// name, its own namespace, and a PID that no process has here.
+	other := host + " pid:[1]"
+	if other == sqlitestore.ThisHost() {
+		other = host + " pid:[2]"
+	}
+	if _, err := s.DB().Exec(`UPDATE event_group_members SET host = ?, pid = ? WHERE member = 'elsewhere'`, other, cmd.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	a, err := s.Claim(t.Context(), "g", "here", time.Hour)
+	if err != nil || len(a.Leases) != 0 || a.Members != 2 {
+		t.Fatalf("Claim while a member of another PID namespace holds everything = %d leases, %d members, %v; want none, 2", len(a.Leases), a.Members, err)
+	}
+	// The same row naming this namespace is judged by its PID, and dropped.
+	if _, err := s.DB().Exec(`UPDATE event_group_members SET host = ? WHERE member = 'elsewhere'`, sqlitestore.ThisHost()); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := s.Claim(t.Context(), "g", "here", time.Hour); err != nil || len(a.Leases) != s.Partitions() || a.Members != 1 {
+		t.Fatalf("Claim after the member's process in this namespace exited = %d leases, %d members, %v; want all %d, 1", len(a.Leases), a.Members, err, s.Partitions())
 	}
 }
 

@@ -14,9 +14,11 @@ BEGIN
 	SELECT RAISE(ABORT, 'sqlitestore: record appended without a partition, by an sqlitestore older than schema version 2 that opened this file before it was migrated; upgrade every process that opens this file');
 END;
 
--- host and pid name the member's process: a claim by a process of the
--- same host takes over at once the partitions of a member whose process
--- has exited, rather than wait for its lease to run out.
+-- host and pid name the member's process: host is the host name and, on
+-- Linux, the PID namespace (as in 'web-1 pid:[4026531836]'), pid the
+-- process ID there. A claim by a process of the same host and namespace
+-- takes over at once the partitions of a member whose process has exited,
+-- rather than wait for its lease to run out.
 CREATE TABLE event_group_members (
 	grp        TEXT    NOT NULL,
 	member     TEXT    NOT NULL,
