@@ -44,7 +44,12 @@ func (s *Store) Claim(ctx context.Context, group, member string, ttl time.Durati
 		if _, err := tx.Exec(ctx, "DELETE FROM "+s.schema+".group_members WHERE grp = $1 AND expires < now()", group); err != nil {
 			return err
 		}
-		if err := tx.QueryRow(ctx, "SELECT count(*) FROM "+s.schema+".group_members WHERE grp = $1", group).Scan(&a.Members); err != nil {
+		// The member's rank among the live members, by the byte order of
+		// their IDs (collation "C", whatever the database's), decides
+		// whether its share is the larger of the two.
+		var rank int
+		if err := tx.QueryRow(ctx, "SELECT count(*), count(*) FILTER (WHERE member < $2 COLLATE \"C\") FROM "+s.schema+".group_members WHERE grp = $1",
+			group, member).Scan(&a.Members, &rank); err != nil {
 			return err
 		}
 		// A new group starts where a subscription of its name had got to.
@@ -58,7 +63,7 @@ func (s *Store) Claim(ctx context.Context, group, member string, ttl time.Durati
 		if err != nil {
 			return err
 		}
-		a.Share = store.Share(s.partitions, a.Members)
+		a.Share = store.MemberShare(s.partitions, a.Members, rank)
 		var taken map[int]bool // partition: taken from a member that did not release it
 		if owned := int(tag.RowsAffected()); owned < a.Share {
 			rows, err := tx.Query(ctx, "WITH t AS (SELECT part, owner AS prev FROM "+s.schema+".group_partitions WHERE grp = $1 AND (owner = '' OR expires < now()) "+

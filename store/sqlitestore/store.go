@@ -59,7 +59,7 @@ type Store struct {
 	pollDB     *sql.DB // opened by the first Notify
 
 	partMu    sync.Mutex
-	partStmts map[int]*sql.Stmt // partition reads by partition count; see partitionStmt
+	partStmts map[partRead]*sql.Stmt // see partitionStmt
 }
 
 // Open opens the event database at path, creating the file and its schema if
