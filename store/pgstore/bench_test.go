@@ -101,8 +101,8 @@ func BenchmarkAppend(b *testing.B) {
 			s := openBench(b)
 			pool := s.Pool()
 			ctx := b.Context()
-			const sql = `INSERT INTO event.events (id, topic, kind, aggregate_id, version, time, metadata, payload_type, content_type, payload)
-VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $8, $9)`
+			const sql = `INSERT INTO event.events (id, topic, kind, aggregate_id, version, time, metadata, payload_type, content_type, payload, part)
+VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $8, $9, $10)`
 			var seq atomic.Int64
 			b.SetParallelism(parallelism())
 			b.ReportAllocs()
@@ -114,7 +114,8 @@ VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $8, $9)`
 					if agg {
 						version = 1
 					}
-					if _, err := pool.Exec(ctx, sql, r.ID, r.Topic, r.Kind, r.AggregateID, version, r.Time, r.PayloadType, r.ContentType, r.Payload); err != nil {
+					part := store.Partition(r.AggregateID, r.ID, store.DefaultPartitions)
+					if _, err := pool.Exec(ctx, sql, r.ID, r.Topic, r.Kind, r.AggregateID, version, r.Time, r.PayloadType, r.ContentType, r.Payload, part); err != nil {
 						b.Error(err)
 						return
 					}
