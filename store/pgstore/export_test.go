@@ -1,5 +1,13 @@
 package pgstore
 
+import (
+	"context"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
 // QueueLen returns how many Append calls wait for the group-commit writer.
 func QueueLen(s *Store) int {
 	s.w.mu.Lock()
@@ -15,3 +23,11 @@ func SetMinScan(s *Store, n int) { s.minScan = n }
 
 // Inflight is how many group commits run at once.
 const Inflight = inflight
+
+// MigrateTo brings the default schema on pool to version v, as a build of
+// pgstore at that version would have made it.
+func MigrateTo(ctx context.Context, pool *pgxpool.Pool, v int) error {
+	s := &Store{pool: pool, opts: defaultOptions(), log: slog.New(slog.DiscardHandler),
+		schema: pgx.Identifier{DefaultSchema}.Sanitize(), channel: channelName(DefaultSchema)}
+	return s.migrateTo(ctx, v)
+}

@@ -21,6 +21,7 @@ type queries struct {
 	loadIDs       string
 	load          string
 	loadAggregate string
+	horizon       string // see horizonSQL
 	// setHorizon and setHorizonOrdered store the read horizon for the rest
 	// of a Read's transaction; the second also makes it read in index
 	// order.
@@ -31,6 +32,7 @@ type queries struct {
 const recordCols = "position, id, topic, kind, aggregate_id, version, time, metadata, payload_type, content_type, payload"
 
 func buildQueries(schema, channel string, partitions int) queries {
+	horizon := horizonSQL(schema)
 	return queries{
 		schema:        schema,
 		append:        appendSQL(schema, channel, partitions),
@@ -38,8 +40,9 @@ func buildQueries(schema, channel string, partitions int) queries {
 		loadIDs:       "SELECT " + recordCols + " FROM " + schema + ".events WHERE id = ANY($1)",
 		load:          "SELECT " + recordCols + " FROM " + schema + ".events WHERE id = $1",
 		loadAggregate: "SELECT " + recordCols + " FROM " + schema + ".events WHERE aggregate_id = $1 AND version >= $2 ORDER BY version",
-		setHorizon:    "SELECT set_config('" + horizonGUC + "', (" + horizonSQL + ")::text, true)",
-		setHorizonOrdered: "SELECT set_config('" + horizonGUC + "', (" + horizonSQL + ")::text, true), " +
+		horizon:       horizon,
+		setHorizon:    "SELECT set_config('" + horizonGUC + "', (" + horizon + ")::text, true)",
+		setHorizonOrdered: "SELECT set_config('" + horizonGUC + "', (" + horizon + ")::text, true), " +
 			"set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan', 'off', true), " +
 			// A disabled plan node costs 1e10, far above jit_above_cost:
 			// compiling a page query would cost more than running it.
