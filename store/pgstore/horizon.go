@@ -23,6 +23,10 @@ import (
 // missing from it has ended by then, which is before the reading statement
 // takes its own snapshot. Backend transaction IDs are 32 bits, hence the
 // modulo; PostgreSQL shows them and the database to every role.
+//
+// H never moves back while the offset of log_xid stays, and raising the
+// offset moves it on; so a cursor above H was not read from this log as
+// it is (see aheadError).
 func horizonSQL(schema string) string {
 	return `SELECT ` + schema + `.log_xid(coalesce((
 	SELECT t.x FROM pg_snapshot_xip(pg_current_snapshot()) AS t(x)

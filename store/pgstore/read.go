@@ -113,12 +113,13 @@ func (s *Store) LoadAggregate(ctx context.Context, aggregateID string, fromVersi
 }
 
 // Row kinds in a Read result: the page, the last row a filtered read
-// scanned (how far it looked), and the retention watermark when it lies
-// after the cursor.
+// scanned (how far it looked), the retention watermark when it lies after
+// the cursor, and the cursor when it lies ahead of the read horizon.
 const (
 	rowRecord = iota
 	rowTail
 	rowExpired
+	rowAhead
 )
 
 // defaultMinScan is the fewest rows a filtered Read scans before it gives up on
@@ -176,6 +177,9 @@ func (s *Store) Read(ctx context.Context, q store.Query) ([]store.Record, store.
 	if err != nil {
 		return nil, q.After, fmt.Errorf("pgstore: read: %w", err)
 	}
+	if rs.ahead {
+		return nil, q.After, fmt.Errorf("pgstore: read: %w", aheadError(q.After))
+	}
 	if rs.expired {
 		return nil, q.After, fmt.Errorf("pgstore: read: %w", store.ErrCursorExpired)
 	}
@@ -189,6 +193,7 @@ type readResult struct {
 	recs    []store.Record
 	after   key
 	expired bool
+	ahead   bool
 }
 
 func (s *Store) readPage(ctx context.Context, q store.Query, after key, limit int) (readResult, error) {
@@ -234,6 +239,9 @@ func (s *Store) readPage(ctx context.Context, q store.Query, after key, limit in
 		case rowExpired:
 			rs.expired = true
 			continue
+		case rowAhead:
+			rs.ahead = true
+			continue
 		}
 		if err := finishRecord(&r, meta); err != nil {
 			return rs, err
@@ -271,7 +279,8 @@ func (s *Store) readPage(ctx context.Context, q store.Query, after key, limit in
 
 // readSQL builds the Read statement: the page in a UNION ALL with, for a
 // filtered read that comes back short, the last row it scanned, and, after
-// a cursor, the retention watermark if the cursor is below it. It reports
+// a cursor, the retention watermark if the cursor is below it and the
+// cursor itself if it is ahead of the horizon (see aheadError). It reports
 // whether the read is filtered and whether it is to be read in index order.
 //
 // A read by aggregate is left to the planner: the aggregate's index finds
@@ -330,6 +339,7 @@ func (s *Store) readSQL(q store.Query, after key, limit int) (string, []any, boo
 	}
 	if after != (key{}) {
 		b.WriteString(" UNION ALL SELECT 2, txid, position" + blank + " FROM " + s.sql.schema + ".retention WHERE (txid, position) > ($1::xid8, $2::bigint)")
+		b.WriteString(" UNION ALL SELECT 3, $1::xid8, $2::bigint" + blank + " WHERE $1::xid8 > current_setting('" + horizonGUC + "')::xid8")
 	}
 	return b.String(), params, filtered, q.AggregateID == ""
 }

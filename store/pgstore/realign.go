@@ -44,7 +44,9 @@ func xidOffsetSQL(schema string, offset int64) string {
 // offset while processes append would let a transaction that took its key
 // under the old offset commit below a reader's new horizon; that is why
 // processes must not run against the database between the restore and the
-// first New.
+// first New (see the package documentation). A process that does is not
+// made sound by this, but a cursor it holds that is now ahead of the log is
+// refused (see aheadError).
 func (s *Store) realign(ctx context.Context, tx pgx.Tx) error {
 	// The snapshot is the statement's own, which its subqueries read with.
 	// The migrating transaction (this one) is not in its own snapshot's
@@ -88,4 +90,13 @@ FROM (SELECT pg_current_snapshot() AS s) AS c`).Scan(&oldest, &next, &offset, &l
 		slog.String("schema", s.opts.schema), slog.Int64("highest_key", top), slog.Int64("next_xid", next),
 		slog.Int64("old_offset", offset), slog.Int64("offset", raised))
 	return nil
+}
+
+// aheadError is the error of a read after cursor c, which is ahead of the
+// read horizon. The horizon never moves back, so c was not read from this
+// log as it is: the database is a restore of a dump (or a recovery) that
+// was made before c was read, and records stored since may sort before c.
+func aheadError(c store.Cursor) error {
+	return fmt.Errorf("%w: cursor %s is ahead of the log's read horizon: the database was restored, or recovered to an earlier point, after the cursor was read; "+
+		"restart the processes that use the store, to go on from the checkpoints stored in the database", store.ErrInvalidCursor, truncate(string(c), 64))
 }

@@ -3,6 +3,7 @@ package pgstore_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -31,7 +32,9 @@ const burnedXIDs = 20_000
 // appended after the restore, in order, once each; a read from the start
 // must give the old events, then the new ones. A second group had read
 // the whole log and then saved the read horizon, past the last event, as
-// its checkpoints: it must see the new events.
+// its checkpoints: it must see the new events. A cursor read on the source
+// after the dump's last checkpoint, and so ahead of anything restored, is
+// refused rather than read from.
 func TestDumpAndRestore(t *testing.T) {
 	ctx := t.Context()
 	const parts = 4
@@ -109,7 +112,8 @@ func TestDumpAndRestore(t *testing.T) {
 	}
 
 	// The idle group reads everything; more transactions pass, and it
-	// saves checkpoints at the horizon, after the last event.
+	// saves checkpoints at the horizon, after the last event. More pass
+	// again, and it reads the horizon anew without saving it.
 	a, err = src.Claim(ctx, idle, "i1", time.Minute)
 	if err != nil {
 		t.Fatal(err)
@@ -131,6 +135,12 @@ func TestDumpAndRestore(t *testing.T) {
 	}
 	if err := src.Commit(ctx, idle, "i1", cps...); err != nil {
 		t.Fatal(err)
+	}
+	burnXIDs(t, srcPool, 1000)
+	_ = readPartitions(t, src, idleFrom)
+	ahead := idleFrom[0].After
+	if ahead == cps[0].Cursor {
+		t.Fatal("source: the horizon did not move on after transactions ended")
 	}
 	if err := src.Release(ctx, idle, "i1"); err != nil {
 		t.Fatal(err)
@@ -230,6 +240,13 @@ func TestDumpAndRestore(t *testing.T) {
 	}
 	if got := readPartitions(t, dst, from); !slices.Equal(got, fresh) {
 		t.Errorf("after the restore, the idle group resuming from its checkpoints reads\n%v\nwant\n%v", got, fresh)
+	}
+
+	if _, _, err := dst.Read(ctx, store.Query{After: ahead}); !errors.Is(err, store.ErrInvalidCursor) || !strings.Contains(err.Error(), "ahead") {
+		t.Errorf("after the restore, Read after a cursor ahead of the restored log: %v, want an ErrInvalidCursor that says it is ahead", err)
+	}
+	if _, _, err := dst.ReadPartitions(ctx, []store.PartitionCursor{{Partition: 0, After: ahead}}, 10); !errors.Is(err, store.ErrInvalidCursor) || !strings.Contains(err.Error(), "ahead") {
+		t.Errorf("after the restore, ReadPartitions after a cursor ahead of the restored log: %v, want an ErrInvalidCursor that says it is ahead", err)
 	}
 }
 
