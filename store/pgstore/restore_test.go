@@ -66,6 +66,7 @@ func TestDumpAndRestore(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	waitReadable(t, src, len(old))
 
 	// The reader reads 12 events and saves its cursor.
 	page, cur, err := src.Read(ctx, store.Query{Limit: 12})
@@ -202,6 +203,7 @@ func TestDumpAndRestore(t *testing.T) {
 		}
 	}
 	all := slices.Concat(old, fresh)
+	waitReadable(t, dst, len(all))
 
 	if got, _ := readIDs(t, dst, store.Query{Limit: 7}); !slices.Equal(got, all) {
 		t.Errorf("after the restore, a read from the start gives\n%v\nwant\n%v", got, all)
@@ -248,6 +250,16 @@ func TestDumpAndRestore(t *testing.T) {
 	if _, _, err := dst.ReadPartitions(ctx, []store.PartitionCursor{{Partition: 0, After: ahead}}, 10); !errors.Is(err, store.ErrInvalidCursor) || !strings.Contains(err.Error(), "ahead") {
 		t.Errorf("after the restore, ReadPartitions after a cursor ahead of the restored log: %v, want an ErrInvalidCursor that says it is ahead", err)
 	}
+}
+
+// waitReadable waits until a read of s from the start gives n records:
+// until no transaction holds the read horizon below those appended.
+func waitReadable(t *testing.T, s *pgstore.Store, n int) {
+	t.Helper()
+	waitUntil(t, fmt.Sprintf("a read from the start gives %d records", n), func() bool {
+		got, _ := readIDs(t, s, store.Query{})
+		return len(got) >= n
+	})
 }
 
 // readPartitions reads the partitions of from, 4 records at a time, until
