@@ -32,9 +32,12 @@ var migrationFS embed.FS
 // migrate one after the other and the later ones find the work done.
 func (s *Store) migrate(ctx context.Context) error { return s.migrateTo(ctx, SchemaVersion) }
 
+// offsetVersion is the first schema version whose order has an offset
+// (migration 4), which realign may raise.
+const offsetVersion = 4
+
 // migrateTo is migrate up to version target, as a build of that version
-// would have migrated; it realigns only at version 4 and later, which keep
-// the offset.
+// would have migrated; it realigns only at offsetVersion and later.
 func (s *Store) migrateTo(ctx context.Context, target int) error {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
@@ -103,7 +106,7 @@ func (s *Store) migrateTo(ctx context.Context, target int) error {
 	h := fnv.New64a()
 	h.Write([]byte(id))
 	s.tag = h.Sum64()
-	if current >= 4 {
+	if current >= offsetVersion {
 		if err := s.realign(ctx, tx); err != nil {
 			return fmt.Errorf("migrate: schema %s: %w", s.schema, err)
 		}
