@@ -182,6 +182,7 @@ func (m *groupMember[T]) rebalance(ctx context.Context) error {
 	deadline := start.Add(m.ttl)
 	m.next = start.Add(m.ttl / 3)
 	now := make(map[int]*held, len(a.Leases))
+	var taken []int
 	for _, l := range a.Leases {
 		if h := m.parts[l.Partition]; h != nil && h.token == l.Token {
 			h.deadline = deadline
@@ -189,8 +190,16 @@ func (m *groupMember[T]) rebalance(ctx context.Context) error {
 			continue
 		}
 		now[l.Partition] = &held{token: l.Token, cursor: l.Cursor, saved: l.Cursor, deadline: deadline}
+		if l.TakenOver {
+			taken = append(taken, l.Partition)
+		}
 	}
 	m.parts = now
+	if len(taken) > 0 {
+		m.c.bus.stats.takeovers.Add(uint64(len(taken)))
+		m.c.bus.log.LogAttrs(ctx, slog.LevelInfo, "event: durable subscription took over partitions of a member that stopped without handing them over; events after their checkpoints may repeat",
+			slog.String("subscription", m.c.name), slog.Any("partitions", taken))
+	}
 	if extra := len(a.Leases) - a.Share; extra > 0 {
 		// Give the highest partitions back, checkpointed first so that
 		// the next holder goes on from here.
@@ -204,6 +213,7 @@ func (m *groupMember[T]) rebalance(ctx context.Context) error {
 			delete(m.parts, p)
 		}
 	}
+	m.c.held.Store(int64(len(m.parts)))
 	m.c.bus.forgiveOthers(m.c, func(key uint32) bool { return m.parts[int(key%uint32(m.n))] != nil })
 	return nil
 }
@@ -330,6 +340,7 @@ func (m *groupMember[T]) commit(ctx context.Context) {
 		for _, p := range lost.Partitions {
 			delete(m.parts, p)
 		}
+		c.held.Store(int64(len(m.parts)))
 		c.bus.log.LogAttrs(ctx, slog.LevelWarn, "event: durable subscription lost partitions to another member",
 			slog.String("subscription", c.name), slog.Any("partitions", lost.Partitions))
 		err = nil
@@ -351,6 +362,7 @@ func (m *groupMember[T]) commit(ctx context.Context) {
 // leave checkpoints and releases every partition, so that other members
 // take them over at once.
 func (m *groupMember[T]) leave() {
+	defer m.c.held.Store(0)
 	m.commit(context.Background())
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -82,6 +82,17 @@ func TestGroupSharesWork(t *testing.T) {
 			}
 			return len(info.Members) == 3 && held == n
 		})
+		// Each bus's Stats says what its member holds.
+		fromStats := 0
+		for _, b := range members {
+			fromStats += b.Stats().Partitions["workers"]
+		}
+		if fromStats != n {
+			t.Errorf("the members' Stats().Partitions add up to %d, want %d", fromStats, n)
+		}
+		if _, ok := pub.Stats().Partitions["workers"]; ok {
+			t.Error("Stats().Partitions of a bus with no member names the group")
+		}
 		const aggs, perAgg = 100, 50
 		// One batch per round of versions, spread over the log's
 		// partitions by aggregate.
@@ -116,6 +127,14 @@ func TestGroupSharesWork(t *testing.T) {
 		}
 		if check.repeats != 0 {
 			t.Errorf("%d events handled twice, though every hand-over was clean", check.repeats)
+		}
+		for i, b := range members[1:] {
+			if n := b.Stats().Takeovers; n != 0 {
+				t.Errorf("member %d counts %d takeovers, though every hand-over was clean", i+1, n)
+			}
+		}
+		if n := members[0].Stats().Partitions["workers"]; n != 0 {
+			t.Errorf("a closed member's Stats says it holds %d partitions", n)
 		}
 		for a := range aggs {
 			if v := check.last[fmt.Sprintf("agg-%d", a)]; v != perAgg {
@@ -172,6 +191,9 @@ func TestGroupTakesOverExpiredLeases(t *testing.T) {
 		}
 		if len(info.Members) != 1 || info.Members[0].Partitions != g.Partitions() {
 			t.Fatalf("after the takeover: %+v, want one member holding all %d partitions", info.Members, g.Partitions())
+		}
+		if st := b.Stats(); st.Takeovers != uint64(g.Partitions()) || st.Partitions["workers"] != g.Partitions() {
+			t.Errorf("after taking over every partition of the dead member: Takeovers %d, Partitions %v; want %d each", st.Takeovers, st.Partitions, g.Partitions())
 		}
 	})
 }

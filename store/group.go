@@ -80,6 +80,11 @@ type Lease struct {
 	// Cursor is the partition's checkpoint when the lease was granted or
 	// renewed: where its records are to be read from.
 	Cursor Cursor
+	// TakenOver is set in the Claim that took the partition from a member
+	// that did not release it: one whose lease ran out, or (on stores that
+	// can tell) whose process exited. That member may have handled events
+	// after the checkpoint, which the new holder handles again.
+	TakenOver bool
 }
 
 // Assignment is what [Grouper.Claim] gives a member.

@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"log/slog"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -23,6 +24,14 @@ func SetMinScan(s *Store, n int) { s.minScan = n }
 
 // Inflight is how many group commits run at once.
 const Inflight = inflight
+
+// HoldNotify makes each NOTIFY that s sends after a group commit wait for
+// a receive from hold, and returns a count of those sent. Call it before
+// the first Append.
+func HoldNotify(s *Store, hold chan struct{}) *atomic.Int64 {
+	s.notes.hold = hold
+	return &s.notes.sent
+}
 
 // MigrateTo brings the default schema on pool to version v, as a build of
 // pgstore at that version would have made it.

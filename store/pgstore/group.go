@@ -59,10 +59,19 @@ func (s *Store) Claim(ctx context.Context, group, member string, ttl time.Durati
 			return err
 		}
 		a.Share = store.Share(s.partitions, a.Members)
+		var taken map[int]bool // partition: taken from a member that did not release it
 		if owned := int(tag.RowsAffected()); owned < a.Share {
-			if _, err := tx.Exec(ctx, "UPDATE "+s.schema+".group_partitions SET owner = $2, token = token + 1, expires = now() + $3 * interval '1 microsecond' "+
-				"WHERE grp = $1 AND part IN (SELECT part FROM "+s.schema+".group_partitions WHERE grp = $1 AND (owner = '' OR expires < now()) "+
-				"ORDER BY part LIMIT $4 FOR UPDATE SKIP LOCKED)", group, member, us, a.Share-owned); err != nil {
+			rows, err := tx.Query(ctx, "WITH t AS (SELECT part, owner AS prev FROM "+s.schema+".group_partitions WHERE grp = $1 AND (owner = '' OR expires < now()) "+
+				"ORDER BY part LIMIT $4 FOR UPDATE SKIP LOCKED) "+
+				"UPDATE "+s.schema+".group_partitions AS p SET owner = $2, token = p.token + 1, expires = now() + $3 * interval '1 microsecond' "+
+				"FROM t WHERE p.grp = $1 AND p.part = t.part RETURNING p.part, t.prev <> ''", group, member, us, a.Share-owned)
+			if err != nil {
+				return err
+			}
+			taken = map[int]bool{}
+			var p int
+			var over bool
+			if _, err := pgx.ForEachRow(rows, []any{&p, &over}, func() error { taken[p] = over; return nil }); err != nil {
 				return err
 			}
 		}
@@ -75,6 +84,7 @@ func (s *Store) Claim(ctx context.Context, group, member string, ttl time.Durati
 			var c string
 			err := row.Scan(&l.Partition, &l.Token, &c)
 			l.Cursor = store.Cursor(c)
+			l.TakenOver = taken[l.Partition]
 			return l, err
 		})
 		return err

@@ -15,13 +15,17 @@ import (
 
 // queries holds the fixed SQL of a store, with its schema filled in.
 type queries struct {
-	schema        string
-	append        string
-	appendPlain   string
-	loadIDs       string
-	load          string
-	loadAggregate string
-	horizon       string // see horizonSQL
+	schema      string
+	append      string
+	appendPlain string
+	// appendQuiet and appendPlainQuiet are append and appendPlain without
+	// the NOTIFY, for group commits (see notifier).
+	appendQuiet      string
+	appendPlainQuiet string
+	loadIDs          string
+	load             string
+	loadAggregate    string
+	horizon          string // see horizonSQL
 	// setHorizon and setHorizonOrdered store the read horizon for the rest
 	// of a Read's transaction; the second also makes it read in index
 	// order.
@@ -34,14 +38,16 @@ const recordCols = "position, id, topic, kind, aggregate_id, version, time, meta
 func buildQueries(schema, channel string, partitions int) queries {
 	horizon := horizonSQL(schema)
 	return queries{
-		schema:        schema,
-		append:        appendSQL(schema, channel, partitions),
-		appendPlain:   appendPlainSQL(schema, channel, partitions),
-		loadIDs:       "SELECT " + recordCols + " FROM " + schema + ".events WHERE id = ANY($1)",
-		load:          "SELECT " + recordCols + " FROM " + schema + ".events WHERE id = $1",
-		loadAggregate: "SELECT " + recordCols + " FROM " + schema + ".events WHERE aggregate_id = $1 AND version >= $2 ORDER BY version",
-		horizon:       horizon,
-		setHorizon:    "SELECT set_config('" + horizonGUC + "', (" + horizon + ")::text, true)",
+		schema:           schema,
+		append:           appendSQL(schema, channel, partitions, true),
+		appendPlain:      appendPlainSQL(schema, channel, partitions, true),
+		appendQuiet:      appendSQL(schema, channel, partitions, false),
+		appendPlainQuiet: appendPlainSQL(schema, channel, partitions, false),
+		loadIDs:          "SELECT " + recordCols + " FROM " + schema + ".events WHERE id = ANY($1)",
+		load:             "SELECT " + recordCols + " FROM " + schema + ".events WHERE id = $1",
+		loadAggregate:    "SELECT " + recordCols + " FROM " + schema + ".events WHERE aggregate_id = $1 AND version >= $2 ORDER BY version",
+		horizon:          horizon,
+		setHorizon:       "SELECT set_config('" + horizonGUC + "', (" + horizon + ")::text, true)",
 		setHorizonOrdered: "SELECT set_config('" + horizonGUC + "', (" + horizon + ")::text, true), " +
 			"set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan', 'off', true), " +
 			// A disabled plan node costs 1e10, far above jit_above_cost:

@@ -32,7 +32,8 @@ type Store struct {
 	partIndexed atomic.Bool // the partition index exists; see indexPartitions
 	sql         queries
 
-	w *writer
+	w     *writer
+	notes *notifier // NOTIFY after group commits
 
 	mu       sync.Mutex
 	closed   bool
@@ -80,6 +81,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Store, error
 	}
 	s.sql = buildQueries(s.schema, s.channel, s.partitions)
 	s.life, s.end = context.WithCancel(context.Background())
+	s.notes = startNotifier(s)
 	s.w = startWriter(s)
 	return s, nil
 }
@@ -121,6 +123,7 @@ func (s *Store) Close() error {
 	s.end()
 	s.w.close()
 	s.inflight.Wait()
+	s.notes.close()
 	s.watchers.Wait()
 	if s.ownsPool {
 		s.pool.Close()

@@ -31,13 +31,16 @@ func (s *Store) Claim(ctx context.Context, group, member string, ttl time.Durati
 	if err := s.enter(ctx, "claim"); err != nil {
 		return store.Assignment{}, err
 	}
-	now := time.Now()
-	nowUS, expUS := now.UnixMicro(), now.Add(ttl).UnixMicro()
 	var a store.Assignment
 	err := s.writeTx(ctx, func(tx *sql.Tx) error {
 		if err := s.indexPartitions(ctx, tx); err != nil {
 			return err
 		}
+		// The lease starts once the claim holds the write lock, not when
+		// it began to wait for it.
+		now := time.Now()
+		nowUS, expUS := now.UnixMicro(), now.Add(ttl).UnixMicro()
+		a = store.Assignment{}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO event_group_members (grp, member, expires_us, host, pid) VALUES (?, ?, ?, ?, ?)
 			ON CONFLICT (grp, member) DO UPDATE SET expires_us = excluded.expires_us, host = excluded.host, pid = excluded.pid`, group, member, expUS, thisHost, os.Getpid()); err != nil {
 			return err
@@ -67,11 +70,31 @@ func (s *Store) Claim(ctx context.Context, group, member string, ttl time.Durati
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM event_group_partitions WHERE grp = ? AND owner = ?`, group, member).Scan(&owned); err != nil {
 			return err
 		}
+		var taken map[int]bool // partition: taken from a member that did not release it
 		if owned < a.Share {
-			if _, err := tx.ExecContext(ctx, `UPDATE event_group_partitions SET owner = ?, token = token + 1, expires_us = ?
-				WHERE grp = ? AND part IN (SELECT part FROM event_group_partitions WHERE grp = ? AND (owner = '' OR expires_us < ?) ORDER BY part LIMIT ?)`,
-				member, expUS, group, group, nowUS, a.Share-owned); err != nil {
+			free, err := tx.QueryContext(ctx, `SELECT part, owner FROM event_group_partitions WHERE grp = ? AND (owner = '' OR expires_us < ?) ORDER BY part LIMIT ?`,
+				group, nowUS, a.Share-owned)
+			if err != nil {
 				return err
+			}
+			taken = map[int]bool{}
+			for free.Next() {
+				var p int
+				var prev string
+				if err := free.Scan(&p, &prev); err != nil {
+					free.Close()
+					return err
+				}
+				taken[p] = prev != ""
+			}
+			if err := errors.Join(free.Err(), free.Close()); err != nil {
+				return err
+			}
+			for p := range taken {
+				if _, err := tx.ExecContext(ctx, `UPDATE event_group_partitions SET owner = ?, token = token + 1, expires_us = ? WHERE grp = ? AND part = ?`,
+					member, expUS, group, p); err != nil {
+					return err
+				}
 			}
 		}
 		rows, err := tx.QueryContext(ctx, `SELECT part, token, cursor FROM event_group_partitions WHERE grp = ? AND owner = ? ORDER BY part`, group, member)
@@ -86,6 +109,7 @@ func (s *Store) Claim(ctx context.Context, group, member string, ttl time.Durati
 				return err
 			}
 			l.Cursor = store.Cursor(c)
+			l.TakenOver = taken[l.Partition]
 			a.Leases = append(a.Leases, l)
 		}
 		return rows.Err()
@@ -378,8 +402,9 @@ func (s *Store) indexPartitions(ctx context.Context, tx *sql.Tx) error {
 	return nil // Claim sets partIndexed once the transaction commits
 }
 
-// dropExited releases the partitions of the group's members whose process,
-// on this host, has exited, and removes them. Processes that share one
+// dropExited expires the leases of the group's members whose process, on
+// this host, has exited, and removes the members: the claim then takes
+// their partitions at once, as taken over. Processes that share one
 // file share one host, but those in separate PID namespaces (containers)
 // must differ in host name, as containers do unless told otherwise.
 func dropExited(ctx context.Context, tx *sql.Tx, group string) error {
@@ -403,7 +428,7 @@ func dropExited(ctx context.Context, tx *sql.Tx, group string) error {
 		return err
 	}
 	for _, m := range dead {
-		if _, err := tx.ExecContext(ctx, `UPDATE event_group_partitions SET owner = '', expires_us = 0 WHERE grp = ? AND owner = ?`, group, m); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE event_group_partitions SET expires_us = 0 WHERE grp = ? AND owner = ?`, group, m); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM event_group_members WHERE grp = ? AND member = ?`, group, m); err != nil {

@@ -110,6 +110,11 @@ func TestGroupExitedProcess(t *testing.T) {
 	if err != nil || len(a.Leases) != s.Partitions() || a.Members != 1 {
 		t.Fatalf("Claim after the holder's process exited = %d leases, %d members, %v; want all %d, 1", len(a.Leases), a.Members, err, s.Partitions())
 	}
+	for _, l := range a.Leases {
+		if !l.TakenOver {
+			t.Fatalf("partition %d of the exited member is not marked taken over", l.Partition)
+		}
+	}
 	// A live process's member keeps them.
 	if b, err := s.Claim(t.Context(), "g", "third", time.Hour); err != nil || len(b.Leases) != 0 {
 		t.Fatalf("Claim while a live member holds everything = %d leases, %v", len(b.Leases), err)

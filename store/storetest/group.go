@@ -168,6 +168,11 @@ func (s suite) testGroupReleaseAndFence(t *testing.T) {
 	if b.Leases[0].Token == l.Token {
 		t.Fatal("the partition's token did not change with its owner")
 	}
+	for _, l := range b.Leases {
+		if l.TakenOver {
+			t.Fatalf("partition %d, released by a, is marked taken over", l.Partition)
+		}
+	}
 	// a's stale lease is fenced, and nothing it writes lands.
 	var lost *store.LeaseLostError
 	err = g.Commit(ctx, "g", "a", store.Checkpoint{Partition: l.Partition, Token: l.Token, Cursor: page[2].Cursor})
@@ -198,8 +203,14 @@ func (s suite) testGroupExpiry(t *testing.T) {
 	}
 	start := time.Now()
 	var b store.Assignment
+	taken := map[int]bool{}
 	for {
 		b = claim(t, g, "g", "b", time.Minute)
+		for _, l := range b.Leases {
+			if l.TakenOver {
+				taken[l.Partition] = true
+			}
+		}
 		if len(b.Leases) == n {
 			break
 		}
@@ -216,6 +227,14 @@ func (s suite) testGroupExpiry(t *testing.T) {
 	}
 	if b.Members != 1 {
 		t.Errorf("after a's expiry, Claim counts %d members, want 1", b.Members)
+	}
+	if len(taken) != n {
+		t.Errorf("b's claims marked %d of the %d partitions of the expired a as taken over", len(taken), n)
+	}
+	for _, l := range claim(t, g, "g", "b", time.Minute).Leases {
+		if l.TakenOver {
+			t.Fatalf("a renewal marks partition %d taken over again", l.Partition)
+		}
 	}
 	l := a.Leases[0]
 	if err := g.Commit(ctx, "g", "a", store.Checkpoint{Partition: l.Partition, Token: l.Token}); !errors.Is(err, store.ErrLeaseLost) {
