@@ -1,6 +1,13 @@
 package pgstore
 
-import "sync/atomic"
+import (
+	"context"
+	"log/slog"
+	"sync/atomic"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
 
 // QueueLen returns how many Append calls wait for the group-commit writer.
 func QueueLen(s *Store) int {
@@ -24,4 +31,12 @@ const Inflight = inflight
 func HoldNotify(s *Store, hold chan struct{}) *atomic.Int64 {
 	s.notes.hold = hold
 	return &s.notes.sent
+}
+
+// MigrateTo brings the default schema on pool to version v, as a build of
+// pgstore at that version would have made it.
+func MigrateTo(ctx context.Context, pool *pgxpool.Pool, v int) error {
+	s := &Store{pool: pool, opts: defaultOptions(), log: slog.New(slog.DiscardHandler),
+		schema: pgx.Identifier{DefaultSchema}.Sanitize(), channel: channelName(DefaultSchema)}
+	return s.migrateTo(ctx, v)
 }

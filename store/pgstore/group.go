@@ -287,6 +287,9 @@ func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor
 		return fail(err)
 	}
 	for i, a := range afters {
+		if a.txid > horizon {
+			return nil, nil, fmt.Errorf("pgstore: read partition %d: %w", from[i].Partition, aheadError(from[i].After))
+		}
 		if a != (key{}) && a.less(low) {
 			return nil, nil, fmt.Errorf("pgstore: read partition %d: %w", from[i].Partition, store.ErrCursorExpired)
 		}

@@ -76,13 +76,9 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Store, error
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	storeID, err := s.migrate(ctx)
-	if err != nil {
+	if err := s.migrate(ctx); err != nil {
 		return nil, fmt.Errorf("pgstore: new: %w", err)
 	}
-	h := fnv.New64a()
-	h.Write([]byte(storeID))
-	s.tag = h.Sum64()
 	s.sql = buildQueries(s.schema, s.channel, s.partitions)
 	s.life, s.end = context.WithCancel(context.Background())
 	s.notes = startNotifier(s)
