@@ -111,7 +111,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
-	if err := migrate(ctx, w, &cfg, path); err != nil {
+	if err := migrateWhenFree(ctx, w, &cfg, path); err != nil {
 		w.Close()
 		return nil, err
 	}
