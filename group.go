@@ -74,7 +74,7 @@ func (c *durable[T]) runGroup(g store.Grouper) {
 	wait := time.NewTimer(0)
 	defer wait.Stop()
 	retry := retries{p: storeRetry}
-	lastSave := time.Now()
+	m.lastSave = time.Now()
 	for ctx.Err() == nil {
 		if !time.Now().Before(m.next) {
 			if err := m.rebalance(ctx); err != nil {
@@ -113,9 +113,8 @@ func (c *durable[T]) runGroup(g store.Grouper) {
 			}
 			continue
 		}
-		if m.handled >= c.cpEvery || time.Since(lastSave) >= c.cpInterval {
+		if m.handled >= c.cpEvery || time.Since(m.lastSave) >= c.cpInterval {
 			m.commit(ctx)
-			lastSave = time.Now()
 		}
 		if progressed {
 			continue
@@ -129,7 +128,6 @@ func (c *durable[T]) runGroup(g store.Grouper) {
 			// wait for the interval: they change with every read, and
 			// saving them each time would write on every poll.
 			m.commit(ctx)
-			lastSave = time.Now()
 		}
 		// Idle: wait for an append, a poll, or the next renewal.
 		d := min(b.cfg.pollInterval, max(time.Until(m.next), 0))
@@ -162,14 +160,15 @@ var errAbandoned = errors.New("abandoned")
 
 // groupMember is member with the bus's type.
 type groupMember[T any] struct {
-	c       *durable[T]
-	g       store.Grouper
-	id      string
-	ttl     time.Duration
-	n       int
-	parts   map[int]*held
-	next    time.Time
-	handled int // events handled since the last commit
+	c        *durable[T]
+	g        store.Grouper
+	id       string
+	ttl      time.Duration
+	n        int
+	parts    map[int]*held
+	next     time.Time
+	handled  int       // events handled since the last commit
+	lastSave time.Time // when commit last ran
 }
 
 // rebalance claims the member's share and gives up what exceeds it.
@@ -283,6 +282,11 @@ func (m *groupMember[T]) step(ctx context.Context) (bool, error) {
 		h.cursor = rec.Cursor
 		m.handled++
 		progressed = true
+		if m.handled >= c.cpEvery {
+			// Between events, as a durable subscription alone saves: a
+			// crash repeats at most cpEvery events, however many were read.
+			m.commit(ctx)
+		}
 	}
 	// Partitions read to their end move on to where the read ended.
 	for i, p := range list {
@@ -310,6 +314,7 @@ func (m *groupMember[T]) readAll(recs []store.Record, p int, h *held) bool {
 // commit saves the checkpoints that moved, dropping partitions whose lease
 // was lost.
 func (m *groupMember[T]) commit(ctx context.Context) {
+	m.lastSave = time.Now()
 	var cps []store.Checkpoint
 	for p, h := range m.parts {
 		if h.cursor != h.saved {

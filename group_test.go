@@ -188,3 +188,41 @@ func TestSharedNeedsGroups(t *testing.T) {
 		t.Fatalf("Subscribe Shared on a store without groups = %v", err)
 	}
 }
+
+// A group member saves its checkpoints every n events, as a durable
+// subscription alone does, also in the middle of the records it read at
+// once: a crash repeats at most n events.
+func TestGroupCheckpointsEveryN(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		s := open(t)
+		const total, every, stop = 150, 10, 35
+		pub := newStoreBus[int](t, s)
+		msgs := make([]event.Message[int], total)
+		for i := range msgs {
+			msgs[i] = event.Message[int]{Topic: "work.item", Payload: i + 1, Options: []event.PublishOption{event.Aggregate("a")}}
+		}
+		if err := pub.PublishBatch(t.Context(), msgs); err != nil {
+			t.Fatal(err)
+		}
+		blocked, release := make(chan struct{}), make(chan struct{})
+		b := newStoreBus[int](t, s)
+		subscribe(t, b, "work.>", func(_ context.Context, ev event.Event[int]) error {
+			if ev.Payload == stop {
+				close(blocked)
+				<-release
+			}
+			return nil
+		}, event.Durable("workers"), event.Shared(), event.Checkpoint(every, time.Hour))
+		defer close(release)
+		recv(t, blocked, "the member to reach the event it stops at")
+		p := store.Partition("a", "", s.(store.Grouper).Partitions())
+		info, err := b.Group(t.Context(), "workers")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// stop-1 handled; a crash now must repeat at most every of them.
+		if lag, most := info.Partitions[p].Lag, int64(total-(stop-1-every)); lag > most {
+			t.Fatalf("with %d of %d events handled and a checkpoint every %d, the checkpoint leaves %d to handle again, more than %d", stop-1, total, every, lag, most)
+		}
+	})
+}
