@@ -234,9 +234,16 @@ func (m *groupMember[T]) step(ctx context.Context) (bool, error) {
 	}
 	list := m.owned()
 	from := make([]store.PartitionCursor, len(list))
+	// The leases the read is made under. A partition lost and claimed
+	// again meanwhile (renewals keep the lease) is read again from its
+	// checkpoint: what this read holds of it may have been handled since
+	// by the member that took it over.
+	read := make(map[int]*held, len(list))
 	for i, p := range list {
-		m.parts[p].stuck = false
-		from[i] = store.PartitionCursor{Partition: p, After: m.parts[p].cursor}
+		h := m.parts[p]
+		h.stuck = false
+		read[p] = h
+		from[i] = store.PartitionCursor{Partition: p, After: h.cursor}
 	}
 	recs, next, err := m.g.ReadPartitions(ctx, from, groupBatch)
 	if err != nil {
@@ -248,15 +255,15 @@ func (m *groupMember[T]) step(ctx context.Context) (bool, error) {
 		rec := &recs[i]
 		p := store.Partition(rec.AggregateID, rec.ID, m.n)
 		h := m.parts[p]
-		if h == nil || h.stuck {
-			continue // given up (or failed) earlier in this batch
+		if h != read[p] || h.stuck {
+			continue // given up, lost (or failed) earlier in this batch
 		}
 		if !time.Now().Before(m.next) {
 			// Renew between events, so that a long batch keeps its leases.
 			if err := m.rebalance(ctx); err != nil {
 				return progressed, err
 			}
-			if h = m.parts[p]; h == nil {
+			if h = m.parts[p]; h != read[p] {
 				continue
 			}
 		}
@@ -291,7 +298,7 @@ func (m *groupMember[T]) step(ctx context.Context) (bool, error) {
 	// Partitions read to their end move on to where the read ended.
 	for i, p := range list {
 		h := m.parts[p]
-		if h == nil || h.stuck || next[i] == "" || next[i] == from[i].After {
+		if h != read[p] || h.stuck || next[i] == "" || next[i] == from[i].After {
 			continue
 		}
 		if m.readAll(recs, p, h) {

@@ -3,6 +3,7 @@ package event_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -223,6 +224,55 @@ func TestGroupCheckpointsEveryN(t *testing.T) {
 		// stop-1 handled; a crash now must repeat at most every of them.
 		if lag, most := info.Partitions[p].Lag, int64(total-(stop-1-every)); lag > most {
 			t.Fatalf("with %d of %d events handled and a checkpoint every %d, the checkpoint leaves %d to handle again, more than %d", stop-1, total, every, lag, most)
+		}
+	})
+}
+
+// A member whose handler outlives its lease may get the partition back
+// once the member that took it over has let it go. It must then read the
+// partition again from the checkpoint the other left, not go on with the
+// records it read under the lease it lost: the other has handled them.
+func TestGroupRereadsPartitionClaimedAgain(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		s := open(t)
+		pub := newStoreBus[int](t, s)
+		publishN := func(from, to int) {
+			for v := from; v <= to; v++ {
+				publish(t, pub, "work.item", v, event.Aggregate("a"))
+			}
+		}
+		publishN(1, 5)
+		const lease = 300 * time.Millisecond
+		var slow record[int]
+		blocked, release := make(chan struct{}), make(chan struct{})
+		unblock := sync.OnceFunc(func() { close(release) })
+		defer unblock() // before the buses close
+		a := newStoreBus[int](t, s)
+		subscribe(t, a, "work.>", func(_ context.Context, ev event.Event[int]) error {
+			slow.add(ev.Payload)
+			if ev.Payload == 2 {
+				close(blocked)
+				<-release
+			}
+			return nil
+		}, event.Durable("workers"), event.Shared(), event.Lease(lease))
+		recv(t, blocked, "the slow member to handle event 2")
+
+		// Its lease runs out; another member takes the partition over,
+		// handles the rest and leaves, letting the partition go.
+		other := newSeen[int]()
+		b := newStoreBus[int](t, s)
+		subscribe(t, b, "work.>", other.handler, event.Durable("workers"), event.Shared(), event.Lease(lease))
+		other.waitFor(t, "the other member to handle event 5", func(evs []event.Event[int]) bool {
+			return len(evs) > 0 && evs[len(evs)-1].Payload == 5
+		})
+		closeBus(t, b)
+
+		unblock()
+		publishN(6, 6)
+		waitUntil(t, "the slow member to handle event 6", func() bool { return slices.Contains(slow.get(), 6) })
+		if got := slow.get(); !slices.Equal(got, []int{1, 2, 6}) {
+			t.Fatalf("the slow member handled %v, want [1 2 6]: after its lease ran out, events 3 to 5 were the other member's", got)
 		}
 	})
 }
