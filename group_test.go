@@ -3,6 +3,7 @@ package event_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -276,3 +277,70 @@ func TestGroupRereadsPartitionClaimedAgain(t *testing.T) {
 		}
 	})
 }
+
+// A member whose handler outlives its lease cannot save the checkpoint of
+// the partition it lost: the member that took the partition over has
+// handled further, and its checkpoint stands.
+func TestGroupFencesLostPartitionCheckpoint(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		s := open(t)
+		pub := newStoreBus[int](t, s)
+		for v := 1; v <= 3; v++ {
+			publish(t, pub, "work.item", v, event.Aggregate("a"))
+		}
+		const lease = 300 * time.Millisecond
+		lost := make(chan struct{}, 1)
+		logger := slog.New(handlerFunc(func(r slog.Record) {
+			if strings.Contains(r.Message, "lost partitions") {
+				select {
+				case lost <- struct{}{}:
+				default:
+				}
+			}
+		}))
+		blocked, release := make(chan struct{}), make(chan struct{})
+		unblock := sync.OnceFunc(func() { close(release) })
+		defer unblock() // before the buses close
+		slow := newStoreBus[int](t, s, event.WithLogger(logger))
+		subscribe(t, slow, "work.>", func(_ context.Context, ev event.Event[int]) error {
+			if ev.Payload == 1 {
+				close(blocked)
+				<-release
+			}
+			return nil
+		}, event.Durable("workers"), event.Shared(), event.Lease(lease), event.Checkpoint(1, time.Hour))
+		recv(t, blocked, "the slow member to handle event 1")
+
+		other := newSeen[int]()
+		b := newStoreBus[int](t, s)
+		subscribe(t, b, "work.>", other.handler, event.Durable("workers"), event.Shared(), event.Lease(lease), event.Checkpoint(1, time.Hour))
+		p := store.Partition("a", "", s.(store.Grouper).Partitions())
+		lag := func() int64 {
+			info, err := b.Group(t.Context(), "workers")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return info.Partitions[p].Lag
+		}
+		waitUntil(t, "the other member to take the partition over and save it to its end", func() bool {
+			return len(other.snapshot()) >= 3 && lag() == 0
+		})
+
+		// The slow member's handler returns; it saves its checkpoint at
+		// once (one event per checkpoint), and finds the lease lost.
+		unblock()
+		waitUntil(t, "the slow member to save its checkpoint", func() bool { return len(lost) > 0 || lag() != 0 })
+		if l := lag(); l != 0 {
+			t.Fatalf("after the slow member tried to save the partition it lost, %d of its events are to be handled again, want 0", l)
+		}
+	})
+}
+
+// handlerFunc is a slog.Handler that passes every record to a function,
+// whatever its level, attributes and group.
+type handlerFunc func(slog.Record)
+
+func (h handlerFunc) Enabled(context.Context, slog.Level) bool      { return true }
+func (h handlerFunc) Handle(_ context.Context, r slog.Record) error { h(r); return nil }
+func (h handlerFunc) WithAttrs([]slog.Attr) slog.Handler            { return h }
+func (h handlerFunc) WithGroup(string) slog.Handler                 { return h }
