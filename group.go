@@ -116,7 +116,7 @@ func (c *durable[T]) runGroup(g store.Grouper) {
 	wait := time.NewTimer(0)
 	defer wait.Stop()
 	retry := retries{p: storeRetry}
-	lastSave := time.Now()
+	m.lastSave = time.Now()
 	for ctx.Err() == nil {
 		select {
 		case cl := <-m.claims:
@@ -151,9 +151,8 @@ func (c *durable[T]) runGroup(g store.Grouper) {
 			retry.reset()
 			c.recovered()
 		}
-		if m.handled >= c.cpEvery || time.Since(lastSave) >= c.cpInterval {
+		if m.handled >= c.cpEvery || time.Since(m.lastSave) >= c.cpInterval {
 			m.commit(ctx)
-			lastSave = time.Now()
 		}
 		if progressed {
 			continue
@@ -177,7 +176,6 @@ func (c *durable[T]) runGroup(g store.Grouper) {
 			// wait for the interval: they change with every read, and
 			// saving them each time would write on every poll.
 			m.commit(ctx)
-			lastSave = time.Now()
 		}
 		// Idle: wait for an append, a poll, a claim, or a retry.
 		resetTimer(wait, idle)
@@ -209,17 +207,18 @@ var errAbandoned = errors.New("abandoned")
 // groupMember is member with the bus's type. Apart from the channels and
 // what leaseMu guards, it belongs to the runner.
 type groupMember[T any] struct {
-	c       *durable[T]
-	g       store.Grouper
-	id      string
-	ttl     time.Duration
-	n       int
-	parts   map[int]*held
-	handled int   // events handled since the last commit
-	joined  bool  // a claim has been applied
-	waited  bool  // the last step left events of a partition for later
-	failing bool  // the last claim failed
-	stop    error // the member cannot go on: a claim found the store closed
+	c        *durable[T]
+	g        store.Grouper
+	id       string
+	ttl      time.Duration
+	n        int
+	parts    map[int]*held
+	handled  int       // events handled since the last commit
+	lastSave time.Time // when commit last ran
+	joined   bool      // a claim has been applied
+	waited   bool      // the last step left events of a partition for later
+	failing  bool      // the last claim failed
+	stop     error     // the member cannot go on: a claim found the store closed
 
 	claims   chan claimed  // capacity 1: the heartbeat's latest claim, not yet applied
 	claimNow chan struct{} // capacity 1: asks the heartbeat for a claim at once
@@ -456,6 +455,10 @@ func (m *groupMember[T]) step(ctx context.Context) (bool, error) {
 		h.cursor = rec.Cursor
 		m.handled++
 		progressed = true
+		if m.handled >= c.cpEvery {
+			// As often as Checkpoint says, also within one read's records.
+			m.commit(ctx)
+		}
 	}
 	// Partitions read to their end move on to where the read ended.
 	for i, f := range from {
@@ -490,6 +493,7 @@ func (m *groupMember[T]) commit(ctx context.Context) error {
 			cps = append(cps, store.Checkpoint{Partition: p, Token: h.token, Cursor: h.cursor})
 		}
 	}
+	m.lastSave = time.Now()
 	if len(cps) == 0 {
 		m.handled = 0
 		return nil

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -334,6 +336,44 @@ func TestGroupSlowEventKeepsLeases(t *testing.T) {
 	})
 }
 
+// A group member saves its checkpoints every n events, as a durable
+// subscription alone does, also in the middle of the records it read at
+// once: a crash repeats at most n events.
+func TestGroupCheckpointsEveryN(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		s := open(t)
+		const total, every, stop = 150, 10, 35
+		pub := newStoreBus[int](t, s)
+		msgs := make([]event.Message[int], total)
+		for i := range msgs {
+			msgs[i] = event.Message[int]{Topic: "work.item", Payload: i + 1, Options: []event.PublishOption{event.Aggregate("a")}}
+		}
+		if err := pub.PublishBatch(t.Context(), msgs); err != nil {
+			t.Fatal(err)
+		}
+		blocked, release := make(chan struct{}), make(chan struct{})
+		b := newStoreBus[int](t, s)
+		subscribe(t, b, "work.>", func(_ context.Context, ev event.Event[int]) error {
+			if ev.Payload == stop {
+				close(blocked)
+				<-release
+			}
+			return nil
+		}, event.Durable("workers"), event.Shared(), event.Checkpoint(every, time.Hour))
+		defer close(release)
+		recv(t, blocked, "the member to reach the event it stops at")
+		p := store.Partition("a", "", s.(store.Grouper).Partitions())
+		info, err := b.Group(t.Context(), "workers")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// stop-1 handled; a crash now must repeat at most every of them.
+		if lag, most := info.Partitions[p].Lag, int64(total-(stop-1-every)); lag > most {
+			t.Fatalf("with %d of %d events handled and a checkpoint every %d, the checkpoint leaves %d to handle again, more than %d", stop-1, total, every, lag, most)
+		}
+	})
+}
+
 // A group member does not move past a failed event whose dead letter the
 // store could not keep, nor count its partition caught up meanwhile; it
 // delivers the event again with backoff, not on every read that other
@@ -375,4 +415,145 @@ func TestGroupKeepsEventWhenDeadLetterFails(t *testing.T) {
 	if err != nil || len(dls) != 1 {
 		t.Fatalf("dead letters: %d, %v; want 1", len(dls), err)
 	}
+}
+
+// A member cut off from the store while its handler runs loses its lease,
+// and may get the partition back once the member that took it over has let
+// it go. It must then read the partition again from the checkpoint the
+// other left, not go on with the records it read under the lease it lost:
+// the other has handled them.
+func TestGroupRereadsPartitionClaimedAgain(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		s := open(t)
+		pub := newStoreBus[int](t, s)
+		publishN := func(from, to int) {
+			for v := from; v <= to; v++ {
+				publish(t, pub, "work.item", v, event.Aggregate("a"))
+			}
+		}
+		publishN(1, 5)
+		const lease = 300 * time.Millisecond
+		var slow record[int]
+		blocked, release := make(chan struct{}), make(chan struct{})
+		unblock := sync.OnceFunc(func() { close(release) })
+		defer unblock() // before the buses close
+		// The slow member is cut off from the store's claims while its
+		// handler runs, so that its lease runs out.
+		cut := newCutOff(s)
+		a := newStoreBus[int](t, cut)
+		subscribe(t, a, "work.>", func(_ context.Context, ev event.Event[int]) error {
+			slow.add(ev.Payload)
+			if ev.Payload == 2 {
+				cut.cut.Store(true)
+				close(blocked)
+				<-release
+			}
+			return nil
+		}, event.Durable("workers"), event.Shared(), event.Lease(lease))
+		recv(t, blocked, "the slow member to handle event 2")
+
+		// Its lease runs out; another member takes the partition over,
+		// handles the rest and leaves, letting the partition go.
+		other := newSeen[int]()
+		b := newStoreBus[int](t, s)
+		subscribe(t, b, "work.>", other.handler, event.Durable("workers"), event.Shared(), event.Lease(lease))
+		other.waitFor(t, "the other member to handle event 5", func(evs []event.Event[int]) bool {
+			return len(evs) > 0 && evs[len(evs)-1].Payload == 5
+		})
+		closeBus(t, b)
+
+		cut.cut.Store(false)
+		unblock()
+		publishN(6, 6)
+		waitUntil(t, "the slow member to handle event 6", func() bool { return slices.Contains(slow.get(), 6) })
+		if got := slow.get(); !slices.Equal(got, []int{1, 2, 6}) {
+			t.Fatalf("the slow member handled %v, want [1 2 6]: after its lease ran out, events 3 to 5 were the other member's", got)
+		}
+	})
+}
+
+// A member that lost its lease while its handler ran (cut off from the
+// store) cannot save the checkpoint of the partition it lost: the member that took the partition over has
+// handled further, and its checkpoint stands.
+func TestGroupFencesLostPartitionCheckpoint(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		s := open(t)
+		pub := newStoreBus[int](t, s)
+		for v := 1; v <= 3; v++ {
+			publish(t, pub, "work.item", v, event.Aggregate("a"))
+		}
+		const lease = 300 * time.Millisecond
+		lost := make(chan struct{}, 1)
+		logger := slog.New(handlerFunc(func(r slog.Record) {
+			if strings.Contains(r.Message, "lost partitions") {
+				select {
+				case lost <- struct{}{}:
+				default:
+				}
+			}
+		}))
+		blocked, release := make(chan struct{}), make(chan struct{})
+		unblock := sync.OnceFunc(func() { close(release) })
+		defer unblock() // before the buses close
+		cut := newCutOff(s)
+		slow := newStoreBus[int](t, cut, event.WithLogger(logger))
+		subscribe(t, slow, "work.>", func(_ context.Context, ev event.Event[int]) error {
+			if ev.Payload == 1 {
+				cut.cut.Store(true) // its lease runs out while the handler runs
+				close(blocked)
+				<-release
+			}
+			return nil
+		}, event.Durable("workers"), event.Shared(), event.Lease(lease), event.Checkpoint(1, time.Hour))
+		recv(t, blocked, "the slow member to handle event 1")
+
+		other := newSeen[int]()
+		b := newStoreBus[int](t, s)
+		subscribe(t, b, "work.>", other.handler, event.Durable("workers"), event.Shared(), event.Lease(lease), event.Checkpoint(1, time.Hour))
+		p := store.Partition("a", "", s.(store.Grouper).Partitions())
+		lag := func() int64 {
+			info, err := b.Group(t.Context(), "workers")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return info.Partitions[p].Lag
+		}
+		waitUntil(t, "the other member to take the partition over and save it to its end", func() bool {
+			return len(other.snapshot()) >= 3 && lag() == 0
+		})
+
+		// The slow member's handler returns; it saves its checkpoint at
+		// once (one event per checkpoint), and finds the lease lost.
+		unblock()
+		waitUntil(t, "the slow member to save its checkpoint", func() bool { return len(lost) > 0 || lag() != 0 })
+		if l := lag(); l != 0 {
+			t.Fatalf("after the slow member tried to save the partition it lost, %d of its events are to be handled again, want 0", l)
+		}
+	})
+}
+
+// handlerFunc is a slog.Handler that passes every record to a function,
+// whatever its level, attributes and group.
+type handlerFunc func(slog.Record)
+
+func (h handlerFunc) Enabled(context.Context, slog.Level) bool      { return true }
+func (h handlerFunc) Handle(_ context.Context, r slog.Record) error { h(r); return nil }
+func (h handlerFunc) WithAttrs([]slog.Attr) slog.Handler            { return h }
+func (h handlerFunc) WithGroup(string) slog.Handler                 { return h }
+
+// cutOff is a store whose consumer-group claims fail while cut is set, as
+// when a member is cut off from the database: its leases run out.
+type cutOff struct {
+	store.Store
+	store.Grouper
+	cut atomic.Bool
+}
+
+func newCutOff(s store.Store) *cutOff { return &cutOff{Store: s, Grouper: s.(store.Grouper)} }
+
+func (c *cutOff) Claim(ctx context.Context, group, member string, ttl time.Duration) (store.Assignment, error) {
+	if c.cut.Load() {
+		return store.Assignment{}, errors.New("cut off from the database")
+	}
+	return c.Grouper.Claim(ctx, group, member, ttl)
 }

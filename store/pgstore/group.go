@@ -100,14 +100,21 @@ func (s *Store) Claim(ctx context.Context, group, member string, ttl time.Durati
 	return a, nil
 }
 
+// indexLock, after the schema's name, keys the advisory lock that the
+// partition index is built under (see indexPartitions).
+const indexLock = "\x00events_part"
+
 // indexPartitions makes the index that partition reads scan, at the first
 // claim on a schema rather than with it: keeping it up costs every append,
 // which a log that no group reads should not pay. It is built
-// CONCURRENTLY, so appends go on meanwhile, and under the schema's
-// migration lock, so that it is built once. A claim that finds the lock
-// taken goes on without waiting (waiting in a statement would deadlock
-// with the build, which waits for every running statement to end), and
-// the next claim looks again. An index left invalid by a build that failed
+// CONCURRENTLY, so appends go on meanwhile, and under an advisory lock of
+// its own, so that it is built once. A claim that finds the lock taken
+// goes on without waiting (waiting in a statement would deadlock with the
+// build, which waits for the transactions begun before its last phase),
+// and the next claim looks again. The lock is not the migration's: a
+// store being opened meanwhile would wait for it inside its migration's
+// transaction, which the build waits for, and PostgreSQL would fail one
+// of the two as a deadlock. An index left invalid by a build that failed
 // is dropped and built again.
 func (s *Store) indexPartitions(ctx context.Context) error {
 	if s.partIndexed.Load() {
@@ -129,7 +136,7 @@ func (s *Store) indexPartitions(ctx context.Context) error {
 		return nil
 	}
 	var locked bool
-	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", lockKey(s.opts.schema)).Scan(&locked); err != nil {
+	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", lockKey(s.opts.schema+indexLock)).Scan(&locked); err != nil {
 		return fmt.Errorf("index partitions: lock: %w", err)
 	}
 	if !locked {
@@ -138,7 +145,7 @@ func (s *Store) indexPartitions(ctx context.Context) error {
 	defer func() {
 		// A session lock outlives errors; a connection that cannot unlock
 		// is closed, which unlocks.
-		if _, err := conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", lockKey(s.opts.schema)); err != nil {
+		if _, err := conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", lockKey(s.opts.schema+indexLock)); err != nil {
 			conn.Conn().Close(context.WithoutCancel(ctx))
 		}
 	}()

@@ -146,7 +146,8 @@ func migrations() ([]migration, error) {
 	return ms, nil
 }
 
-// lockKey derives the advisory lock for migrating one schema.
+// lockKey derives the advisory lock for migrating one schema, or, with a
+// suffix, another lock of the schema.
 func lockKey(schema string) int64 {
 	h := fnv.New64a()
 	h.Write([]byte("github.com/ncore-io/event/store/pgstore\x00" + schema))
