@@ -43,6 +43,7 @@ type durable[T any] struct {
 	cpInterval time.Duration
 	lease      time.Duration // of a group member; see group.go
 	grouped    bool          // the store runs consumer groups
+	held       atomic.Int64  // partitions a group member holds, for Stats
 	wake       chan struct{}
 	owed       owed // events appended by this bus that it has yet to pass
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -20,12 +21,14 @@ import (
 // others) that subscribe with one durable name on one store share its
 // events, partition by partition.
 //
-// One goroutine runs a member, as it runs a durable subscription alone: it
-// claims its share of the partitions (rebalance), reads the partitions it
-// holds in one call, hands their events to the handler one at a time, and
-// commits each partition's checkpoint, fenced by its lease. Renewals and
-// hand-overs happen between events, so a partition is never handled by
-// this member after it was given up, and the member stops handling a
+// Two goroutines run a member. The heartbeat claims the member's share of
+// the partitions every third of the lease, whatever the handler is doing,
+// so that a slow event does not cost the member its other partitions. The
+// runner applies each claim between events (rebalance), reads the
+// partitions it holds in one call, hands their events to the handler one
+// at a time, and commits each partition's checkpoint, fenced by its lease;
+// it gives up what exceeds its share, checkpointed first. A partition is
+// never handled after it was given up, and the member stops handling a
 // partition once its lease may have run out (the local deadline is taken
 // before the claim, so it ends before the database's). Events of one
 // partition are handled in their order; partitions interleave.
@@ -43,8 +46,13 @@ type held struct {
 	cursor   store.Cursor // where handling has got to
 	saved    store.Cursor // last committed
 	deadline time.Time    // the lease may run out after this
-	stuck    bool         // an event could not be settled: retry it later
+	stuck    bool         // its lease may have run out: leave it to the next claim
+	retryAt  time.Time    // an event could not be settled: not read again before this
+	failures int          // consecutive events that could not be settled
 }
+
+// waiting reports whether the partition has events it cannot handle now.
+func (h *held) waiting(now time.Time) bool { return h.stuck || now.Before(h.retryAt) }
 
 // newMemberID names a member for [Bus.Group]: host, process and a random
 // part, so that restarts and buses of one process differ.
@@ -56,12 +64,33 @@ func newMemberID() string {
 	return host + "/" + strconv.Itoa(os.Getpid()) + "/" + uuid.NewString()[:8]
 }
 
+// claimed is one claim of the heartbeat, for the runner to apply.
+type claimed struct {
+	a       store.Assignment
+	start   time.Time // taken before the claim: the leases last until start+ttl at least
+	gen     uint64    // the member's gen when the claim began
+	err     error
+	retryIn time.Duration // after a failed claim, when the heartbeat tries again
+}
+
 // runGroup is run for a durable subscription whose store is a Grouper.
 func (c *durable[T]) runGroup(g store.Grouper) {
 	b := c.bus
 	ctx := c.sub.ctx()
-	m := groupMember[T]{c: c, g: g, id: newMemberID(), ttl: c.lease, n: g.Partitions(), parts: map[int]*held{}}
-	defer m.leave()
+	m := &groupMember[T]{c: c, g: g, id: newMemberID(), ttl: c.lease, n: g.Partitions(), parts: map[int]*held{},
+		claims: make(chan claimed, 1), claimNow: make(chan struct{}, 1)}
+	beat, stopBeat := context.WithCancel(ctx)
+	beating := make(chan struct{})
+	go func() {
+		defer close(beating)
+		m.heartbeat(beat)
+	}()
+	defer func() {
+		// No claim may follow the release of everything.
+		stopBeat()
+		<-beating
+		m.leave()
+	}()
 	var watch <-chan struct{}
 	if w, ok := b.store.(store.Notifier); ok {
 		if ch, err := w.Notify(ctx); err == nil {
@@ -71,38 +100,35 @@ func (c *durable[T]) runGroup(g store.Grouper) {
 				slog.String("subscription", c.name), slog.Any("error", err))
 		}
 	}
+	// Nothing is known to be handled before the first claim.
+	for !m.joined {
+		select {
+		case <-ctx.Done():
+			return
+		case cl := <-m.claims:
+			m.rebalance(ctx, cl)
+		}
+		if m.stop != nil {
+			c.fatal(ctx, m.stop)
+			return
+		}
+	}
 	wait := time.NewTimer(0)
 	defer wait.Stop()
-	// Claims and reads fail and recover apart: a read that succeeds says
-	// nothing of the claim that failed, and the error clears once both
-	// answer again.
-	claimRetry, readRetry := retries{p: storeRetry}, retries{p: storeRetry}
-	lastSave := time.Now()
+	retry := retries{p: storeRetry}
+	m.lastSave = time.Now()
 	for ctx.Err() == nil {
-		if !time.Now().Before(m.next) {
-			if err := m.rebalance(ctx); err != nil {
-				if ctx.Err() != nil {
-					return
-				}
-				if errors.Is(err, store.ErrClosed) {
-					c.fatal(ctx, err)
-					return
-				}
-				d := claimRetry.next()
-				c.trouble(ctx, "cannot claim partitions", err, d)
-				m.next = time.Now().Add(d)
-			} else if claimRetry.n > 0 || (readRetry.n > 0 && len(m.parts) == 0) {
-				claimRetry.reset()
-				if len(m.parts) == 0 {
-					readRetry.reset() // no partitions: no read to wait for
-				}
-				if readRetry.n == 0 {
-					c.recovered()
-				}
-			}
+		select {
+		case cl := <-m.claims:
+			m.rebalance(ctx, cl)
+		default:
 		}
 		mark, n := b.settledMark(c), c.reads.Add(1)
 		progressed, err := m.step(ctx)
+		if m.stop != nil {
+			c.fatal(ctx, m.stop)
+			return
+		}
 		switch {
 		case errors.Is(err, errAbandoned):
 			return
@@ -114,48 +140,50 @@ func (c *durable[T]) runGroup(g store.Grouper) {
 				c.fatal(ctx, err)
 				return
 			}
-			d := readRetry.next()
+			d := retry.next()
 			c.trouble(ctx, "cannot read the store", err, d)
 			if !c.sleep(ctx, d) {
 				return
 			}
 			continue
 		}
-		if readRetry.n > 0 && len(m.parts) > 0 {
-			// The store answered the read: clear the error now, not at
-			// the next renewal, and back off afresh if it fails again.
-			readRetry.reset()
-			if claimRetry.n == 0 {
-				c.recovered()
-			}
+		if retry.n > 0 {
+			retry.reset()
+			c.recovered()
 		}
-		if m.handled >= c.cpEvery || time.Since(lastSave) >= c.cpInterval {
+		if m.handled >= c.cpEvery || time.Since(m.lastSave) >= c.cpInterval {
 			m.commit(ctx)
-			lastSave = time.Now()
 		}
 		if progressed {
 			continue
 		}
-		// Read to the end: settle what Close and CatchUp wait for.
-		b.caughtUp(c, mark)
-		c.reachedEnd(n)
+		// Read to the end, unless events wait in partitions that could not
+		// handle them: settle what Close and CatchUp wait for.
+		idle := b.cfg.pollInterval
+		if m.waited {
+			if next, ok := m.nextRetry(); ok {
+				idle = min(idle, max(time.Until(next), 0))
+			} else {
+				idle = 0
+			}
+		} else {
+			b.caughtUp(c, mark)
+			c.reachedEnd(n)
+		}
 		if m.handled > 0 {
 			// Caught up: save what was handled. Cursors that only moved
 			// past other partitions' records, or to the end of the log,
 			// wait for the interval: they change whenever the log grows,
 			// and saving them each time would write on every poll.
 			m.commit(ctx)
-			lastSave = time.Now()
 		}
-		// Idle: wait for an append, a poll, or the next renewal.
-		d := min(b.cfg.pollInterval, max(time.Until(m.next), 0))
-		if m.anyStuck() {
-			d = min(d, storeRetry.backoff(1))
-		}
-		resetTimer(wait, d)
+		// Idle: wait for an append, a poll, a claim, or a retry.
+		resetTimer(wait, idle)
 		select {
 		case <-ctx.Done():
 			return
+		case cl := <-m.claims:
+			m.rebalance(ctx, cl)
 		case <-c.wake:
 		case <-watch:
 		case <-wait.C:
@@ -176,52 +204,143 @@ func resetTimer(t *time.Timer, d time.Duration) {
 // errAbandoned: the subscription stopped in the middle of an event.
 var errAbandoned = errors.New("abandoned")
 
-// groupMember is member with the bus's type.
+// groupMember is member with the bus's type. Apart from the channels and
+// what leaseMu guards, it belongs to the runner.
 type groupMember[T any] struct {
-	c       *durable[T]
-	g       store.Grouper
-	id      string
-	ttl     time.Duration
-	n       int
-	parts   map[int]*held
-	next    time.Time
-	handled int // events handled since the last commit
+	c        *durable[T]
+	g        store.Grouper
+	id       string
+	ttl      time.Duration
+	n        int
+	parts    map[int]*held
+	handled  int       // events handled since the last commit
+	lastSave time.Time // when commit last ran
+	joined   bool      // a claim has been applied
+	waited   bool      // the last step left events of a partition for later
+	failing  bool      // the last claim failed
+	stop     error     // the member cannot go on: a claim found the store closed
+
+	claims   chan claimed  // capacity 1: the heartbeat's latest claim, not yet applied
+	claimNow chan struct{} // capacity 1: asks the heartbeat for a claim at once
+
+	// leaseMu orders the heartbeat's claims and the runner's releases: a
+	// claim runs wholly before or after a release. A release bumps gen, so
+	// a claim begun before it, which may list partitions given up since,
+	// is known to be stale.
+	leaseMu sync.Mutex
+	gen     uint64
 }
 
-// rebalance claims the member's share and gives up what exceeds it.
-func (m *groupMember[T]) rebalance(ctx context.Context) error {
-	start := time.Now()
-	a, err := m.g.Claim(ctx, m.c.name, m.id, m.ttl)
-	if err != nil {
-		return err
+// heartbeat claims the member's share every third of the lease, at once
+// when asked, and sooner again (with backoff) after a failure, and hands
+// each claim to the runner, replacing one not yet applied.
+func (m *groupMember[T]) heartbeat(ctx context.Context) {
+	retry := retries{p: storeRetry}
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-m.claimNow:
+		}
+		m.leaseMu.Lock()
+		cl := claimed{start: time.Now(), gen: m.gen}
+		cl.a, cl.err = m.g.Claim(ctx, m.c.name, m.id, m.ttl)
+		m.leaseMu.Unlock()
+		if ctx.Err() != nil {
+			return
+		}
+		next := m.ttl / 3
+		if cl.err != nil {
+			next = retry.next()
+			cl.retryIn = next
+		} else {
+			retry.reset()
+		}
+		select {
+		case <-m.claims: // superseded
+		default:
+		}
+		m.claims <- cl // only the heartbeat sends, and the channel is empty now
+		resetTimer(t, next)
 	}
-	deadline := start.Add(m.ttl)
-	m.next = start.Add(m.ttl / 3)
-	now := make(map[int]*held, len(a.Leases))
-	for _, l := range a.Leases {
+}
+
+// rebalance applies a claim: it renews the leases that it lists, drops
+// partitions it no longer lists, takes on new ones, and gives up what
+// exceeds the member's share.
+func (m *groupMember[T]) rebalance(ctx context.Context, cl claimed) {
+	c := m.c
+	if cl.err != nil {
+		if errors.Is(cl.err, store.ErrClosed) {
+			m.stop = cl.err
+			return
+		}
+		m.failing = true
+		c.trouble(ctx, "cannot claim partitions", cl.err, cl.retryIn)
+		return
+	}
+	if m.failing {
+		m.failing = false
+		c.recovered()
+	}
+	m.leaseMu.Lock()
+	stale := cl.gen != m.gen
+	m.leaseMu.Unlock()
+	if stale {
+		select {
+		case m.claimNow <- struct{}{}:
+		default:
+		}
+		return
+	}
+	m.joined = true
+	deadline := cl.start.Add(m.ttl)
+	now := make(map[int]*held, len(cl.a.Leases))
+	var taken []int
+	for _, l := range cl.a.Leases {
 		if h := m.parts[l.Partition]; h != nil && h.token == l.Token {
 			h.deadline = deadline
 			now[l.Partition] = h
 			continue
 		}
 		now[l.Partition] = &held{token: l.Token, cursor: l.Cursor, saved: l.Cursor, deadline: deadline}
+		if l.TakenOver {
+			taken = append(taken, l.Partition)
+		}
 	}
 	m.parts = now
-	if extra := len(a.Leases) - a.Share; extra > 0 {
-		// Give the highest partitions back, checkpointed first so that
-		// the next holder goes on from here.
+	if len(taken) > 0 {
+		c.bus.stats.takeovers.Add(uint64(len(taken)))
+		c.bus.log.LogAttrs(ctx, slog.LevelInfo, "event: durable subscription took over partitions of a member that stopped without handing them over; events after their checkpoints may repeat",
+			slog.String("subscription", c.name), slog.Any("partitions", taken))
+	}
+	if extra := len(cl.a.Leases) - cl.a.Share; extra > 0 {
+		// Give the highest partitions back, checkpointed first so that the
+		// next holder goes on from here; if the checkpoints cannot be
+		// saved, keep the partitions rather than have their events
+		// handled again.
 		list := m.owned()
 		give := list[len(list)-extra:]
-		m.commit(ctx)
-		if err := m.g.Release(ctx, m.c.name, m.id, give...); err != nil {
-			return err
-		}
-		for _, p := range give {
-			delete(m.parts, p)
+		if m.commit(ctx) == nil {
+			m.leaseMu.Lock()
+			m.gen++
+			err := m.g.Release(ctx, c.name, m.id, give...)
+			m.leaseMu.Unlock()
+			if err == nil {
+				for _, p := range give {
+					delete(m.parts, p)
+				}
+			} else if ctx.Err() == nil {
+				c.bus.log.LogAttrs(ctx, slog.LevelWarn, "event: durable subscription could not give partitions back; it tries again at the next claim",
+					slog.String("subscription", c.name), slog.Any("partitions", give), slog.Any("error", err))
+			}
 		}
 	}
-	m.c.bus.forgiveOthers(m.c, func(key uint32) bool { return m.parts[int(key%uint32(m.n))] != nil })
-	return nil
+	c.held.Store(int64(len(m.parts)))
+	c.bus.forgiveOthers(c, func(key uint32) bool { return m.parts[int(key%uint32(m.n))] != nil })
 }
 
 // owned lists the held partitions in order.
@@ -234,66 +353,84 @@ func (m *groupMember[T]) owned() []int {
 	return list
 }
 
-func (m *groupMember[T]) anyStuck() bool {
+// nextRetry reports whether any held partition has events it cannot
+// handle now, and the earliest time to try again.
+func (m *groupMember[T]) nextRetry() (time.Time, bool) {
+	now := time.Now()
+	var next time.Time
 	for _, h := range m.parts {
+		if !h.waiting(now) {
+			continue
+		}
+		at := h.retryAt
 		if h.stuck {
-			return true
+			at = now.Add(storeRetry.backoff(1))
+		}
+		if next.IsZero() || at.Before(next) {
+			next = at
 		}
 	}
-	return false
+	return next, !next.IsZero()
 }
 
 // step reads the held partitions once and handles what it read. It
 // reports whether it handled or passed any record.
-//
-// A partition's records in the batch are handled only under the hold the
-// read was made for. One that a renewal in the middle of the batch gives
-// up, or takes again under a new lease, is left to the next read: a new
-// lease starts at the partition's checkpoint, which may be before records
-// of the batch passed over while the partition was not held.
 func (m *groupMember[T]) step(ctx context.Context) (bool, error) {
-	if len(m.parts) == 0 {
-		return false, nil
-	}
-	list := m.owned()
-	from := make([]store.PartitionCursor, len(list))
-	holds := make([]*held, len(list)) // the holds the read is for, as list
-	for i, p := range list {
+	now := time.Now()
+	// The partitions read, as held now: one given up and taken again
+	// while this batch is handled is a new holding, whose cursor is its
+	// checkpoint, and is left to the next read.
+	read := make(map[int]*held, len(m.parts))
+	var from []store.PartitionCursor
+	m.waited = false
+	for _, p := range m.owned() {
 		h := m.parts[p]
 		h.stuck = false
-		from[i] = store.PartitionCursor{Partition: p, After: h.cursor}
-		holds[i] = h
-	}
-	readFor := func(p int) *held {
-		if i, ok := slices.BinarySearch(list, p); ok {
-			return holds[i]
+		if now.Before(h.retryAt) {
+			m.waited = true
+			continue
 		}
-		return nil
+		read[p] = h
+		from = append(from, store.PartitionCursor{Partition: p, After: h.cursor})
+	}
+	if len(from) == 0 {
+		return false, nil
 	}
 	recs, next, err := m.g.ReadPartitions(ctx, from, groupBatch)
 	if err != nil {
 		return false, err
 	}
 	c := m.c
+	current := func(p int) *held {
+		if h := m.parts[p]; h != nil && h == read[p] && !h.waiting(time.Now()) {
+			return h
+		}
+		return nil
+	}
 	progressed := false
 	for i := range recs {
 		rec := &recs[i]
 		p := store.Partition(rec.AggregateID, rec.ID, m.n)
-		h := m.parts[p]
-		if h == nil || h.stuck || h != readFor(p) {
-			continue // given up, taken again, or failed earlier in this batch
+		if current(p) == nil {
+			continue // given up, or waiting, since the read
 		}
-		if !time.Now().Before(m.next) {
-			// Renew between events, so that a long batch keeps its leases.
-			if err := m.rebalance(ctx); err != nil {
-				return progressed, err
+		// Apply a claim between events, so that leases held for long
+		// batches are renewed.
+		select {
+		case cl := <-m.claims:
+			m.rebalance(ctx, cl)
+			if m.stop != nil {
+				return progressed, nil
 			}
-			if h = m.parts[p]; h == nil || h != readFor(p) {
-				continue
-			}
+		default:
+		}
+		h := current(p)
+		if h == nil {
+			continue
 		}
 		if !time.Now().Before(h.deadline) {
 			h.stuck = true // the lease may be gone: leave it to the next claim
+			m.waited = true
 			continue
 		}
 		if c.sub.pattern != "" && !store.MatchTopic(c.sub.pattern, rec.Topic) {
@@ -306,22 +443,30 @@ func (m *groupMember[T]) step(ctx context.Context) (bool, error) {
 			return progressed, errAbandoned
 		case lost:
 			// Moving past a failed event whose dead letter was not stored
-			// would lose it: deliver it again later.
-			h.stuck = true
-			c.trouble(ctx, "could not store a dead letter; will deliver the event again", errors.New("dead letter not stored"), storeRetry.backoff(1))
+			// would lose it: deliver it again later, with backoff.
+			h.failures++
+			wait := storeRetry.backoff(h.failures)
+			h.retryAt = time.Now().Add(wait)
+			m.waited = true
+			c.trouble(ctx, "could not store a dead letter; will deliver the event again", errors.New("dead letter not stored"), wait)
 			continue
 		}
+		h.failures = 0
 		h.cursor = rec.Cursor
 		m.handled++
 		progressed = true
+		if m.handled >= c.cpEvery {
+			// As often as Checkpoint says, also within one read's records.
+			m.commit(ctx)
+		}
 	}
 	// Partitions read to their end move on to where the read ended.
-	for i, p := range list {
-		h := m.parts[p]
-		if h == nil || h != holds[i] || h.stuck || next[i] == "" || next[i] == from[i].After {
+	for i, f := range from {
+		h := current(f.Partition)
+		if h == nil || next[i] == "" || next[i] == f.After {
 			continue
 		}
-		if m.readAll(recs, p, h) {
+		if m.readAll(recs, f.Partition, h) {
 			h.cursor = next[i]
 		}
 	}
@@ -339,17 +484,19 @@ func (m *groupMember[T]) readAll(recs []store.Record, p int, h *held) bool {
 }
 
 // commit saves the checkpoints that moved, dropping partitions whose lease
-// was lost.
-func (m *groupMember[T]) commit(ctx context.Context) {
+// was lost. It returns an error only if the checkpoints could not be saved
+// (a lost lease is not one).
+func (m *groupMember[T]) commit(ctx context.Context) error {
 	var cps []store.Checkpoint
 	for p, h := range m.parts {
 		if h.cursor != h.saved {
 			cps = append(cps, store.Checkpoint{Partition: p, Token: h.token, Cursor: h.cursor})
 		}
 	}
+	m.lastSave = time.Now()
 	if len(cps) == 0 {
 		m.handled = 0
-		return
+		return nil
 	}
 	c := m.c
 	// The checkpoints must be saved even while stopping.
@@ -361,6 +508,7 @@ func (m *groupMember[T]) commit(ctx context.Context) {
 		for _, p := range lost.Partitions {
 			delete(m.parts, p)
 		}
+		c.held.Store(int64(len(m.parts)))
 		c.bus.log.LogAttrs(ctx, slog.LevelWarn, "event: durable subscription lost partitions to another member",
 			slog.String("subscription", c.name), slog.Any("partitions", lost.Partitions))
 		err = nil
@@ -369,7 +517,7 @@ func (m *groupMember[T]) commit(ctx context.Context) {
 		c.bus.stats.storeErrors.Add(1)
 		c.bus.log.LogAttrs(ctx, slog.LevelError, "event: durable subscription could not save its checkpoints",
 			slog.String("subscription", c.name), slog.Any("error", err))
-		return
+		return err
 	}
 	for _, cp := range cps {
 		if h := m.parts[cp.Partition]; h != nil {
@@ -377,11 +525,13 @@ func (m *groupMember[T]) commit(ctx context.Context) {
 		}
 	}
 	m.handled = 0
+	return nil
 }
 
 // leave checkpoints and releases every partition, so that other members
-// take them over at once.
+// take them over at once. The heartbeat has stopped.
 func (m *groupMember[T]) leave() {
+	defer m.c.held.Store(0)
 	m.commit(context.Background())
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

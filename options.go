@@ -239,11 +239,11 @@ func Durable(name string) SubscribeOption {
 func Shared() SubscribeOption { return func(c *subConfig) { c.shared = true } }
 
 // Lease sets how long a durable subscription that is a group member (see
-// [Shared]) holds its partitions without renewing them; it renews every
-// third of d. A member that dies holds up its partitions' events for up to
-// d; a handler that runs longer than d on one event may see its partition
-// taken over meanwhile. Default [DefaultLease]. Without consumer groups it
-// has no effect.
+// [Shared]) holds its partitions without renewing them. The member renews
+// every third of d, also while a handler runs, so a slow event keeps its
+// partitions; a member that dies, or cannot reach the store, holds up its
+// partitions' events for up to d before another member takes them over.
+// Default [DefaultLease]. Without consumer groups it has no effect.
 func Lease(d time.Duration) SubscribeOption { return func(c *subConfig) { c.lease = d } }
 
 // Checkpoint sets how often a durable subscription saves its checkpoint:

@@ -15,6 +15,7 @@ type counters struct {
 	deadLettered atomic.Uint64
 	dropped      atomic.Uint64
 	storeErrors  atomic.Uint64
+	takeovers    atomic.Uint64
 }
 
 // Stats is a snapshot of a bus's counters, as returned by [Bus.Stats]. Its
@@ -52,6 +53,16 @@ type Stats struct {
 	// (reads, checkpoints, dead letters), which they retry; see
 	// [Subscription.Err].
 	StoreErrors uint64 `json:"store_errors"`
+	// Takeovers counts partitions that this bus's consumer group members
+	// (see [Shared]) took over from a member that stopped without handing
+	// them over: its lease ran out, or its process exited. Each may repeat
+	// the events that member handled after the partition's last
+	// checkpoint, at most what [Checkpoint] lets go unsaved.
+	Takeovers uint64 `json:"takeovers"`
+	// Partitions counts, per consumer group (by durable name), the
+	// partitions this bus's member holds now; see [Bus.Group] for the
+	// whole group.
+	Partitions map[string]int `json:"partitions,omitempty"`
 	// QueueDepth is how many events wait for a worker, including events
 	// waiting behind an earlier event of their aggregate.
 	QueueDepth int `json:"queue_depth"`
@@ -74,6 +85,7 @@ func (b *Bus[T]) Stats() Stats {
 		Retried:      b.stats.retried.Load(),
 		DeadLettered: b.stats.deadLettered.Load(),
 		StoreErrors:  b.stats.storeErrors.Load(),
+		Takeovers:    b.stats.takeovers.Load(),
 	}
 	st.Delivered = b.stats.delivered.Load()
 	st.NoSubscriber = b.stats.noSubscriber.Load()
@@ -83,6 +95,14 @@ func (b *Bus[T]) Stats() Stats {
 	st.Subscribers = make(map[string]int)
 	for _, s := range b.routes.Load().subs {
 		st.Subscribers[s.pattern]++
+	}
+	for _, c := range *b.durables.Load() {
+		if c.grouped {
+			if st.Partitions == nil {
+				st.Partitions = make(map[string]int)
+			}
+			st.Partitions[c.name] = int(c.held.Load())
+		}
 	}
 	return st
 }

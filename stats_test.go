@@ -202,6 +202,7 @@ func TestStatsJSON(t *testing.T) {
 	st := event.Stats{
 		Published: 1, NoSubscriber: 2, Delivered: 3, Processed: 4, Failed: 5, Retried: 6,
 		DeadLettered: 7, Dropped: 8, QueueDepth: 9, InFlight: 10, Subscribers: map[string]int{"user.>": 11}, StoreErrors: 12,
+		Takeovers: 13, Partitions: map[string]int{"workers": 14},
 	}
 	data, err := json.Marshal(st)
 	if err != nil {
@@ -215,6 +216,7 @@ func TestStatsJSON(t *testing.T) {
 		"published": 1.0, "no_subscriber": 2.0, "delivered": 3.0, "processed": 4.0, "failed": 5.0,
 		"retried": 6.0, "dead_lettered": 7.0, "dropped": 8.0, "queue_depth": 9.0, "in_flight": 10.0,
 		"subscribers": map[string]any{"user.>": 11.0}, "store_errors": 12.0,
+		"takeovers": 13.0, "partitions": map[string]any{"workers": 14.0},
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("JSON %s\nwant keys and values %v", data, want)

@@ -201,11 +201,19 @@ const (
 	pgCount     = `SELECT count(*), count(DISTINCT convert_from(payload, 'UTF8')::jsonb->>'n') FROM event.events`
 	wmCount     = `SELECT count(*), count(DISTINCT payload->>'n') FROM ` + wmTable + ` WHERE (payload->>'n')::int >= 0`
 
-	sqliteInsert = `INSERT INTO event_log (id, topic, kind, aggregate_id, version, time_us, metadata, payload_type, content_type, payload)
-VALUES (?, 'user.registered', 'domain', NULL, 0, ?, NULL, 'benchmarks_test.Registered', 'application/json', ?)`
-	pgInsert = `INSERT INTO event.events (id, topic, kind, aggregate_id, version, time, metadata, payload_type, content_type, payload)
-VALUES ($1, 'user.registered', 'domain', '', 0, $2, NULL, 'benchmarks_test.Registered', 'application/json', $3)`
+	// The raw inserts fill in the partition as the stores do (see
+	// store.Partition): the stores' logs require it.
+	sqliteInsert = `INSERT INTO event_log (id, topic, kind, aggregate_id, version, time_us, metadata, payload_type, content_type, payload, part)
+VALUES (?, 'user.registered', 'domain', NULL, 0, ?, NULL, 'benchmarks_test.Registered', 'application/json', ?, ?)`
+	pgInsert = `INSERT INTO event.events (id, topic, kind, aggregate_id, version, time, metadata, payload_type, content_type, payload, part)
+VALUES ($1, 'user.registered', 'domain', '', 0, $2, NULL, 'benchmarks_test.Registered', 'application/json', $3, $4)`
 )
+
+// rawID is the ID of the i'th event of a raw insert, and part its partition.
+func rawID(i int) (string, int) {
+	id := "e" + strconv.Itoa(i)
+	return id, store.Partition("", id, store.DefaultPartitions)
+}
 
 func sqliteRow(db *sql.DB, q string) func(...any) error {
 	return func(dst ...any) error { return db.QueryRow(q).Scan(dst...) }
@@ -256,7 +264,8 @@ func BenchmarkDurablePublishSQLite(b *testing.B) {
 			if err != nil {
 				return err
 			}
-			_, err = ins.ExecContext(ctx, "e"+strconv.Itoa(i), time.Now().UnixMicro(), p)
+			id, part := rawID(i)
+			_, err = ins.ExecContext(ctx, id, time.Now().UnixMicro(), p, part)
 			return err
 		})
 		b.StopTimer()
@@ -304,7 +313,8 @@ func sqliteInsertTx(ctx context.Context, db *sql.DB, ins *sql.Stmt, first, n int
 		if err != nil {
 			return err
 		}
-		if _, err := st.ExecContext(ctx, "e"+strconv.Itoa(first+k), time.Now().UnixMicro(), p); err != nil {
+		id, part := rawID(first + k)
+		if _, err := st.ExecContext(ctx, id, time.Now().UnixMicro(), p, part); err != nil {
 			return err
 		}
 	}
@@ -344,7 +354,8 @@ func BenchmarkDurablePublishPostgres(b *testing.B) {
 			if err != nil {
 				return err
 			}
-			_, err = pool.Exec(ctx, pgInsert, "e"+strconv.Itoa(i), time.Now(), p)
+			id, part := rawID(i)
+			_, err = pool.Exec(ctx, pgInsert, id, time.Now(), p, part)
 			return err
 		})
 		b.StopTimer()
@@ -391,7 +402,8 @@ func BenchmarkDurablePublishPostgres(b *testing.B) {
 					if err != nil {
 						return err
 					}
-					batch.Queue(pgInsert, "e"+strconv.Itoa(i*batchSize+k), time.Now(), p)
+					id, part := rawID(i*batchSize + k)
+					batch.Queue(pgInsert, id, time.Now(), p, part)
 				}
 				return tx.SendBatch(ctx, &batch).Close()
 			})
@@ -485,7 +497,8 @@ func BenchmarkPublishTxPostgres(b *testing.B) {
 					if err != nil {
 						return err
 					}
-					if _, err := tx.Exec(ctx, pgInsert, "e"+strconv.Itoa(i*batchSize+k), time.Now(), p); err != nil {
+					id, part := rawID(i*batchSize + k)
+					if _, err := tx.Exec(ctx, pgInsert, id, time.Now(), p, part); err != nil {
 						return err
 					}
 				}

@@ -80,6 +80,11 @@ type Lease struct {
 	// Cursor is the partition's checkpoint when the lease was granted or
 	// renewed: where its records are to be read from.
 	Cursor Cursor
+	// TakenOver is set in the Claim that took the partition from a member
+	// that did not release it: one whose lease ran out, or (on stores that
+	// can tell) whose process exited. That member may have handled events
+	// after the checkpoint, which the new holder handles again.
+	TakenOver bool
 }
 
 // Assignment is what [Grouper.Claim] gives a member.
@@ -88,8 +93,11 @@ type Assignment struct {
 	Leases []Lease
 	// Members counts the group's live members, the caller included.
 	Members int
-	// Share is how many partitions the member should hold at most:
-	// ceil(partitions / Members). A member holding more releases the
+	// Share is how many partitions the member should hold: its fair
+	// share, [MemberShare] of the partitions among Members for the
+	// member's rank in the byte order of the live members' IDs. The
+	// shares of a group's members differ by at most one and add up to
+	// the partitions. A member holding more than its Share releases the
 	// extras (after checkpointing them) with [Grouper.Release].
 	Share int
 }
@@ -224,8 +232,25 @@ func ValidatePartition(p, n int) error {
 	return nil
 }
 
-// Share returns ceil(partitions / members), a member's fair share.
+// Share returns ceil(partitions / members): the largest fair share of
+// any member of a group with that many members (see [MemberShare]).
 func Share(partitions, members int) int {
 	members = max(members, 1)
 	return (partitions + members - 1) / members
+}
+
+// MemberShare returns the fair share of the member of rank rank (from 0)
+// among members, ranked by the byte order of their IDs: partitions /
+// members, plus one for the first partitions % members of them. Fair
+// shares differ by at most one and add up to partitions, so that when
+// every member holds its share every partition is held; a share of
+// ceil(partitions / members) for all could leave members without any
+// (64 partitions among 9 members: eight shares of 8 cover them all).
+func MemberShare(partitions, members, rank int) int {
+	members = max(members, 1)
+	share := partitions / members
+	if rank < partitions%members {
+		share++
+	}
+	return share
 }

@@ -45,9 +45,11 @@ import (
 //   - then, in that order (Append runs its inputs one after the other):
 //     ins's rows, so that a replayed batch fails on its stored IDs rather
 //     than its stale expectation; a version_conflict call per failed
-//     expectation, which aborts the statement; one row (-1, -1) that sends
-//     the NOTIFY, delivered at commit and once per transaction.
-func appendSQL(schema, channel string, partitions int) string {
+//     expectation, which aborts the statement; and, if notify, one row
+//     (-1, -1) that sends the NOTIFY, delivered at commit and once per
+//     transaction. Group commits leave it out and notify after committing
+//     (see notifier).
+func appendSQL(schema, channel string, partitions int, notify bool) string {
 	return `WITH r AS MATERIALIZED (
 	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
 	                     $6::jsonb[], $7::text[], $8::text[], $9::bytea[])
@@ -83,7 +85,16 @@ FROM (SELECT x.agg, x.ver,
              o.old + (SELECT count(*) FROM r WHERE r.agg = x.agg AND r.i < x.ord) AS actual
       FROM unnest($10::text[], $11::bigint[], $12::integer[]) AS x(agg, ver, ord)
       JOIN o ON o.agg = x.agg) AS e
-WHERE e.actual <> e.ver
+WHERE e.actual <> e.ver` + notifyRow(channel, notify)
+}
+
+// notifyRow is the last part of the append statements: a row (-1, -1)
+// that sends the NOTIFY, if notify.
+func notifyRow(channel string, notify bool) string {
+	if !notify {
+		return ""
+	}
+	return `
 UNION ALL
 SELECT -1, -1 FROM (SELECT pg_notify(` + quoteLiteral(channel) + `, '')) AS n`
 }
@@ -100,7 +111,7 @@ func partSQL(agg, id string, partitions int) string {
 // about no entity: it only inserts, and so skips the statement's other
 // parts, which cost as much again. It takes appendSQL's first nine
 // parameters (the aggregate IDs, all empty, are not used).
-func appendPlainSQL(schema, channel string, partitions int) string {
+func appendPlainSQL(schema, channel string, partitions int, notify bool) string {
 	return `WITH ins AS (
 	INSERT INTO ` + schema + `.events AS ev
 		(id, topic, kind, aggregate_id, version, time, metadata, payload_type, content_type, payload, part)
@@ -111,17 +122,21 @@ func appendPlainSQL(schema, channel string, partitions int) string {
 	ORDER BY r.i
 	RETURNING ev.position, ev.version
 )
-SELECT position, version FROM ins
-UNION ALL
-SELECT -1, -1 FROM (SELECT pg_notify(` + quoteLiteral(channel) + `, '')) AS n`
+SELECT position, version FROM ins` + notifyRow(channel, notify)
 }
 
 // appendStatement returns the statement that stores a and its parameters.
-func (s *Store) appendStatement(a *args) (string, []any) {
-	if a.plain() {
+// It sends the NOTIFY if notify.
+func (s *Store) appendStatement(a *args, notify bool) (string, []any) {
+	switch {
+	case a.plain() && notify:
 		return s.sql.appendPlain, a.params()[:9]
+	case a.plain():
+		return s.sql.appendPlainQuiet, a.params()[:9]
+	case notify:
+		return s.sql.append, a.params()
 	}
-	return s.sql.append, a.params()
+	return s.sql.appendQuiet, a.params()
 }
 
 // plain reports whether appendPlainSQL can store a.
@@ -324,7 +339,7 @@ func (s *Store) encode(recs []store.Record, expect []store.Expect) (*args, error
 // callAppend runs the append statement on a and returns the records'
 // positions and versions in batch order.
 func (s *Store) callAppend(ctx context.Context, q querier, a *args) ([]result, error) {
-	sql, params := s.appendStatement(a)
+	sql, params := s.appendStatement(a, true)
 	rows, err := q.Query(ctx, sql, params...)
 	if err != nil {
 		return nil, err
@@ -409,7 +424,7 @@ const txSavepoint = "event_append_tx"
 // unique index, and the caller then takes the careful path. On failure the
 // savepoint is rolled back, so tx stays usable.
 func (s *Store) appendTxPipelined(ctx context.Context, tx pgx.Tx, a *args) ([]result, error) {
-	sql, params := s.appendStatement(a)
+	sql, params := s.appendStatement(a, true)
 	var b pgx.Batch
 	b.Queue("SAVEPOINT " + txSavepoint)
 	b.Queue(sql, params...)

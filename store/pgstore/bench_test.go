@@ -50,22 +50,26 @@ func benchRecord(i int64) store.Record {
 // every appender to hold a connection.
 func openBench(b *testing.B) *pgstore.Store {
 	b.Helper()
-	dsn := pgtest.DSN(b)
-	if strings.Contains(dsn, "://") {
-		if strings.Contains(dsn, "?") {
-			dsn += "&pool_max_conns=" + fmt.Sprint(appenders+4)
-		} else {
-			dsn += "?pool_max_conns=" + fmt.Sprint(appenders+4)
-		}
-	} else {
-		dsn += fmt.Sprintf(" pool_max_conns=%d", appenders+4)
-	}
-	s, err := pgstore.Open(b.Context(), dsn)
+	s, err := pgstore.Open(b.Context(), benchDSN(b))
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { s.Close() })
 	return s
+}
+
+// benchDSN returns the DSN of a fresh database, with a pool large enough
+// for every appender to hold a connection.
+func benchDSN(b *testing.B) string {
+	b.Helper()
+	dsn := pgtest.DSN(b)
+	if strings.Contains(dsn, "://") {
+		if strings.Contains(dsn, "?") {
+			return dsn + "&pool_max_conns=" + fmt.Sprint(appenders+4)
+		}
+		return dsn + "?pool_max_conns=" + fmt.Sprint(appenders+4)
+	}
+	return dsn + fmt.Sprintf(" pool_max_conns=%d", appenders+4)
 }
 
 func parallelism() int { return (appenders + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0) }
@@ -97,8 +101,8 @@ func BenchmarkAppend(b *testing.B) {
 			s := openBench(b)
 			pool := s.Pool()
 			ctx := b.Context()
-			const sql = `INSERT INTO event.events (id, topic, kind, aggregate_id, version, time, metadata, payload_type, content_type, payload)
-VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $8, $9)`
+			const sql = `INSERT INTO event.events (id, topic, kind, aggregate_id, version, time, metadata, payload_type, content_type, payload, part)
+VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $8, $9, $10)`
 			var seq atomic.Int64
 			b.SetParallelism(parallelism())
 			b.ReportAllocs()
@@ -110,7 +114,8 @@ VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $8, $9)`
 					if agg {
 						version = 1
 					}
-					if _, err := pool.Exec(ctx, sql, r.ID, r.Topic, r.Kind, r.AggregateID, version, r.Time, r.PayloadType, r.ContentType, r.Payload); err != nil {
+					part := store.Partition(r.AggregateID, r.ID, store.DefaultPartitions)
+					if _, err := pool.Exec(ctx, sql, r.ID, r.Topic, r.Kind, r.AggregateID, version, r.Time, r.PayloadType, r.ContentType, r.Payload, part); err != nil {
 						b.Error(err)
 						return
 					}
@@ -126,6 +131,38 @@ VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $8, $9)`
 			b.ReportAllocs()
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
+				recs := make([]store.Record, 1)
+				for pb.Next() {
+					recs[0] = record(seq.Add(1))
+					if err := s.Append(ctx, recs); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			reportRate(b, b.N)
+		})
+		// Four stores on one database, as four processes would append:
+		// their group commits are separate transactions that commit
+		// concurrently.
+		b.Run("group-commit/stores=4"+suffix, func(b *testing.B) {
+			dsn := benchDSN(b)
+			var stores []*pgstore.Store
+			for range 4 {
+				s, err := pgstore.Open(b.Context(), dsn)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { s.Close() })
+				stores = append(stores, s)
+			}
+			ctx := b.Context()
+			var seq, goroutine atomic.Int64
+			b.SetParallelism(parallelism())
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				s := stores[goroutine.Add(1)%int64(len(stores))]
 				recs := make([]store.Record, 1)
 				for pb.Next() {
 					recs[0] = record(seq.Add(1))

@@ -13,8 +13,9 @@
 //
 // # Order
 //
-// Each record is stamped with the ID of the transaction that inserted it,
-// and the log's global order is (transaction ID, position). [Store.Read]
+// Each record is stamped with the ID of the transaction that inserted it
+// (plus the schema's offset, below), and the log's global order is
+// (transaction ID, position). [Store.Read]
 // only returns records of transactions older than the oldest one of the
 // database still running, so a transaction that commits late, holding a
 // lower position than records already read, can never be skipped by a
@@ -26,6 +27,33 @@
 // cluster do not delay readers, provided the store's role may see their
 // transaction IDs in pg_stat_activity (PostgreSQL shows them to every role
 // by default); prepared transactions always do.
+//
+// # Dump and restore
+//
+// Transaction IDs belong to a cluster, and a new one (made by initdb)
+// starts them again low, below those of the records restored into it from
+// pg_dump. So the order does not use a transaction's ID alone but adds the
+// schema's offset to it, 0 at first, and [New] raises the offset when the
+// schema holds a key that the cluster's transactions would not sort after
+// (the last record, the retention watermark, a checkpoint or a group's
+// checkpoint), logging that it did (see [WithLogger]). After a restore
+// into another cluster, the restored records read first and new ones
+// after, and readers go on from their checkpoints without skipping or
+// repeating. Upgrades with pg_upgrade, physical replicas and restores into
+// the same cluster keep transaction IDs and need nothing.
+//
+// That holds when no process uses the database between the restore and
+// the first New on it: stop the processes before the dump and start them
+// after the restore. A process that kept running across the move would
+// write records that sort among the restored ones, and may hold cursors
+// read from the old cluster after the dump, ahead of anything restored.
+// [Store.Read] and [Store.ReadPartitions] refuse a cursor ahead of the
+// log's read horizon with an error matching [store.ErrInvalidCursor]
+// (which stops the subscriptions of the event package) rather than wait
+// for the horizon to pass it and skip what was appended meanwhile; restart
+// such a process. The same goes for cursors kept outside the schema:
+// those of records that the dump holds are safe, others are refused only
+// until the horizon passes them.
 //
 // # Group commit
 //

@@ -44,7 +44,12 @@ func (s *Store) Claim(ctx context.Context, group, member string, ttl time.Durati
 		if _, err := tx.Exec(ctx, "DELETE FROM "+s.schema+".group_members WHERE grp = $1 AND expires < now()", group); err != nil {
 			return err
 		}
-		if err := tx.QueryRow(ctx, "SELECT count(*) FROM "+s.schema+".group_members WHERE grp = $1", group).Scan(&a.Members); err != nil {
+		// The member's rank among the live members, by the byte order of
+		// their IDs (collation "C", whatever the database's), decides
+		// whether its share is the larger of the two.
+		var rank int
+		if err := tx.QueryRow(ctx, "SELECT count(*), count(*) FILTER (WHERE member < $2 COLLATE \"C\") FROM "+s.schema+".group_members WHERE grp = $1",
+			group, member).Scan(&a.Members, &rank); err != nil {
 			return err
 		}
 		// A new group starts where a subscription of its name had got to.
@@ -58,11 +63,20 @@ func (s *Store) Claim(ctx context.Context, group, member string, ttl time.Durati
 		if err != nil {
 			return err
 		}
-		a.Share = store.Share(s.partitions, a.Members)
+		a.Share = store.MemberShare(s.partitions, a.Members, rank)
+		var taken map[int]bool // partition: taken from a member that did not release it
 		if owned := int(tag.RowsAffected()); owned < a.Share {
-			if _, err := tx.Exec(ctx, "UPDATE "+s.schema+".group_partitions SET owner = $2, token = token + 1, expires = now() + $3 * interval '1 microsecond' "+
-				"WHERE grp = $1 AND part IN (SELECT part FROM "+s.schema+".group_partitions WHERE grp = $1 AND (owner = '' OR expires < now()) "+
-				"ORDER BY part LIMIT $4 FOR UPDATE SKIP LOCKED)", group, member, us, a.Share-owned); err != nil {
+			rows, err := tx.Query(ctx, "WITH t AS (SELECT part, owner AS prev FROM "+s.schema+".group_partitions WHERE grp = $1 AND (owner = '' OR expires < now()) "+
+				"ORDER BY part LIMIT $4 FOR UPDATE SKIP LOCKED) "+
+				"UPDATE "+s.schema+".group_partitions AS p SET owner = $2, token = p.token + 1, expires = now() + $3 * interval '1 microsecond' "+
+				"FROM t WHERE p.grp = $1 AND p.part = t.part RETURNING p.part, t.prev <> ''", group, member, us, a.Share-owned)
+			if err != nil {
+				return err
+			}
+			taken = map[int]bool{}
+			var p int
+			var over bool
+			if _, err := pgx.ForEachRow(rows, []any{&p, &over}, func() error { taken[p] = over; return nil }); err != nil {
 				return err
 			}
 		}
@@ -75,6 +89,7 @@ func (s *Store) Claim(ctx context.Context, group, member string, ttl time.Durati
 			var c string
 			err := row.Scan(&l.Partition, &l.Token, &c)
 			l.Cursor = store.Cursor(c)
+			l.TakenOver = taken[l.Partition]
 			return l, err
 		})
 		return err
@@ -85,18 +100,22 @@ func (s *Store) Claim(ctx context.Context, group, member string, ttl time.Durati
 	return a, nil
 }
 
+// indexLock, after the schema's name, keys the advisory lock that the
+// partition index is built under (see indexPartitions).
+const indexLock = "\x00events_part"
+
 // indexPartitions makes the index that partition reads scan, at the first
 // claim on a schema rather than with it: keeping it up costs every append,
 // which a log that no group reads should not pay. It is built
 // CONCURRENTLY, so appends go on meanwhile, and under an advisory lock of
-// the schema's own for it, so that it is built once. A claim that finds the
-// lock taken goes on without waiting (waiting in a statement would
-// deadlock with the build, which waits for every running statement to
-// end), and the next claim looks again. The lock is not the migration's:
-// [New] waits for that one inside its transaction, so a store opened during
-// a build would wait for the build while the build waits for New's
-// snapshot, and PostgreSQL would end one of them as a deadlock. An index
-// left invalid by a build that failed is dropped and built again.
+// its own, so that it is built once. A claim that finds the lock taken
+// goes on without waiting (waiting in a statement would deadlock with the
+// build, which waits for the transactions begun before its last phase),
+// and the next claim looks again. The lock is not the migration's: a
+// store being opened meanwhile would wait for it inside its migration's
+// transaction, which the build waits for, and PostgreSQL would fail one
+// of the two as a deadlock. An index left invalid by a build that failed
+// is dropped and built again.
 func (s *Store) indexPartitions(ctx context.Context) error {
 	if s.partIndexed.Load() {
 		return nil
@@ -117,7 +136,7 @@ func (s *Store) indexPartitions(ctx context.Context) error {
 		return nil
 	}
 	var locked bool
-	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", indexLockKey(s.opts.schema)).Scan(&locked); err != nil {
+	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", lockKey(s.opts.schema+indexLock)).Scan(&locked); err != nil {
 		return fmt.Errorf("index partitions: lock: %w", err)
 	}
 	if !locked {
@@ -126,7 +145,7 @@ func (s *Store) indexPartitions(ctx context.Context) error {
 	defer func() {
 		// A session lock outlives errors; a connection that cannot unlock
 		// is closed, which unlocks.
-		if _, err := conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", indexLockKey(s.opts.schema)); err != nil {
+		if _, err := conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", lockKey(s.opts.schema+indexLock)); err != nil {
 			conn.Conn().Close(context.WithoutCancel(ctx))
 		}
 	}()
@@ -252,12 +271,13 @@ func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor
 	b := &pgx.Batch{}
 	b.Queue("BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY")
 	b.Queue(s.sql.setHorizon)
-	// The retention watermark, the log's last record below the horizon,
-	// if any, for where partitions read to the end move on to (see below),
-	// and whether records past the horizon are to be seen already.
-	b.Queue("SELECT r.txid, r.position, coalesce(e.txid, '0'), coalesce(e.position, 0), " + s.sql.hidden + " FROM " + s.schema + ".retention AS r " +
-		"LEFT JOIN LATERAL (SELECT txid, position FROM " + s.schema + ".events WHERE txid < current_setting('" + horizonGUC + "')::xid8 " +
-		"ORDER BY txid DESC, position DESC LIMIT 1) AS e ON true")
+	// The horizon, the retention watermark, the log's last record below
+	// the horizon, if any, for where partitions read to the end move on to
+	// (see below), and whether records past the horizon are to be seen
+	// already.
+	b.Queue("SELECT current_setting('" + horizonGUC + "')::xid8, r.txid, r.position, coalesce(e.txid, '0'), coalesce(e.position, 0), " + s.sql.hidden +
+		" FROM " + s.schema + ".retention AS r LEFT JOIN LATERAL (SELECT txid, position FROM " + s.schema + ".events " +
+		"WHERE txid < current_setting('" + horizonGUC + "')::xid8 ORDER BY txid DESC, position DESC LIMIT 1) AS e ON true")
 	b.Queue("WITH k AS (SELECT x.txid, x.position FROM unnest($1::int[], $2::xid8[], $3::bigint[]) AS c(p, tx, pos) "+
 		"CROSS JOIN LATERAL (SELECT txid, position FROM "+s.schema+".events WHERE part = c.p AND (txid, position) > (c.tx, c.pos) "+
 		"AND txid < current_setting('"+horizonGUC+"')::xid8 ORDER BY txid, position LIMIT $4) AS x ORDER BY x.txid, x.position LIMIT $4) "+
@@ -274,13 +294,17 @@ func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor
 			return fail(err)
 		}
 	}
+	var horizon uint64
 	var low, end key
 	var hidden bool
-	if err := br.QueryRow().Scan(&low.txid, &low.pos, &end.txid, &end.pos, &hidden); err != nil {
+	if err := br.QueryRow().Scan(&horizon, &low.txid, &low.pos, &end.txid, &end.pos, &hidden); err != nil {
 		return fail(err)
 	}
 	s.hiddenFound(hidden)
 	for i, a := range afters {
+		if a.txid > horizon {
+			return nil, nil, fmt.Errorf("pgstore: read partition %d: %w", from[i].Partition, aheadError(from[i].After))
+		}
 		if a != (key{}) && a.less(low) {
 			return nil, nil, fmt.Errorf("pgstore: read partition %d: %w", from[i].Partition, store.ErrCursorExpired)
 		}
@@ -320,7 +344,8 @@ func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor
 	// of the server hands out again the transaction IDs that ended without
 	// their WAL reaching the disk, which may be below the horizon, and a
 	// reader that outlives the crash with a cursor there would pass over
-	// the records of a transaction that gets one. A stored record's
+	// the records of a transaction that gets one (or, now that a cursor
+	// ahead of the horizon is refused, stop). A stored record's
 	// transaction ID never comes back, as its commit is on disk.
 	covered := end
 	if end.less(low) {

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/ncore-io/event/internal/pgtest"
 	"github.com/ncore-io/event/store"
 	"github.com/ncore-io/event/store/pgstore"
@@ -75,95 +77,91 @@ func TestPartitionIndexAtFirstClaim(t *testing.T) {
 	}
 }
 
-// TestOpenWhilePartitionIndexBuilds opens a store while another store's
-// first claim builds the partition index, and the build waits for an old
-// transaction that writes the log. Opening must not wait for the build
-// (which may take long on a big log): if it waited under the lock the
-// build holds, the build would in turn wait for the opening transaction's
-// snapshot, and PostgreSQL would end one of the two as a deadlock.
-func TestOpenWhilePartitionIndexBuilds(t *testing.T) {
+// TestOpenWhileBuildingPartitionIndex opens a store while the first claim
+// builds the partition index. CREATE INDEX CONCURRENTLY waits for the
+// transactions that began before its last phase, the opening store's
+// migration among them; a migration that waited in turn for the build
+// would be a deadlock, which PostgreSQL breaks by failing one of the two.
+func TestOpenWhileBuildingPartitionIndex(t *testing.T) {
 	ctx := t.Context()
 	dsn := pgtest.DSN(t)
 	admin := newPool(t, dsn)
-	first, err := pgstore.New(ctx, newPool(t, dsn))
+	s, err := pgstore.New(ctx, newPool(t, dsn))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer first.Close()
-	// A writer's open transaction, which CREATE INDEX CONCURRENTLY waits for.
-	writer, err := admin.Begin(ctx)
+	t.Cleanup(func() { s.Close() })
+	if err := s.Append(ctx, []store.Record{rec("a")}); err != nil {
+		t.Fatal(err)
+	}
+	// A transaction that could write the log holds the build at its start,
+	// with the build's lock taken, until it ends.
+	old, err := admin.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer writer.Rollback(context.Background())
-	if _, err := writer.Exec(ctx, "LOCK TABLE event.events IN ROW EXCLUSIVE MODE"); err != nil {
+	defer old.Rollback(context.WithoutCancel(ctx))
+	if _, err := old.Exec(ctx, "LOCK TABLE event.events IN ROW EXCLUSIVE MODE"); err != nil {
 		t.Fatal(err)
 	}
 	claimed := make(chan error, 1)
 	go func() {
-		_, err := first.Claim(ctx, "g", "m0", time.Minute)
+		_, err := s.Claim(ctx, "g", "m", time.Minute)
 		claimed <- err
 	}()
-	waitActivity := func(what, where string) {
-		t.Helper()
-		deadline := time.Now().Add(15 * time.Second)
-		for {
-			var n int
-			if err := admin.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND "+where).Scan(&n); err != nil {
-				t.Fatal(err)
-			}
-			if n > 0 {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
-	waitActivity("the index build to wait for the writer", "query LIKE 'CREATE INDEX CONCURRENTLY%'")
-
+	waitActivity(t, admin, "the index build to wait for the writer", "query LIKE 'CREATE INDEX CONCURRENTLY%' AND wait_event = 'virtualxid'")
 	opened := make(chan error, 1)
-	var second *pgstore.Store
 	go func() {
-		var err error
-		second, err = pgstore.New(ctx, newPool(t, dsn))
+		s2, err := pgstore.New(ctx, newPool(t, dsn))
+		if err == nil {
+			s2.Close()
+		}
 		opened <- err
 	}()
-	select {
-	case err := <-opened:
-		if err != nil {
-			t.Fatalf("New while the partition index builds: %v", err)
+	// The new store either is open already or waits for a lock: let the
+	// build go on, to wait in its last phase for the transactions begun
+	// before it, the new store's among them if it waits.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(opened) == 0 && !activity(t, admin, "wait_event = 'advisory'") {
+		if time.Now().After(deadline) {
+			t.Fatal("the new store neither opened nor waited for a lock")
 		}
-		defer second.Close()
-	case <-time.After(5 * time.Second):
-		// Let the build go on, so that New and the claim can end.
-		writer.Rollback(ctx)
-		err := <-opened
-		if err == nil {
-			second.Close()
-		}
-		t.Fatalf("New waited for the partition index that another store's claim builds; then New: %v, claim: %v", err, <-claimed)
+		time.Sleep(5 * time.Millisecond)
 	}
-	if err := writer.Rollback(ctx); err != nil {
+	if err := old.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-claimed:
-		if err != nil {
-			t.Fatalf("claim that built the partition index: %v", err)
+	for what, ch := range map[string]chan error{"open": opened, "claim": claimed} {
+		select {
+		case err := <-ch:
+			if err != nil {
+				t.Errorf("%s during the partition index build: %v", what, err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s during the partition index build: still waiting after 30s", what)
 		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("the claim that builds the partition index did not end")
 	}
-	var valid *bool
-	if err := admin.QueryRow(ctx, "SELECT (SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('event.events_part'))").Scan(&valid); err != nil {
+}
+
+// activity reports whether a session of the database matches the
+// condition on pg_stat_activity.
+func activity(t *testing.T, admin *pgxpool.Pool, cond string) bool {
+	t.Helper()
+	var n int
+	if err := admin.QueryRow(t.Context(), "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND "+cond).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
-	if valid == nil || !*valid {
-		t.Fatal("no valid partition index after the claim")
-	}
-	if _, err := second.Claim(ctx, "g", "m1", time.Minute); err != nil {
-		t.Fatalf("claim on the store opened meanwhile: %v", err)
+	return n > 0
+}
+
+// waitActivity waits until a session matches cond (see activity).
+func waitActivity(t *testing.T, admin *pgxpool.Pool, what, cond string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !activity(t, admin, cond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

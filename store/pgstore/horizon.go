@@ -5,24 +5,30 @@ import (
 	"fmt"
 )
 
-// horizonSQL computes the read horizon H: every transaction of this
-// database with an ID below H has ended, and every later one gets an ID of
-// at least H. Records with txid < H are therefore final: none can appear
-// among them any more, and a statement that starts after this one ends
-// sees them all.
+// horizonSQL returns the statement that computes the read horizon H of
+// the log in schema: every transaction of this database whose key (its ID
+// through log_xid, see migration 4) is below H has ended, and every later
+// one gets a key of at least H. Records with txid < H are therefore final:
+// none can appear among them any more, and a statement that starts after
+// this one ends sees them all.
 //
 // The textbook horizon is pg_snapshot_xmin, the oldest transaction running
 // anywhere in the cluster. But transactions in other databases cannot write
 // this table, and counting them would let an open transaction in any
-// database stall every reader here. So H is the oldest transaction in this
-// statement's snapshot (its in-progress list, xip) that pg_stat_get_activity
-// shows running in this database, or is prepared (two-phase) here; if there
-// is none, the snapshot's xmax. The activity is read after the snapshot was
-// taken, so a transaction of the snapshot missing from it has ended by then,
-// which is before the reading statement takes its own snapshot. Backend
-// transaction IDs are 32 bits, hence the modulo; PostgreSQL shows them and
-// the database to every role.
-const horizonSQL = `SELECT coalesce((
+// database stall every reader here. So H is the key of the oldest
+// transaction in this statement's snapshot (its in-progress list, xip) that
+// pg_stat_get_activity shows running in this database, or is prepared
+// (two-phase) here; if there is none, of the snapshot's xmax. The activity
+// is read after the snapshot was taken, so a transaction of the snapshot
+// missing from it has ended by then, which is before the reading statement
+// takes its own snapshot. Backend transaction IDs are 32 bits, hence the
+// modulo; PostgreSQL shows them and the database to every role.
+//
+// H never moves back while the offset of log_xid stays, and raising the
+// offset moves it on; so a cursor above H was not read from this log as
+// it is (see aheadError).
+func horizonSQL(schema string) string {
+	return `SELECT ` + schema + `.log_xid(coalesce((
 	SELECT t.x FROM pg_snapshot_xip(pg_current_snapshot()) AS t(x)
 	WHERE t.x::text::bigint % 4294967296 IN (
 		SELECT a.backend_xid::text::bigint FROM pg_stat_get_activity(NULL) AS a
@@ -32,13 +38,14 @@ const horizonSQL = `SELECT coalesce((
 		SELECT p.transaction::text::bigint FROM pg_prepared_xacts AS p
 		WHERE p.database = current_database())
 	ORDER BY t.x LIMIT 1
-), pg_snapshot_xmax(pg_current_snapshot()))`
+), pg_snapshot_xmax(pg_current_snapshot())))`
+}
 
 // horizon returns H (see horizonSQL). The statement that uses it must start
 // after this returns.
 func (s *Store) horizon(ctx context.Context) (uint64, error) {
 	var h uint64
-	if err := s.pool.QueryRow(ctx, horizonSQL).Scan(&h); err != nil {
+	if err := s.pool.QueryRow(ctx, s.sql.horizon).Scan(&h); err != nil {
 		return 0, fmt.Errorf("read horizon: %w", err)
 	}
 	return h, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -13,8 +14,9 @@ import (
 
 // Notify reports appends to the store, by this process or any other, for
 // consumers that would otherwise poll. It LISTENs on a connection of its
-// own (not from the pool) to the channel that appends NOTIFY at commit, and
-// sends on the returned channel soon after each commit that appended.
+// own (not from the pool) to the channel that appends NOTIFY after they
+// commit (see notifier), and sends on the returned channel soon after each
+// commit that appended.
 // Signals coalesce: the channel has room for one, so a slow reader gets one
 // signal for many commits and should then Read until it has caught up.
 //
@@ -156,4 +158,83 @@ func (s *Store) listen(ctx context.Context) (*pgx.Conn, error) {
 		return nil, err
 	}
 	return conn, nil
+}
+
+// notifier sends the NOTIFY for group commits once they have committed,
+// rather than in their transactions. PostgreSQL commits transactions that
+// sent a NOTIFY one at a time, holding a database-wide lock through the
+// WAL flush: appends of several processes that each notified in their
+// commits would queue behind each other. Sent after the commit, in a
+// transaction of its own that writes nothing, a NOTIFY delays no append.
+//
+// Notifications coalesce: a commit kicks the notifier, which sends one
+// NOTIFY at a time; commits made while one is being sent are announced by
+// the next, together. Every commit is followed by a NOTIFY sent after it.
+// AppendTx, whose transaction the caller commits, still notifies in it.
+type notifier struct {
+	s    *Store
+	sql  string
+	owed chan struct{} // capacity 1: a commit not yet announced
+	stop chan struct{}
+	done chan struct{}
+	hold chan struct{} // if not nil (tests), each send waits for a receive from it
+	sent atomic.Int64  // NOTIFYs sent, for tests
+}
+
+func startNotifier(s *Store) *notifier {
+	n := &notifier{
+		s:    s,
+		sql:  "SELECT pg_notify(" + quoteLiteral(s.channel) + ", '')",
+		owed: make(chan struct{}, 1),
+		stop: make(chan struct{}),
+		done: make(chan struct{}),
+	}
+	go n.run()
+	return n
+}
+
+// kick asks for a NOTIFY after a commit. It does not block.
+func (n *notifier) kick() {
+	select {
+	case n.owed <- struct{}{}:
+	default:
+	}
+}
+
+func (n *notifier) run() {
+	defer close(n.done)
+	for {
+		select {
+		case <-n.owed:
+		case <-n.stop:
+			// Announce a last commit to the other processes.
+			select {
+			case <-n.owed:
+				n.send()
+			default:
+			}
+			return
+		}
+		n.send()
+	}
+}
+
+// send sends one NOTIFY. A failure is logged only: consumers poll as well.
+func (n *notifier) send() {
+	if n.hold != nil {
+		<-n.hold
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	n.sent.Add(1)
+	if _, err := n.s.pool.Exec(ctx, n.sql); err != nil {
+		n.s.log.Debug("pgstore: notify after commit failed; consumers will find the events when they poll", slog.Any("error", err))
+	}
+}
+
+// close sends the NOTIFY still owed and stops the notifier. Call it after
+// the last commit.
+func (n *notifier) close() {
+	close(n.stop)
+	<-n.done
 }

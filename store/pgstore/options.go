@@ -63,8 +63,10 @@ func WithGroupCommit(maxBatch int, maxDelay time.Duration) Option {
 }
 
 // WithLogger sets where the store logs what it recovers from on its own:
-// group commits retried one caller at a time, lost LISTEN connections. The
-// default, nil, logs nothing.
+// group commits retried one caller at a time, lost LISTEN connections, a
+// log restored into another cluster whose order New realigned (see Dump
+// and restore in the package documentation). The default, nil, logs
+// nothing.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
 var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)

@@ -15,12 +15,17 @@ import (
 
 // queries holds the fixed SQL of a store, with its schema filled in.
 type queries struct {
-	schema        string
-	append        string
-	appendPlain   string
-	loadIDs       string
-	load          string
-	loadAggregate string
+	schema      string
+	append      string
+	appendPlain string
+	// appendQuiet and appendPlainQuiet are append and appendPlain without
+	// the NOTIFY, for group commits (see notifier).
+	appendQuiet      string
+	appendPlainQuiet string
+	loadIDs          string
+	load             string
+	loadAggregate    string
+	horizon          string // see horizonSQL
 	// setHorizon and setHorizonOrdered store the read horizon for the rest
 	// of a Read's transaction; the second also makes it read in index
 	// order.
@@ -33,15 +38,19 @@ type queries struct {
 const recordCols = "position, id, topic, kind, aggregate_id, version, time, metadata, payload_type, content_type, payload"
 
 func buildQueries(schema, channel string, partitions int) queries {
+	horizon := horizonSQL(schema)
 	return queries{
-		schema:        schema,
-		append:        appendSQL(schema, channel, partitions),
-		appendPlain:   appendPlainSQL(schema, channel, partitions),
-		loadIDs:       "SELECT " + recordCols + " FROM " + schema + ".events WHERE id = ANY($1)",
-		load:          "SELECT " + recordCols + " FROM " + schema + ".events WHERE id = $1",
-		loadAggregate: "SELECT " + recordCols + " FROM " + schema + ".events WHERE aggregate_id = $1 AND version >= $2 ORDER BY version",
-		setHorizon:    "SELECT set_config('" + horizonGUC + "', (" + horizonSQL + ")::text, true)",
-		setHorizonOrdered: "SELECT set_config('" + horizonGUC + "', (" + horizonSQL + ")::text, true), " +
+		schema:           schema,
+		append:           appendSQL(schema, channel, partitions, true),
+		appendPlain:      appendPlainSQL(schema, channel, partitions, true),
+		appendQuiet:      appendSQL(schema, channel, partitions, false),
+		appendPlainQuiet: appendPlainSQL(schema, channel, partitions, false),
+		loadIDs:          "SELECT " + recordCols + " FROM " + schema + ".events WHERE id = ANY($1)",
+		load:             "SELECT " + recordCols + " FROM " + schema + ".events WHERE id = $1",
+		loadAggregate:    "SELECT " + recordCols + " FROM " + schema + ".events WHERE aggregate_id = $1 AND version >= $2 ORDER BY version",
+		horizon:          horizon,
+		setHorizon:       "SELECT set_config('" + horizonGUC + "', (" + horizon + ")::text, true)",
+		setHorizonOrdered: "SELECT set_config('" + horizonGUC + "', (" + horizon + ")::text, true), " +
 			"set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan', 'off', true), " +
 			// A disabled plan node costs 1e10, far above jit_above_cost:
 			// compiling a page query would cost more than running it.
@@ -114,12 +123,13 @@ func (s *Store) LoadAggregate(ctx context.Context, aggregateID string, fromVersi
 
 // Row kinds in a Read result: the page, the last row a filtered read
 // scanned (how far it looked), the retention watermark when it lies after
-// the cursor, and one row if records past the horizon are to be seen
-// already (see hiddenSQL).
+// the cursor, the cursor when it lies ahead of the read horizon, and one
+// row if records past the horizon are to be seen already (see hiddenSQL).
 const (
 	rowRecord = iota
 	rowTail
 	rowExpired
+	rowAhead
 	rowHidden
 )
 
@@ -179,6 +189,9 @@ func (s *Store) Read(ctx context.Context, q store.Query) ([]store.Record, store.
 		return nil, q.After, fmt.Errorf("pgstore: read: %w", err)
 	}
 	s.hiddenFound(rs.hidden)
+	if rs.ahead {
+		return nil, q.After, fmt.Errorf("pgstore: read: %w", aheadError(q.After))
+	}
 	if rs.expired {
 		return nil, q.After, fmt.Errorf("pgstore: read: %w", store.ErrCursorExpired)
 	}
@@ -192,6 +205,7 @@ type readResult struct {
 	recs    []store.Record
 	after   key
 	expired bool
+	ahead   bool
 	hidden  bool // committed records lie past the horizon
 }
 
@@ -238,6 +252,9 @@ func (s *Store) readPage(ctx context.Context, q store.Query, after key, limit in
 		case rowExpired:
 			rs.expired = true
 			continue
+		case rowAhead:
+			rs.ahead = true
+			continue
 		case rowHidden:
 			rs.hidden = true
 			continue
@@ -278,7 +295,8 @@ func (s *Store) readPage(ctx context.Context, q store.Query, after key, limit in
 
 // readSQL builds the Read statement: the page in a UNION ALL with, for a
 // filtered read that comes back short, the last row it scanned, and, after
-// a cursor, the retention watermark if the cursor is below it. It reports
+// a cursor, the retention watermark if the cursor is below it and the
+// cursor itself if it is ahead of the horizon (see aheadError). It reports
 // whether the read is filtered and whether it is to be read in index order.
 //
 // A read by aggregate is left to the planner: the aggregate's index finds
@@ -337,8 +355,9 @@ func (s *Store) readSQL(q store.Query, after key, limit int) (string, []any, boo
 	}
 	if after != (key{}) {
 		b.WriteString(" UNION ALL SELECT 2, txid, position" + blank + " FROM " + s.sql.schema + ".retention WHERE (txid, position) > ($1::xid8, $2::bigint)")
+		b.WriteString(" UNION ALL SELECT 3, $1::xid8, $2::bigint" + blank + " WHERE $1::xid8 > current_setting('" + horizonGUC + "')::xid8")
 	}
-	b.WriteString(" UNION ALL SELECT 3, '0'::xid8, 0::bigint" + blank + " WHERE " + s.sql.hidden)
+	b.WriteString(" UNION ALL SELECT 4, '0'::xid8, 0::bigint" + blank + " WHERE " + s.sql.hidden)
 	return b.String(), params, filtered, q.AggregateID == ""
 }
 

@@ -20,30 +20,39 @@ import (
 
 // SchemaVersion is the version of the database schema that this package
 // creates and reads.
-const SchemaVersion = 3
+const SchemaVersion = 4
 
 //go:embed migrations/*.sql
 var migrationFS embed.FS
 
-// migrate brings the schema to SchemaVersion and returns the store's ID.
-// Everything runs in one transaction under an advisory lock keyed by the
-// schema name, so concurrent processes migrate one after the other and the
-// later ones find the work done.
-func (s *Store) migrate(ctx context.Context) (string, error) {
+// migrate brings the schema to SchemaVersion, realigns the log's order with
+// the cluster's transaction IDs (see realign), and sets the store's ID
+// (its cursor tag) and partition count. Everything runs in one transaction
+// under an advisory lock keyed by the schema name, so concurrent processes
+// migrate one after the other and the later ones find the work done.
+func (s *Store) migrate(ctx context.Context) error { return s.migrateTo(ctx, SchemaVersion) }
+
+// offsetVersion is the first schema version whose order has an offset
+// (migration 4), which realign may raise.
+const offsetVersion = 4
+
+// migrateTo is migrate up to version target, as a build of that version
+// would have migrated; it realigns only at offsetVersion and later.
+func (s *Store) migrateTo(ctx context.Context, target int) error {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
-		return "", fmt.Errorf("migrate: %w", err)
+		return fmt.Errorf("migrate: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 
 	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", lockKey(s.opts.schema)); err != nil {
-		return "", fmt.Errorf("migrate: lock: %w", err)
+		return fmt.Errorf("migrate: lock: %w", err)
 	}
 	if _, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+s.schema); err != nil {
-		return "", fmt.Errorf("migrate: create schema %s: %w", s.schema, err)
+		return fmt.Errorf("migrate: create schema %s: %w", s.schema, err)
 	}
 	if _, err := tx.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+s.schema+".meta (key text PRIMARY KEY, value text NOT NULL)"); err != nil {
-		return "", fmt.Errorf("migrate: create meta table: %w", err)
+		return fmt.Errorf("migrate: create meta table: %w", err)
 	}
 	current := 0
 	var v string
@@ -51,14 +60,14 @@ func (s *Store) migrate(ctx context.Context) (string, error) {
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 	case err != nil:
-		return "", fmt.Errorf("migrate: read schema version: %w", err)
+		return fmt.Errorf("migrate: read schema version: %w", err)
 	default:
 		if current, err = strconv.Atoi(v); err != nil {
-			return "", fmt.Errorf("migrate: schema %s has a malformed version %q", s.schema, v)
+			return fmt.Errorf("migrate: schema %s has a malformed version %q", s.schema, v)
 		}
 	}
 	if current > SchemaVersion {
-		return "", fmt.Errorf("migrate: schema %s is at version %d, newer than version %d that this build of pgstore knows; upgrade github.com/ncore-io/event", s.schema, current, SchemaVersion)
+		return fmt.Errorf("migrate: schema %s is at version %d, newer than version %d that this build of pgstore knows; upgrade github.com/ncore-io/event", s.schema, current, SchemaVersion)
 	}
 	parts := s.opts.partitions
 	if parts == 0 {
@@ -66,38 +75,46 @@ func (s *Store) migrate(ctx context.Context) (string, error) {
 	}
 	steps, err := migrations()
 	if err != nil {
-		return "", err
+		return err
 	}
 	for _, m := range steps {
-		if m.version <= current {
+		if m.version <= current || m.version > target {
 			continue
 		}
 		sql := strings.NewReplacer("{{schema}}", s.schema, "{{channel}}", quoteLiteral(s.channel), "{{partitions}}", strconv.Itoa(parts)).Replace(m.sql)
 		if _, err := tx.Exec(ctx, sql); err != nil {
-			return "", fmt.Errorf("migrate: schema %s to version %d (%s): %w", s.schema, m.version, m.name, err)
+			return fmt.Errorf("migrate: schema %s to version %d (%s): %w", s.schema, m.version, m.name, err)
 		}
 		current = m.version
 	}
 	if _, err := tx.Exec(ctx, "INSERT INTO "+s.schema+".meta (key, value) VALUES ('schema_version', $1), ('store_id', $2) ON CONFLICT (key) DO UPDATE SET value = CASE WHEN excluded.key = 'schema_version' THEN excluded.value ELSE meta.value END",
 		strconv.Itoa(current), randomID()); err != nil {
-		return "", fmt.Errorf("migrate: record version: %w", err)
+		return fmt.Errorf("migrate: record version: %w", err)
 	}
 	var id, stored string
 	if err := tx.QueryRow(ctx, "SELECT (SELECT value FROM "+s.schema+".meta WHERE key = 'store_id'), (SELECT value FROM "+s.schema+".meta WHERE key = 'partitions')").Scan(&id, &stored); err != nil {
-		return "", fmt.Errorf("migrate: read store ID: %w", err)
+		return fmt.Errorf("migrate: read store ID: %w", err)
 	}
 	n, err := strconv.Atoi(stored)
 	if err != nil || store.ValidatePartitions(n) != nil {
-		return "", fmt.Errorf("migrate: schema %s has a malformed partition count %q", s.schema, stored)
+		return fmt.Errorf("migrate: schema %s has a malformed partition count %q", s.schema, stored)
 	}
 	if s.opts.partitions != 0 && s.opts.partitions != n {
-		return "", fmt.Errorf("schema %s: the log has %d partitions, fixed when it was created; WithPartitions(%d) cannot change it", s.schema, n, s.opts.partitions)
+		return fmt.Errorf("schema %s: the log has %d partitions, fixed when it was created; WithPartitions(%d) cannot change it", s.schema, n, s.opts.partitions)
 	}
 	s.partitions = n
-	if err := tx.Commit(ctx); err != nil {
-		return "", fmt.Errorf("migrate: commit: %w", err)
+	h := fnv.New64a()
+	h.Write([]byte(id))
+	s.tag = h.Sum64()
+	if current >= offsetVersion {
+		if err := s.realign(ctx, tx); err != nil {
+			return fmt.Errorf("migrate: schema %s: %w", s.schema, err)
+		}
 	}
-	return id, nil
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("migrate: commit: %w", err)
+	}
+	return nil
 }
 
 type migration struct {
@@ -129,18 +146,11 @@ func migrations() ([]migration, error) {
 	return ms, nil
 }
 
-// lockKey derives the advisory lock for migrating one schema.
+// lockKey derives the advisory lock for migrating one schema, or, with a
+// suffix, another lock of the schema.
 func lockKey(schema string) int64 {
 	h := fnv.New64a()
 	h.Write([]byte("github.com/ncore-io/event/store/pgstore\x00" + schema))
-	return int64(h.Sum64())
-}
-
-// indexLockKey derives the advisory lock for building the partition index
-// of one schema (see indexPartitions).
-func indexLockKey(schema string) int64 {
-	h := fnv.New64a()
-	h.Write([]byte("github.com/ncore-io/event/store/pgstore\x00" + schema + "\x00partition index"))
 	return int64(h.Sum64())
 }
 

@@ -33,7 +33,8 @@ type Store struct {
 	partIndexed atomic.Bool // the partition index exists; see indexPartitions
 	sql         queries
 
-	w *writer
+	w     *writer
+	notes *notifier // NOTIFY after group commits
 
 	mu       sync.Mutex
 	closed   bool
@@ -83,15 +84,12 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Store, error
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	storeID, err := s.migrate(ctx)
-	if err != nil {
+	if err := s.migrate(ctx); err != nil {
 		return nil, fmt.Errorf("pgstore: new: %w", err)
 	}
-	h := fnv.New64a()
-	h.Write([]byte(storeID))
-	s.tag = h.Sum64()
 	s.sql = buildQueries(s.schema, s.channel, s.partitions)
 	s.life, s.end = context.WithCancel(context.Background())
+	s.notes = startNotifier(s)
 	s.w = startWriter(s)
 	return s, nil
 }
@@ -137,6 +135,7 @@ func (s *Store) Close() error {
 	s.end()
 	s.w.close()
 	s.inflight.Wait()
+	s.notes.close()
 	s.watchers.Wait()
 	if s.ownsPool {
 		s.pool.Close()

@@ -1131,3 +1131,59 @@ func TestAppendTxRoundTrips(t *testing.T) {
 		t.Errorf("Load of the refused record = %v, want ErrNotFound", err)
 	}
 }
+
+// TestNotifyAfterCommit checks that group commits NOTIFY after they have
+// committed, not in their transactions (where PostgreSQL would commit them
+// one at a time), and that the NOTIFYs of commits made while one is sent
+// coalesce into the next.
+func TestNotifyAfterCommit(t *testing.T) {
+	ctx := t.Context()
+	dsn := pgtest.DSN(t)
+	s, err := pgstore.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	hold := make(chan struct{})
+	sent := pgstore.HoldNotify(s, hold)
+	listener, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer listener.Close(context.Background())
+	if _, err := listener.Exec(ctx, "LISTEN event_appended"); err != nil {
+		t.Fatal(err)
+	}
+	const commits = 20
+	for i := range commits {
+		if err := s.Append(ctx, []store.Record{rec(fmt.Sprintf("n-%d", i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Every commit has returned; a NOTIFY in any of them would be on its
+	// way to the listener now.
+	wctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	n, err := listener.WaitForNotification(wctx)
+	cancel()
+	if err == nil {
+		t.Fatalf("notification %+v arrived while the notifier was held: a commit sent it", n)
+	}
+	// The first NOTIFY waits since the first commit; the other commits
+	// are announced by one more.
+	for range 2 {
+		hold <- struct{}{}
+	}
+	for i := range 2 {
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := listener.WaitForNotification(wctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("notification %d of 2 after releasing the notifier: %v", i+1, err)
+		}
+	}
+	close(hold)
+	s.Close() // sends what is still owed, if anything
+	if got := sent.Load(); got != 2 {
+		t.Fatalf("%d NOTIFYs for %d commits made while the first was held, want 2", got, commits)
+	}
+}

@@ -287,7 +287,7 @@ func (s *Store) commitGroup(group []*request) {
 func (s *Store) appendGroup(ctx context.Context, a *args) ([]result, error) {
 	b := &pgx.Batch{}
 	b.Queue(genericPlanSQL)
-	sql, params := s.appendStatement(a)
+	sql, params := s.appendStatement(a, false)
 	b.Queue(sql, params...)
 	br := s.pool.SendBatch(ctx, b)
 	defer br.Close()
@@ -302,7 +302,11 @@ func (s *Store) appendGroup(ctx context.Context, a *args) ([]result, error) {
 	if err != nil {
 		return nil, err
 	}
-	return res, br.Close()
+	if err := br.Close(); err != nil {
+		return nil, err
+	}
+	s.notes.kick()
+	return res, nil
 }
 
 const genericPlanSQL = "SELECT set_config('plan_cache_mode', 'force_generic_plan', true)"

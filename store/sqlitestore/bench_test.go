@@ -70,8 +70,8 @@ func BenchmarkAppend(b *testing.B) {
 		}
 		defer db.Close()
 		db.SetMaxOpenConns(1) // one writer; more connections would only fight over the lock
-		insert, err := db.Prepare(`INSERT INTO event_log (id, topic, kind, aggregate_id, version, time_us, metadata, payload_type, content_type, payload)
-			VALUES (?, 'user.registered', 'domain', NULL, 0, ?, NULL, 'benchPayload', 'application/json', ?)`)
+		insert, err := db.Prepare(`INSERT INTO event_log (id, topic, kind, aggregate_id, version, time_us, metadata, payload_type, content_type, payload, part)
+			VALUES (?, 'user.registered', 'domain', NULL, 0, ?, NULL, 'benchPayload', 'application/json', ?, ?)`)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -86,7 +86,8 @@ func BenchmarkAppend(b *testing.B) {
 					b.Error(err)
 					return
 				}
-				if _, err := tx.StmtContext(ctx, insert).ExecContext(ctx, newID(), time.Now().UnixMicro(), payload); err != nil {
+				id := newID()
+				if _, err := tx.StmtContext(ctx, insert).ExecContext(ctx, id, time.Now().UnixMicro(), payload, store.Partition("", id, store.DefaultPartitions)); err != nil {
 					b.Error(err)
 					tx.Rollback()
 					return

@@ -48,7 +48,23 @@
 // The tables are named event_*. The schema version lives in the event_meta
 // table; Open creates or migrates the schema in one transaction, so two
 // processes may open a new file at once, and refuses a database of a newer
-// version.
+// version. A process of an older version that opened the file before a
+// newer one migrated it goes on with the old schema in mind; where that
+// would write what the new schema cannot use, the database refuses it,
+// with an error that says so (schema version 2 refuses records appended
+// without a partition, which no consumer group would read). Upgrade every
+// process that opens a file before, or while, migrating it.
+//
+// # Consumer groups
+//
+// A member of a consumer group ([store.Grouper]) that stops renewing its
+// leases loses its partitions when they run out. A member whose process
+// exited loses them sooner, at the next claim from the same host and PID
+// namespace: a claim checks whether the processes of the other members
+// there still exist. On Linux the namespace is part of what a member's
+// row names as its host, so containers that share a host name (with host
+// networking, say) but not their PIDs leave each other's members to their
+// leases rather than take a live process for gone.
 //
 // # Retention
 //

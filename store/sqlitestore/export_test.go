@@ -21,3 +21,6 @@ func SetMinScan(s *Store, n int) { s.minScan = n }
 // SetAfterTake makes the writer of s call f each time it has taken
 // requests into a transaction. Call it before the first Append.
 func SetAfterTake(s *Store, f func()) { s.afterTake = f }
+
+// ThisHost returns what s writes in the host column of its group members.
+func ThisHost() string { return thisHost }

@@ -57,6 +57,7 @@ func (s *Store) settle(ctx context.Context, conn *sql.Conn) {
 // SQLite's primary result codes that concern the database file.
 const (
 	sqlitePerm     = 3
+	sqliteBusy     = 5
 	sqliteReadOnly = 8
 	sqliteIOErr    = 10
 	sqliteFull     = 13
@@ -147,4 +148,10 @@ func fileSize(path string) int64 {
 		return 0
 	}
 	return fi.Size()
+}
+
+// isBusy reports whether err is SQLite's SQLITE_BUSY (any extended code).
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqliteBusy
 }

@@ -3,9 +3,11 @@ package sqlitestore
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,13 +33,16 @@ func (s *Store) Claim(ctx context.Context, group, member string, ttl time.Durati
 	if err := s.enter(ctx, "claim"); err != nil {
 		return store.Assignment{}, err
 	}
-	now := time.Now()
-	nowUS, expUS := now.UnixMicro(), now.Add(ttl).UnixMicro()
 	var a store.Assignment
 	err := s.writeTx(ctx, func(tx *sql.Tx) error {
 		if err := s.indexPartitions(ctx, tx); err != nil {
 			return err
 		}
+		// The lease starts once the claim holds the write lock, not when
+		// it began to wait for it.
+		now := time.Now()
+		nowUS, expUS := now.UnixMicro(), now.Add(ttl).UnixMicro()
+		a = store.Assignment{}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO event_group_members (grp, member, expires_us, host, pid) VALUES (?, ?, ?, ?, ?)
 			ON CONFLICT (grp, member) DO UPDATE SET expires_us = excluded.expires_us, host = excluded.host, pid = excluded.pid`, group, member, expUS, thisHost, os.Getpid()); err != nil {
 			return err
@@ -48,7 +53,11 @@ func (s *Store) Claim(ctx context.Context, group, member string, ttl time.Durati
 		if _, err := tx.ExecContext(ctx, `DELETE FROM event_group_members WHERE grp = ? AND expires_us < ?`, group, nowUS); err != nil {
 			return err
 		}
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM event_group_members WHERE grp = ?`, group).Scan(&a.Members); err != nil {
+		// The member's rank among the live members, by the byte order of
+		// their IDs (BINARY collation), decides whether its share is the
+		// larger of the two.
+		var rank int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(member < ?), 0) FROM event_group_members WHERE grp = ?`, member, group).Scan(&a.Members, &rank); err != nil {
 			return err
 		}
 		// A new group starts where a subscription of its name had got to.
@@ -62,12 +71,32 @@ func (s *Store) Claim(ctx context.Context, group, member string, ttl time.Durati
 		if _, err := tx.ExecContext(ctx, `UPDATE event_group_partitions SET expires_us = ? WHERE grp = ? AND owner = ?`, expUS, group, member); err != nil {
 			return err
 		}
-		a.Share = store.Share(s.cfg.partitions, a.Members)
+		a.Share = store.MemberShare(s.cfg.partitions, a.Members, rank)
 		var owned int
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM event_group_partitions WHERE grp = ? AND owner = ?`, group, member).Scan(&owned); err != nil {
 			return err
 		}
+		var taken map[int]bool // partition: taken from a member that did not release it
 		if owned < a.Share {
+			free, err := tx.QueryContext(ctx, `SELECT part, owner FROM event_group_partitions WHERE grp = ? AND (owner = '' OR expires_us < ?) ORDER BY part LIMIT ?`,
+				group, nowUS, a.Share-owned)
+			if err != nil {
+				return err
+			}
+			taken = map[int]bool{}
+			for free.Next() {
+				var p int
+				var prev string
+				if err := free.Scan(&p, &prev); err != nil {
+					free.Close()
+					return err
+				}
+				taken[p] = prev != ""
+			}
+			if err := errors.Join(free.Err(), free.Close()); err != nil {
+				return err
+			}
+			// The same partitions: nothing else writes in this transaction.
 			if _, err := tx.ExecContext(ctx, `UPDATE event_group_partitions SET owner = ?, token = token + 1, expires_us = ?
 				WHERE grp = ? AND part IN (SELECT part FROM event_group_partitions WHERE grp = ? AND (owner = '' OR expires_us < ?) ORDER BY part LIMIT ?)`,
 				member, expUS, group, group, nowUS, a.Share-owned); err != nil {
@@ -86,6 +115,7 @@ func (s *Store) Claim(ctx context.Context, group, member string, ttl time.Durati
 				return err
 			}
 			l.Cursor = store.Cursor(c)
+			l.TakenOver = taken[l.Partition]
 			a.Leases = append(a.Leases, l)
 		}
 		return rows.Err()
@@ -173,10 +203,18 @@ func (s *Store) Commit(ctx context.Context, group, member string, cps ...store.C
 	return nil
 }
 
+// maxCompound is how many partitions one statement of ReadPartitions
+// reads, a term of a compound SELECT each: SQLite allows 500 terms
+// (SQLITE_MAX_COMPOUND_SELECT).
+const maxCompound = 500
+
 // ReadPartitions implements [store.Grouper]. Each partition's first
 // limit positions after its cursor come from the (part, position) index,
 // without touching the records; the first limit of those in global order
-// are then read, in one read transaction.
+// are then read, in one read transaction. Up to maxCompound partitions
+// take one statement; more take one statement of positions per
+// maxCompound, whose positions are merged, and one that reads the first
+// limit of them.
 func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor, limit int) ([]store.Record, []store.Cursor, error) {
 	if err := s.enter(ctx, "read partitions"); err != nil {
 		return nil, nil, err
@@ -210,30 +248,20 @@ func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor
 		max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'event_log'), 0), coalesce((SELECT max(position) FROM event_log), 0))`).Scan(&low, &end); err != nil {
 		return nil, nil, s.fail(ctx, "read partitions", err)
 	}
-	var q strings.Builder
-	args := make([]any, 0, 3*len(from)+1)
-	q.WriteString(`SELECT ` + recordColumns + `, part FROM event_log WHERE position IN (SELECT position FROM (`)
 	for i, f := range from {
-		after := afters[i]
-		switch {
+		switch after := afters[i]; {
 		case after > 0 && after < low:
 			return nil, nil, fmt.Errorf("sqlitestore: read partition %d after %s: %w (records up to position %d were deleted)", f.Partition, f.After, store.ErrCursorExpired, low)
 		case after > end:
 			return nil, nil, fmt.Errorf("sqlitestore: read partition %d after %s: %w: it is past the end of the log (position %d)", f.Partition, f.After, store.ErrInvalidCursor, end)
 		}
-		if i > 0 {
-			q.WriteString(` UNION ALL `)
-		}
-		q.WriteString(`SELECT * FROM (SELECT position FROM event_log WHERE part = ? AND position > ? ORDER BY position LIMIT ?)`)
-		args = append(args, f.Partition, after, limit)
 	}
-	q.WriteString(`) ORDER BY position LIMIT ?) ORDER BY position`)
-	args = append(args, limit)
-	stmt, err := s.partitionStmt(ctx, len(from), q.String())
-	if err != nil {
-		return nil, nil, s.fail(ctx, "read partitions", err)
+	var rows *sql.Rows
+	if len(from) <= maxCompound {
+		rows, err = s.readPartitions(ctx, tx, from, afters, limit)
+	} else {
+		rows, err = s.readManyPartitions(ctx, tx, from, afters, limit)
 	}
-	rows, err := tx.StmtContext(ctx, stmt).QueryContext(ctx, args...)
 	if err != nil {
 		return nil, nil, s.fail(ctx, "read partitions", err)
 	}
@@ -276,6 +304,83 @@ func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor
 		}
 	}
 	return out, next, nil
+}
+
+// partitionTerms writes the terms of a compound SELECT of the first limit
+// positions of each partition after its cursor, and returns their
+// arguments appended to args.
+func partitionTerms(q *strings.Builder, args []any, from []store.PartitionCursor, afters []int64, limit int) []any {
+	for i, f := range from {
+		if i > 0 {
+			q.WriteString(` UNION ALL `)
+		}
+		q.WriteString(`SELECT * FROM (SELECT position FROM event_log WHERE part = ? AND position > ? ORDER BY position LIMIT ?)`)
+		args = append(args, f.Partition, afters[i], limit)
+	}
+	return args
+}
+
+// readPartitions reads up to maxCompound partitions in one statement.
+func (s *Store) readPartitions(ctx context.Context, tx *sql.Tx, from []store.PartitionCursor, afters []int64, limit int) (*sql.Rows, error) {
+	var q strings.Builder
+	q.WriteString(`SELECT ` + recordColumns + `, part FROM event_log WHERE position IN (SELECT position FROM (`)
+	args := partitionTerms(&q, make([]any, 0, 3*len(from)+1), from, afters, limit)
+	q.WriteString(`) ORDER BY position LIMIT ?) ORDER BY position`)
+	args = append(args, limit)
+	stmt, err := s.partitionStmt(ctx, partRead{n: len(from)}, q.String())
+	if err != nil {
+		return nil, err
+	}
+	return tx.StmtContext(ctx, stmt).QueryContext(ctx, args...)
+}
+
+// readManyPartitions reads more than maxCompound partitions: the first
+// limit positions of every maxCompound of them, merged, and then the
+// records at the first limit of those. Each of the first limit positions
+// of all is among the first limit of its own maxCompound, so the merge
+// misses none.
+func (s *Store) readManyPartitions(ctx context.Context, tx *sql.Tx, from []store.PartitionCursor, afters []int64, limit int) (*sql.Rows, error) {
+	positions := make([]int64, 0, limit) // a JSON array, not null, when empty
+	for i := 0; i < len(from); i += maxCompound {
+		j := min(i+maxCompound, len(from))
+		var q strings.Builder
+		q.WriteString(`SELECT position FROM (`)
+		args := partitionTerms(&q, make([]any, 0, 3*(j-i)+1), from[i:j], afters[i:j], limit)
+		q.WriteString(`) ORDER BY position LIMIT ?`)
+		args = append(args, limit)
+		stmt, err := s.partitionStmt(ctx, partRead{n: j - i, positions: true}, q.String())
+		if err != nil {
+			return nil, err
+		}
+		rows, err := tx.StmtContext(ctx, stmt).QueryContext(ctx, args...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var p int64
+			if err := rows.Scan(&p); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			positions = append(positions, p)
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return nil, err
+		}
+	}
+	slices.Sort(positions)
+	positions = slices.Compact(positions) // a partition asked twice
+	positions = positions[:min(len(positions), limit)]
+	list, err := json.Marshal(positions)
+	if err != nil {
+		return nil, err
+	}
+	stmt, err := s.partitionStmt(ctx, partRead{byPosition: true},
+		`SELECT `+recordColumns+`, part FROM event_log WHERE position IN (SELECT value FROM json_each(?)) ORDER BY position`)
+	if err != nil {
+		return nil, err
+	}
+	return tx.StmtContext(ctx, stmt).QueryContext(ctx, string(list))
 }
 
 // Group implements [store.Grouper].
@@ -340,13 +445,20 @@ func (s *Store) Group(ctx context.Context, group string) (store.GroupInfo, error
 	return info, nil
 }
 
-// partitionStmt returns the read of n partitions, prepared once: the
-// statement is long (a subquery per partition), and preparing it on every
-// poll would cost more than running it.
-func (s *Store) partitionStmt(ctx context.Context, n int, text string) (*sql.Stmt, error) {
+// partRead names a statement of ReadPartitions.
+type partRead struct {
+	n          int  // partitions read
+	positions  bool // of their positions only (see readManyPartitions)
+	byPosition bool // the records at a list of positions
+}
+
+// partitionStmt returns a statement of ReadPartitions, prepared once: the
+// statements are long (a subquery per partition), and preparing them on
+// every poll would cost more than running them.
+func (s *Store) partitionStmt(ctx context.Context, k partRead, text string) (*sql.Stmt, error) {
 	s.partMu.Lock()
 	defer s.partMu.Unlock()
-	if st := s.partStmts[n]; st != nil {
+	if st := s.partStmts[k]; st != nil {
 		return st, nil
 	}
 	st, err := s.r.PrepareContext(ctx, text)
@@ -354,14 +466,36 @@ func (s *Store) partitionStmt(ctx context.Context, n int, text string) (*sql.Stm
 		return nil, err
 	}
 	if s.partStmts == nil {
-		s.partStmts = map[int]*sql.Stmt{}
+		s.partStmts = map[partRead]*sql.Stmt{}
 	}
-	s.partStmts[n] = st
+	s.partStmts[k] = st
 	return st, nil
 }
 
-// thisHost names the host in event_group_members.
-var thisHost, _ = os.Hostname()
+// thisHost names, in event_group_members, where this process's PID means
+// something: its host and, on Linux, its PID namespace, as in
+// "web-1 pid:[4026531836]". Containers may share a host name (with host
+// networking, for instance) yet not their PIDs, so that a process of one
+// would find a live process of another gone. It is "" when the host or
+// the namespace cannot be told, and then no claim of this process judges
+// members by their PIDs.
+var thisHost = hostIdentity()
+
+// hostIdentity returns what thisHost holds.
+func hostIdentity() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		return ""
+	}
+	ns, err := pidNamespace()
+	switch {
+	case err != nil:
+		return "" // no /proc, say: containers are not told apart
+	case ns == "":
+		return host
+	}
+	return host + " " + ns
+}
 
 // indexPartitions makes the index that partition reads scan, at the first
 // claim in a file rather than when the file is made: keeping it costs every
@@ -378,11 +512,15 @@ func (s *Store) indexPartitions(ctx context.Context, tx *sql.Tx) error {
 	return nil // Claim sets partIndexed once the transaction commits
 }
 
-// dropExited releases the partitions of the group's members whose process,
-// on this host, has exited, and removes them. Processes that share one
-// file share one host, but those in separate PID namespaces (containers)
-// must differ in host name, as containers do unless told otherwise.
+// dropExited expires the leases of the group's members whose process, on
+// this host and in this PID namespace (see thisHost), has exited, and
+// removes the members: the claim then takes their partitions at once, as
+// taken over. Members of other hosts or namespaces, whose PIDs it cannot
+// check, keep their partitions until their leases run out.
 func dropExited(ctx context.Context, tx *sql.Tx, group string) error {
+	if thisHost == "" {
+		return nil
+	}
 	rows, err := tx.QueryContext(ctx, `SELECT member, pid FROM event_group_members WHERE grp = ? AND host = ? AND pid <> ?`, group, thisHost, os.Getpid())
 	if err != nil {
 		return err
@@ -403,7 +541,7 @@ func dropExited(ctx context.Context, tx *sql.Tx, group string) error {
 		return err
 	}
 	for _, m := range dead {
-		if _, err := tx.ExecContext(ctx, `UPDATE event_group_partitions SET owner = '', expires_us = 0 WHERE grp = ? AND owner = ?`, group, m); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE event_group_partitions SET expires_us = 0 WHERE grp = ? AND owner = ?`, group, m); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM event_group_members WHERE grp = ? AND member = ?`, group, m); err != nil {

@@ -1,6 +1,8 @@
 package sqlitestore_test
 
 import (
+	"encoding/json"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -10,7 +12,8 @@ import (
 )
 
 // fill appends n records of topic "common.event" straight into the log
-// table: a large log in milliseconds rather than seconds of Appends.
+// table: a large log in milliseconds rather than seconds of Appends. Their
+// partitions, which SQLite cannot compute, come from Go as a JSON array.
 func fill(t *testing.T, s *sqlitestore.Store, n int) {
 	t.Helper()
 	ctx := t.Context()
@@ -18,10 +21,17 @@ func fill(t *testing.T, s *sqlitestore.Store, n int) {
 	if err := s.DB().QueryRowContext(ctx, `SELECT coalesce(max(position), 0) FROM event_log`).Scan(&from); err != nil {
 		t.Fatal(err)
 	}
-	_, err := s.DB().ExecContext(ctx, `INSERT INTO event_log (id, topic, kind, version, time_us, payload_type, content_type, payload)
-		WITH RECURSIVE k(i) AS (SELECT ? UNION ALL SELECT i + 1 FROM k WHERE i < ?)
-		SELECT 'fill-' || i, 'common.event', 'domain', 0, ?, '', 'application/json', X'7B7D' FROM k`,
-		from+1, from+int64(n), t0.UnixMicro())
+	parts := make([]int, n)
+	for i := range parts {
+		parts[i] = store.Partition("", fmt.Sprintf("fill-%d", from+1+int64(i)), s.Partitions())
+	}
+	list, err := json.Marshal(parts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.DB().ExecContext(ctx, `INSERT INTO event_log (id, topic, kind, version, time_us, payload_type, content_type, payload, part)
+		SELECT 'fill-' || (? + key), 'common.event', 'domain', 0, ?, '', 'application/json', X'7B7D', value FROM json_each(?) ORDER BY key`,
+		from+1, t0.UnixMicro(), string(list))
 	if err != nil {
 		t.Fatalf("filling the log: %v", err)
 	}

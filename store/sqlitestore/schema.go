@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/ncore-io/event/store"
 )
@@ -117,6 +118,30 @@ func migrate(ctx context.Context, db *sql.DB, cfg *config, path string) error {
 		return openError(path, err)
 	}
 	return nil
+}
+
+// migrateWhenFree runs migrate, again while the first connection to a
+// new file fails with SQLITE_BUSY, up to the busy timeout. Processes that
+// create one file at once contend for switching it to WAL mode, and
+// SQLite reports that contention at once, without waiting as the busy
+// timeout has it wait for locks.
+func migrateWhenFree(ctx context.Context, db *sql.DB, cfg *config, path string) error {
+	deadline := time.Now().Add(cfg.busyTimeout)
+	wait := time.Millisecond
+	for {
+		err := migrate(ctx, db, cfg, path)
+		if err == nil || !isBusy(err) || time.Now().Add(wait).After(deadline) {
+			return err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		wait = min(2*wait, 100*time.Millisecond)
+	}
 }
 
 // partitionLog stores the partition count and gives every record its

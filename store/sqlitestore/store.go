@@ -59,7 +59,7 @@ type Store struct {
 	pollDB     *sql.DB // opened by the first Notify
 
 	partMu    sync.Mutex
-	partStmts map[int]*sql.Stmt // partition reads by partition count; see partitionStmt
+	partStmts map[partRead]*sql.Stmt // see partitionStmt
 }
 
 // Open opens the event database at path, creating the file and its schema if
@@ -111,7 +111,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
-	if err := migrate(ctx, w, &cfg, path); err != nil {
+	if err := migrateWhenFree(ctx, w, &cfg, path); err != nil {
 		w.Close()
 		return nil, err
 	}

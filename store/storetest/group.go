@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,11 +35,13 @@ func parts(a store.Assignment) []int {
 }
 
 // settle has the members claim in turn, releasing what exceeds their
-// share, until every partition is held and no member holds more than its
-// share; it returns each member's last assignment.
+// share, until every partition is held, each member holds its Share and
+// the shares are fair: they differ by at most one and add up to the
+// partitions. It returns each member's last assignment.
 func settle(tb testing.TB, g store.Grouper, group string, members []string, ttl time.Duration) map[string]store.Assignment {
 	tb.Helper()
 	n := g.Partitions()
+	var counts map[string]int
 	for round := 0; round < 10; round++ {
 		got := map[string]store.Assignment{}
 		held := map[int]string{}
@@ -55,8 +58,9 @@ func settle(tb testing.TB, g store.Grouper, group string, members []string, ttl 
 		}
 		// Claims made later in the round may have taken partitions that
 		// earlier members released: ask again without changing anything.
-		total := 0
+		total, least, most := 0, n, 0
 		ok := true
+		counts = map[string]int{}
 		for _, m := range members {
 			a := claim(tb, g, group, m, ttl)
 			got[m] = a
@@ -66,15 +70,29 @@ func settle(tb testing.TB, g store.Grouper, group string, members []string, ttl 
 				}
 				held[p] = m
 			}
-			total += len(a.Leases)
-			ok = ok && len(a.Leases) <= a.Share && a.Members == len(members)
+			k := len(a.Leases)
+			counts[m] = k
+			total, least, most = total+k, min(least, k), max(most, k)
+			ok = ok && k == a.Share && a.Members == len(members)
 		}
-		if ok && total == n {
+		if ok && total == n && most-least <= 1 {
 			return got
 		}
 	}
-	tb.Fatalf("members %v did not settle on a fair split of %d partitions in 10 rounds", members, n)
+	tb.Fatalf("members did not settle on a fair split of %d partitions in 10 rounds (each holding its share, shares differing by at most one): they hold %v", n, counts)
 	return nil
+}
+
+// rank returns the rank of member among members by the byte order of
+// their IDs, which decides its share (see store.MemberShare).
+func rank(members []string, member string) int {
+	r := 0
+	for _, m := range members {
+		if m < member {
+			r++
+		}
+	}
+	return r
 }
 
 func (s suite) testGroupClaim(t *testing.T) {
@@ -99,18 +117,19 @@ func (s suite) testGroupClaim(t *testing.T) {
 		t.Fatalf("renewing Claim changed the leases:\n%v\nwant\n%v", again.Leases, a.Leases)
 	}
 	// A second member gets nothing while the first holds everything, and
-	// both are told the share of two.
+	// is told its share of two.
 	b := claim(t, g, "g", "b", time.Minute)
-	if len(b.Leases) != 0 || b.Members != 2 || b.Share != store.Share(n, 2) {
-		t.Fatalf("second member's Claim: %d leases, %d members, share %d; want none, 2, %d", len(b.Leases), b.Members, b.Share, store.Share(n, 2))
+	if want := store.MemberShare(n, 2, 1); len(b.Leases) != 0 || b.Members != 2 || b.Share != want {
+		t.Fatalf("second member's Claim: %d leases, %d members, share %d; want none, 2, %d", len(b.Leases), b.Members, b.Share, want)
 	}
 	// Another group is independent.
 	if o := claim(t, g, "other", "b", time.Minute); len(o.Leases) != n {
 		t.Fatalf("Claim in another group got %d partitions, want %d", len(o.Leases), n)
 	}
-	got := settle(t, g, "g", []string{"a", "b", "c"}, time.Minute)
+	members := []string{"a", "b", "c"}
+	got := settle(t, g, "g", members, time.Minute)
 	for m, a := range got {
-		if want := store.Share(n, 3); a.Share != want {
+		if want := store.MemberShare(n, 3, rank(members, m)); a.Share != want {
 			t.Errorf("member %s: share %d, want %d", m, a.Share, want)
 		}
 	}
@@ -129,6 +148,281 @@ func (s suite) testGroupClaim(t *testing.T) {
 	for _, p := range info.Partitions {
 		if !slices.Contains(parts(got[p.Owner]), p.Partition) {
 			t.Errorf("Group: partition %d owned by %q, which does not hold it", p.Partition, p.Owner)
+		}
+	}
+}
+
+// testGroupFairShares settles groups of several sizes, among them sizes
+// where shares of ceil(partitions / members) would leave members without
+// any (9 members of 64 partitions: eight of 8 cover them all) or short
+// (10 members: nine of 7 and one of 1), and one more member than
+// partitions, and checks each member's share.
+func (s suite) testGroupFairShares(t *testing.T) {
+	t.Parallel()
+	_, g := openAs[store.Grouper](s, t)
+	n := g.Partitions()
+	for _, size := range []int{1, 2, 3, 9, 10, 12, 17, n + 1} {
+		// Members join in the reverse of their IDs' order, so that the
+		// order of joining does not decide the shares.
+		members := make([]string, size)
+		for i := range members {
+			members[i] = fmt.Sprintf("m%04d", size-1-i)
+		}
+		group := fmt.Sprintf("fair-%d", size)
+		got := settle(t, g, group, members, time.Minute)
+		for m, a := range got {
+			if want := store.MemberShare(n, size, rank(members, m)); a.Share != want || len(a.Leases) != want {
+				t.Errorf("%d members of %d partitions: member %s holds %d with share %d, want %d", size, n, m, len(a.Leases), a.Share, want)
+			}
+		}
+		info, err := g.Group(t.Context(), group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range info.Partitions {
+			if p.Owner == "" {
+				t.Errorf("%d members of %d partitions: partition %d has no owner after settling", size, n, p.Partition)
+			}
+		}
+	}
+}
+
+// testGroupConcurrentClaims has members claim at once, from goroutines,
+// each releasing what exceeds its share and now and then leaving the
+// group, and checks that no partition ever has two holders: no Claim
+// returns a partition that another member holds and has not begun to
+// release, a member's Claim keeps the leases it holds, and Group names as
+// a partition's owner the member that held it all through the call.
+func (s suite) testGroupConcurrentClaims(t *testing.T) {
+	t.Parallel()
+	_, g := openAs[store.Grouper](s, t)
+	ctx := t.Context()
+	const members, rounds = 6, 25
+	// A hold is a member's hold on a partition, from the return of the
+	// Claim that granted it to the end of the Release that gave it up.
+	type hold struct {
+		member    string
+		token     int64
+		releasing bool // the member has called Release
+	}
+	var mu sync.Mutex
+	holds := map[int]*hold{}
+	errs := make(chan error, members+1)
+	var racers sync.WaitGroup
+	for i := range members {
+		m := fmt.Sprintf("racer-%d", i)
+		racers.Go(func() {
+			mine := map[int]*hold{}
+			release := func(ps ...int) error {
+				mu.Lock()
+				for _, p := range ps {
+					mine[p].releasing = true
+				}
+				mu.Unlock()
+				if err := g.Release(ctx, "g", m, ps...); err != nil {
+					return fmt.Errorf("Release(%s, %v): %w", m, ps, err)
+				}
+				mu.Lock()
+				for _, p := range ps {
+					if holds[p] == mine[p] {
+						delete(holds, p)
+					}
+					delete(mine, p)
+				}
+				mu.Unlock()
+				return nil
+			}
+			for round := range rounds {
+				a, err := g.Claim(ctx, "g", m, time.Minute)
+				if err != nil {
+					errs <- fmt.Errorf("Claim(%s): %w", m, err)
+					return
+				}
+				got := map[int]store.Lease{}
+				for _, l := range a.Leases {
+					got[l.Partition] = l
+				}
+				mu.Lock()
+				for p, h := range mine {
+					if l, ok := got[p]; !ok || l.Token != h.token {
+						mu.Unlock()
+						if !ok {
+							errs <- fmt.Errorf("Claim by %s left out partition %d, which it held (token %d) and did not release", m, p, h.token)
+						} else {
+							errs <- fmt.Errorf("Claim by %s renewed its lease of partition %d with token %d, want its token %d", m, p, l.Token, h.token)
+						}
+						return
+					}
+				}
+				for _, l := range a.Leases {
+					if mine[l.Partition] != nil {
+						continue
+					}
+					if h := holds[l.Partition]; h != nil && !h.releasing {
+						mu.Unlock()
+						errs <- fmt.Errorf("Claim by %s returned partition %d, which %s holds and has not released", m, l.Partition, h.member)
+						return
+					}
+					h := &hold{member: m, token: l.Token}
+					holds[l.Partition], mine[l.Partition] = h, h
+				}
+				mu.Unlock()
+				var give []int
+				switch {
+				case round%8 == 7 && len(a.Leases) > 0:
+					give = parts(a) // leave the group, and join again next round
+				case len(a.Leases) > a.Share:
+					give = parts(a)[a.Share:]
+				}
+				if len(give) > 0 {
+					if err := release(give...); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}
+		})
+	}
+	// Meanwhile, Group must agree with what the members hold.
+	done := make(chan struct{})
+	var watcher sync.WaitGroup
+	checkGroup := func() error {
+		mu.Lock()
+		before := map[int]*hold{}
+		for p, h := range holds {
+			if !h.releasing {
+				before[p] = h
+			}
+		}
+		mu.Unlock()
+		info, err := g.Group(ctx, "g")
+		if err != nil {
+			return fmt.Errorf("Group: %w", err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, p := range info.Partitions {
+			if h := before[p.Partition]; h != nil && holds[p.Partition] == h && !h.releasing && p.Owner != h.member {
+				return fmt.Errorf("Group says partition %d is owned by %q while %s held it all through the call", p.Partition, p.Owner, h.member)
+			}
+		}
+		return nil
+	}
+	watcher.Go(func() {
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if err := checkGroup(); err != nil {
+				errs <- err
+				return
+			}
+		}
+	})
+	racers.Wait()
+	close(done)
+	watcher.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if t.Failed() {
+		return
+	}
+	info, err := g.Group(ctx, "g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range info.Partitions {
+		want := ""
+		if h := holds[p.Partition]; h != nil {
+			want = h.member
+		}
+		if p.Owner != want {
+			t.Errorf("after the race, Group says partition %d is owned by %q; the members' claims say %q", p.Partition, p.Owner, want)
+		}
+	}
+}
+
+// waitUnowned waits until Group shows no partition of group owned and no
+// member live: until the leases of its members have run out.
+func waitUnowned(tb testing.TB, g store.Grouper, group string) {
+	tb.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		info, err := g.Group(tb.Context(), group)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		owned := 0
+		for _, p := range info.Partitions {
+			if p.Owner != "" {
+				owned++
+			}
+		}
+		if owned == 0 && len(info.Members) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("group %s still has %d partitions owned and %d members 10s after its members stopped claiming", group, owned, len(info.Members))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// testGroupRenewExpired checks the tokens of leases that ran out. A
+// member that claims again before another took its partitions renews
+// them, with their tokens, not taken over; a member that takes them from
+// one whose leases ran out gets new tokens, taken over; and a member that
+// gets them back after another held them gets new tokens again.
+func (s suite) testGroupRenewExpired(t *testing.T) {
+	t.Parallel()
+	_, g := openAs[store.Grouper](s, t)
+	ctx := t.Context()
+	n := g.Partitions()
+	const ttl = 100 * time.Millisecond
+	a := claim(t, g, "g", "a", ttl)
+	if len(a.Leases) != n {
+		t.Fatalf("a got %d partitions, want %d", len(a.Leases), n)
+	}
+	waitUnowned(t, g, "g")
+	renewed := claim(t, g, "g", "a", time.Minute)
+	if !slices.Equal(renewed.Leases, a.Leases) {
+		t.Fatalf("a's Claim after its leases ran out, nobody having taken them, changed them:\n%v\nwant\n%v", renewed.Leases, a.Leases)
+	}
+	// The leases were renewed, not only handed back.
+	if b := claim(t, g, "g", "b", time.Minute); len(b.Leases) != 0 {
+		t.Fatalf("b took %v after a renewed its leases for a minute", parts(b))
+	}
+
+	// In another group, b takes a's partitions when a's leases run out.
+	a = claim(t, g, "h", "a", ttl)
+	waitUnowned(t, g, "h")
+	b := claim(t, g, "h", "b", time.Minute)
+	if len(b.Leases) != n || b.Members != 1 {
+		t.Fatalf("b got %d partitions with %d members after a's leases ran out, want %d and 1", len(b.Leases), b.Members, n)
+	}
+	for i, l := range b.Leases {
+		if l.Token == a.Leases[i].Token || !l.TakenOver {
+			t.Fatalf("b took partition %d from a, whose lease ran out, as %+v; want a token other than a's %d, taken over", l.Partition, l, a.Leases[i].Token)
+		}
+	}
+	l := a.Leases[0]
+	if err := g.Commit(ctx, "h", "a", store.Checkpoint{Partition: l.Partition, Token: l.Token}); !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("Commit by a after b took its partitions: %v, want ErrLeaseLost", err)
+	}
+	if err := g.Release(ctx, "h", "b"); err != nil {
+		t.Fatal(err)
+	}
+	back := claim(t, g, "h", "a", time.Minute)
+	if len(back.Leases) != n {
+		t.Fatalf("a got %d partitions back after b left, want %d", len(back.Leases), n)
+	}
+	for i, l := range back.Leases {
+		if l.Token == a.Leases[i].Token || l.Token == b.Leases[i].Token || l.TakenOver {
+			t.Fatalf("a got partition %d back, released by b, as %+v; want a token other than a's %d and b's %d, not taken over", l.Partition, l, a.Leases[i].Token, b.Leases[i].Token)
 		}
 	}
 }
@@ -168,6 +462,11 @@ func (s suite) testGroupReleaseAndFence(t *testing.T) {
 	if b.Leases[0].Token == l.Token {
 		t.Fatal("the partition's token did not change with its owner")
 	}
+	for _, l := range b.Leases {
+		if l.TakenOver {
+			t.Fatalf("partition %d, released by a, is marked taken over", l.Partition)
+		}
+	}
 	// a's stale lease is fenced, and nothing it writes lands.
 	var lost *store.LeaseLostError
 	err = g.Commit(ctx, "g", "a", store.Checkpoint{Partition: l.Partition, Token: l.Token, Cursor: page[2].Cursor})
@@ -198,8 +497,14 @@ func (s suite) testGroupExpiry(t *testing.T) {
 	}
 	start := time.Now()
 	var b store.Assignment
+	taken := map[int]bool{}
 	for {
 		b = claim(t, g, "g", "b", time.Minute)
+		for _, l := range b.Leases {
+			if l.TakenOver {
+				taken[l.Partition] = true
+			}
+		}
 		if len(b.Leases) == n {
 			break
 		}
@@ -216,6 +521,14 @@ func (s suite) testGroupExpiry(t *testing.T) {
 	}
 	if b.Members != 1 {
 		t.Errorf("after a's expiry, Claim counts %d members, want 1", b.Members)
+	}
+	if len(taken) != n {
+		t.Errorf("b's claims marked %d of the %d partitions of the expired a as taken over", len(taken), n)
+	}
+	for _, l := range claim(t, g, "g", "b", time.Minute).Leases {
+		if l.TakenOver {
+			t.Fatalf("a renewal marks partition %d taken over again", l.Partition)
+		}
 	}
 	l := a.Leases[0]
 	if err := g.Commit(ctx, "g", "a", store.Checkpoint{Partition: l.Partition, Token: l.Token}); !errors.Is(err, store.ErrLeaseLost) {

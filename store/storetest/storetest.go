@@ -25,11 +25,13 @@
 // retention, checkpoints, dead letters and their lookup (when the store
 // implements [store.DeadLetterStore]), append signals (when it implements
 // [store.Notifier]), consumer groups (when it implements [store.Grouper]:
-// exclusive leases, takeover on expiry, fenced checkpoints, fair shares,
-// partition reads that return exactly a partition's records in order), rejection of bad input (invalid records and dead
-// letters as [store.ValidateRecords] and [store.ValidateDeadLetter] define
-// them, and names that [store.ValidateName] refuses) with nothing written,
-// contexts and closing.
+// exclusive leases, takeover on expiry, fenced checkpoints, fair shares
+// that differ by at most one, partition reads that return exactly a
+// partition's records in order), rejection of bad input (invalid records
+// and dead letters as [store.ValidateRecords] and
+// [store.ValidateDeadLetter] define them, and names that
+// [store.ValidateName] refuses) with nothing written, contexts and
+// closing.
 // With [Harness.Begin] it also checks appends inside the caller's
 // transaction (the transactional outbox) and that a reader paging by cursor
 // never skips or repeats an event when transactions commit out of order.
@@ -133,8 +135,11 @@ func Run(t *testing.T, h Harness) {
 		{"GapFree", s.testGapFree},
 		{"GapFreeRandom", s.testGapFreeRandom},
 		{"GroupClaim", s.testGroupClaim},
+		{"GroupFairShares", s.testGroupFairShares},
+		{"GroupConcurrentClaims", s.testGroupConcurrentClaims},
 		{"GroupReleaseAndFence", s.testGroupReleaseAndFence},
 		{"GroupExpiry", s.testGroupExpiry},
+		{"GroupRenewExpired", s.testGroupRenewExpired},
 		{"GroupStartsAtCheckpoint", s.testGroupStartsAtCheckpoint},
 		{"GroupLag", s.testGroupLag},
 		{"GroupBadInput", s.testGroupBadInput},

@@ -5,9 +5,20 @@
 
 ALTER TABLE event_log ADD COLUMN part INTEGER NOT NULL DEFAULT -1;
 
--- host and pid name the member's process: a claim by a process of the
--- same host takes over at once the partitions of a member whose process
--- has exited, rather than wait for its lease to run out.
+-- A process of schema version 1 that opened the file before another
+-- migrated it goes on appending without a partition: its records would
+-- get -1, in no partition that a group reads. Such appends fail instead,
+-- saying why, until every process runs version 2.
+CREATE TRIGGER event_log_part BEFORE INSERT ON event_log WHEN NEW.part < 0
+BEGIN
+	SELECT RAISE(ABORT, 'sqlitestore: record appended without a partition, by an sqlitestore older than schema version 2 that opened this file before it was migrated; upgrade every process that opens this file');
+END;
+
+-- host and pid name the member's process: host is the host name and, on
+-- Linux, the PID namespace (as in 'web-1 pid:[4026531836]'), pid the
+-- process ID there. A claim by a process of the same host and namespace
+-- takes over at once the partitions of a member whose process has exited,
+-- rather than wait for its lease to run out.
 CREATE TABLE event_group_members (
 	grp        TEXT    NOT NULL,
 	member     TEXT    NOT NULL,
