@@ -27,9 +27,9 @@ import (
 // an older transaction still running (see Order in the package
 // documentation), whose end sends no signal; so when reads find records
 // hidden so, every channel is signalled again soon after, and then less
-// and less often while they stay hidden. The channel is closed, and the connection with
-// it, when ctx ends or the store is closed. Notify is safe for concurrent
-// use; each call has its own connection.
+// and less often while they stay hidden. The channel is closed, and the
+// connection with it, when ctx ends or the store is closed. Notify is safe
+// for concurrent use; each call has its own connection.
 func (s *Store) Notify(ctx context.Context) (<-chan struct{}, error) {
 	s.mu.Lock()
 	if s.closed {
