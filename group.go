@@ -37,6 +37,10 @@ import (
 // unless renewed (see [Lease]); members renew every third of it.
 const DefaultLease = 5 * time.Second
 
+// shortClaimInterval is how often a member holding less than its share
+// claims again.
+const shortClaimInterval = 100 * time.Millisecond
+
 // groupBatch is how many records a member reads per partition at a time.
 const groupBatch = 100
 
@@ -258,6 +262,11 @@ func (m *groupMember[T]) heartbeat(ctx context.Context) {
 			cl.retryIn = next
 		} else {
 			retry.reset()
+			if len(cl.a.Leases) < cl.a.Share {
+				// Short of its share: the members holding more give it up
+				// at their next renewal, and this one takes it soon after.
+				next = min(next, shortClaimInterval)
+			}
 		}
 		select {
 		case <-m.claims: // superseded
