@@ -151,16 +151,7 @@ func (c *durable[T]) run() {
 		c.runGroup(g)
 		return
 	}
-	var watch <-chan struct{}
-	if w, ok := b.store.(store.Notifier); ok {
-		ch, err := w.Notify(ctx)
-		if err != nil {
-			b.log.LogAttrs(ctx, slog.LevelWarn, "event: durable subscription cannot watch the store, polling instead",
-				slog.String("subscription", c.name), slog.Any("error", err))
-		} else {
-			watch = ch
-		}
-	}
+	watch := c.watch(ctx)
 	cursor, ok := c.checkpoint(ctx)
 	if !ok {
 		return
@@ -265,6 +256,26 @@ func (c *durable[T]) run() {
 		case <-poll.C:
 		}
 	}
+}
+
+// watch returns the store's signal of appends (see [store.Notifier]), or
+// nil to poll: for a store that cannot signal, one configured not to
+// (quietly), and one whose Notify fails (with a warning).
+func (c *durable[T]) watch(ctx context.Context) <-chan struct{} {
+	w, ok := c.bus.store.(store.Notifier)
+	if !ok {
+		return nil
+	}
+	ch, err := w.Notify(ctx)
+	switch {
+	case err == nil:
+		return ch
+	case errors.Is(err, errors.ErrUnsupported):
+	default:
+		c.bus.log.LogAttrs(ctx, slog.LevelWarn, "event: durable subscription cannot watch the store, polling instead",
+			slog.String("subscription", c.name), slog.Any("error", err))
+	}
+	return nil
 }
 
 // checkpoint loads the saved cursor, retrying while the store fails.

@@ -5,6 +5,7 @@ import (
 
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ncore-io/event"
+	"github.com/ncore-io/event/internal/pgtest"
 	"github.com/ncore-io/event/store"
 	"github.com/ncore-io/event/store/pgstore"
 	"github.com/ncore-io/event/store/sqlitestore"
@@ -342,5 +344,48 @@ func TestDurableWakesAfterHiddenEvent(t *testing.T) {
 				t.Errorf("handled the event %v after the older transaction ended", d)
 			}
 		})
+	}
+}
+
+// warnings is a slog handler that keeps the messages logged at Warn or
+// above.
+type warnings struct{ record[string] }
+
+func (w *warnings) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+func (w *warnings) Handle(_ context.Context, r slog.Record) error {
+	w.add(r.Message)
+	return nil
+}
+func (w *warnings) WithAttrs([]slog.Attr) slog.Handler { return w }
+func (w *warnings) WithGroup(string) slog.Handler      { return w }
+
+// On a PostgreSQL store that does not LISTEN, durable subscriptions, alone
+// and in a group, poll for what another process appends, and say nothing
+// about it: not listening was asked for.
+func TestDurablePollsStoreWithoutListen(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	dsn := pgtest.DSN(t)
+	quiet, err := pgstore.Open(ctx, dsn, pgstore.WithoutListen())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer quiet.Close()
+	other, err := pgstore.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	warned := &warnings{}
+	bus := newStoreBus[Registered](t, quiet, event.WithLogger(slog.New(warned)))
+	alone, grouped := newSeen[Registered](), newSeen[Registered]()
+	subscribe(t, bus, "user.>", alone.handler, event.Durable("alone"))
+	subscribe(t, bus, "user.>", grouped.handler, event.Durable("grouped"), event.Shared())
+	pub := newStoreBus[Registered](t, other)
+	publish(t, pub, "user.registered", Registered{N: 1}, event.Aggregate("a"))
+	alone.waitFor(t, "the other process's event, alone", atLeast[Registered](1))
+	grouped.waitFor(t, "the other process's event, in a group", atLeast[Registered](1))
+	if w := warned.get(); len(w) > 0 {
+		t.Fatalf("logged %q on a store that was asked not to listen", w)
 	}
 }

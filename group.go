@@ -95,15 +95,7 @@ func (c *durable[T]) runGroup(g store.Grouper) {
 		<-beating
 		m.leave()
 	}()
-	var watch <-chan struct{}
-	if w, ok := b.store.(store.Notifier); ok {
-		if ch, err := w.Notify(ctx); err == nil {
-			watch = ch
-		} else {
-			b.log.LogAttrs(ctx, slog.LevelWarn, "event: durable subscription cannot watch the store, polling instead",
-				slog.String("subscription", c.name), slog.Any("error", err))
-		}
-	}
+	watch := c.watch(ctx)
 	// Nothing is known to be handled before the first claim.
 	for !m.joined {
 		select {

@@ -135,7 +135,8 @@ func WithTypes(samples ...any) Option {
 
 // WithPollInterval sets how often durable subscriptions look for events
 // appended by other processes, when the store cannot signal them (see
-// [store.Notifier]). Appends through this bus wake them at once. Default
+// [store.Notifier]) or was told not to (such as a pgstore opened
+// WithoutListen). Appends through this bus wake them at once. Default
 // [DefaultPollInterval].
 func WithPollInterval(d time.Duration) Option { return func(c *config) { c.pollInterval = d } }
 

@@ -288,7 +288,8 @@ func FindDeadLetter(ctx context.Context, s DeadLetterStore, subscription, eventI
 // a channel that receives a value soon after appends commit; signals may
 // coalesce, so a receiver reads until it has caught up. The channel is
 // closed when ctx ends or the store is closed. Appends committed after
-// Notify returns are signalled.
+// Notify returns are signalled. A store that was configured not to signal
+// fails with an error matching [errors.ErrUnsupported]; its consumers poll.
 type Notifier interface {
 	Notify(ctx context.Context) (<-chan struct{}, error)
 }

@@ -2,6 +2,7 @@ package pgstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
@@ -30,11 +31,18 @@ import (
 // and less often while they stay hidden. The channel is closed, and the
 // connection with it, when ctx ends or the store is closed. Notify is safe
 // for concurrent use; each call has its own connection.
+//
+// A store opened with [WithoutListen] opens no connection: Notify fails
+// with an error matching [errors.ErrUnsupported].
 func (s *Store) Notify(ctx context.Context) (<-chan struct{}, error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		return nil, fmt.Errorf("pgstore: notify: %w", store.ErrClosed)
+	}
+	if s.opts.noListen {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("pgstore: notify: the store was opened WithoutListen: %w", errors.ErrUnsupported)
 	}
 	s.watchers.Add(1)
 	s.mu.Unlock()

@@ -19,7 +19,8 @@ type options struct {
 	maxBatch   int
 	maxDelay   time.Duration
 	logger     *slog.Logger
-	partitions int // 0: the stored count, or store.DefaultPartitions for a new schema
+	partitions int  // 0: the stored count, or store.DefaultPartitions for a new schema
+	noListen   bool // see WithoutListen
 }
 
 // Defaults of the options.
@@ -68,6 +69,16 @@ func WithGroupCommit(maxBatch int, maxDelay time.Duration) Option {
 // and restore in the package documentation). The default, nil, logs
 // nothing.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithoutListen makes the store never LISTEN: [Store.Notify] fails with an
+// error matching [errors.ErrUnsupported] instead of opening a connection
+// of its own, and consumers poll (a durable subscription of the event
+// package then polls quietly, every event.WithPollInterval). This is for
+// connections through a pooler that does not carry LISTEN over, such as
+// PgBouncer in transaction or statement mode, where a LISTEN connection
+// would hear nothing. Appends still NOTIFY, for stores that listen on a
+// direct connection.
+func WithoutListen() Option { return func(o *options) { o.noListen = true } }
 
 var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
 

@@ -1187,3 +1187,52 @@ func TestNotifyAfterCommit(t *testing.T) {
 		t.Fatalf("%d NOTIFYs for %d commits made while the first was held, want 2", got, commits)
 	}
 }
+
+// TestWithoutListen checks that a store opened WithoutListen refuses to
+// Notify, opening no connection, and that its appends still wake a store
+// that listens.
+func TestWithoutListen(t *testing.T) {
+	ctx := t.Context()
+	dsn := pgtest.DSN(t)
+	quiet, err := pgstore.Open(ctx, dsn, pgstore.WithoutListen())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer quiet.Close()
+	listener, err := pgstore.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer listener.Close()
+	conns := func() int {
+		t.Helper()
+		var n int
+		if err := listener.Pool().QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := conns()
+	if ch, err := quiet.Notify(ctx); !errors.Is(err, errors.ErrUnsupported) || ch != nil {
+		t.Fatalf("Notify of a store WithoutListen = %v, %v; want no channel and an error matching errors.ErrUnsupported", ch, err)
+	}
+	if after := conns(); after != before {
+		t.Fatalf("Notify of a store WithoutListen opened a connection: %d before, %d after", before, after)
+	}
+	ch, err := listener.Notify(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := quiet.Append(ctx, []store.Record{rec("q")}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatal("an append by a store WithoutListen did not wake a listener within 10s")
+	}
+	quiet.Close()
+	if _, err := quiet.Notify(ctx); !errors.Is(err, store.ErrClosed) {
+		t.Fatalf("Notify after Close: %v, want ErrClosed", err)
+	}
+}
