@@ -53,6 +53,7 @@ type held struct {
 	stuck    bool         // its lease may have run out: leave it to the next claim
 	retryAt  time.Time    // an event could not be settled: not read again before this
 	failures int          // consecutive events that could not be settled
+	dirty    bool         // events handled since the last commit
 }
 
 // waiting reports whether the partition has events it cannot handle now.
@@ -147,8 +148,11 @@ func (c *durable[T]) runGroup(g store.Grouper) {
 			retry.reset()
 			c.recovered()
 		}
-		if m.handled >= c.cpEvery || time.Since(m.lastSave) >= c.cpInterval {
-			m.commit(ctx)
+		switch {
+		case time.Since(m.lastSave) >= c.cpInterval:
+			m.commit(ctx, true)
+		case m.handled >= c.cpEvery:
+			m.commit(ctx, false)
 		}
 		if progressed {
 			continue
@@ -170,8 +174,9 @@ func (c *durable[T]) runGroup(g store.Grouper) {
 			// Caught up: save what was handled. Cursors that only moved
 			// past other partitions' records, or to the end of the log,
 			// wait for the interval: they change whenever the log grows,
-			// and saving them each time would write on every poll.
-			m.commit(ctx)
+			// and saving them each time would write every partition's
+			// checkpoint for each event at light load.
+			m.commit(ctx, false)
 		}
 		// Idle: wait for an append, a poll, a claim, or a retry.
 		resetTimer(wait, idle)
@@ -210,7 +215,7 @@ type groupMember[T any] struct {
 	n        int
 	parts    map[int]*held
 	handled  int       // events handled since the last commit
-	lastSave time.Time // when commit last ran
+	lastSave time.Time // when commit last saved every moved cursor
 	joined   bool      // a claim has been applied
 	waited   bool      // the last step left events of a partition for later
 	failing  bool      // the last claim failed
@@ -325,7 +330,7 @@ func (m *groupMember[T]) rebalance(ctx context.Context, cl claimed) {
 		// handled again.
 		list := m.owned()
 		give := list[len(list)-extra:]
-		if m.commit(ctx) == nil {
+		if m.commit(ctx, true) == nil {
 			m.leaseMu.Lock()
 			m.gen++
 			err := m.g.Release(ctx, c.name, m.id, give...)
@@ -453,12 +458,12 @@ func (m *groupMember[T]) step(ctx context.Context) (bool, error) {
 			continue
 		}
 		h.failures = 0
-		h.cursor = rec.Cursor
+		h.cursor, h.dirty = rec.Cursor, true
 		m.handled++
 		progressed = true
 		if m.handled >= c.cpEvery {
 			// As often as Checkpoint says, also within one read's records.
-			m.commit(ctx)
+			m.commit(ctx, false)
 		}
 	}
 	// Partitions read to their end move on to where the read ended.
@@ -484,17 +489,20 @@ func (m *groupMember[T]) readAll(recs []store.Record, p int, h *held) bool {
 	return true
 }
 
-// commit saves the checkpoints that moved, dropping partitions whose lease
-// was lost. It returns an error only if the checkpoints could not be saved
-// (a lost lease is not one).
-func (m *groupMember[T]) commit(ctx context.Context) error {
+// commit saves the checkpoints that moved, all of them or only those of
+// partitions that handled events since their last commit, dropping
+// partitions whose lease was lost. It returns an error only if the
+// checkpoints could not be saved (a lost lease is not one).
+func (m *groupMember[T]) commit(ctx context.Context, all bool) error {
 	var cps []store.Checkpoint
 	for p, h := range m.parts {
-		if h.cursor != h.saved {
+		if h.cursor != h.saved && (all || h.dirty) {
 			cps = append(cps, store.Checkpoint{Partition: p, Token: h.token, Cursor: h.cursor})
 		}
 	}
-	m.lastSave = time.Now()
+	if all {
+		m.lastSave = time.Now()
+	}
 	if len(cps) == 0 {
 		m.handled = 0
 		return nil
@@ -522,7 +530,7 @@ func (m *groupMember[T]) commit(ctx context.Context) error {
 	}
 	for _, cp := range cps {
 		if h := m.parts[cp.Partition]; h != nil {
-			h.saved = cp.Cursor
+			h.saved, h.dirty = cp.Cursor, false
 		}
 	}
 	m.handled = 0
@@ -533,7 +541,7 @@ func (m *groupMember[T]) commit(ctx context.Context) error {
 // take them over at once. The heartbeat has stopped.
 func (m *groupMember[T]) leave() {
 	defer m.c.held.Store(0)
-	m.commit(context.Background())
+	m.commit(context.Background(), true)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := m.g.Release(ctx, m.c.name, m.id); err != nil && !errors.Is(err, store.ErrClosed) {

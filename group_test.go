@@ -585,3 +585,54 @@ func TestGroupReadFailureIsExposed(t *testing.T) {
 	got.waitFor(t, "the event after recovery", atLeast[int](2))
 	waitUntil(t, "Err to clear", func() bool { return sub.Err() == nil })
 }
+
+// commitSizes is a store that records how many checkpoints each
+// Grouper.Commit carries.
+type commitSizes struct {
+	*sqlitestore.Store
+	mu    sync.Mutex
+	sizes []int
+}
+
+func (s *commitSizes) Commit(ctx context.Context, group, member string, cps ...store.Checkpoint) error {
+	s.mu.Lock()
+	s.sizes = append(s.sizes, len(cps))
+	s.mu.Unlock()
+	return s.Store.Commit(ctx, group, member, cps...)
+}
+
+// A member that catches up saves the checkpoints of the partitions whose
+// events it handled, not those of every partition whose cursor only moved
+// to the end of the log: at light load that would write every partition's
+// checkpoint for each event.
+func TestGroupCommitsHandledPartitions(t *testing.T) {
+	t.Parallel()
+	s := &commitSizes{Store: openSQLite(t).(*sqlitestore.Store)}
+	got := newSeen[int]()
+	bus := newStoreBus[int](t, s)
+	subscribe(t, bus, "work.>", got.handler, event.Durable("workers"), event.Shared(), event.Checkpoint(100, time.Hour))
+	waitUntil(t, "the member to hold every partition", func() bool {
+		info, err := bus.Group(t.Context(), "workers")
+		return err == nil && len(info.Members) == 1 && info.Members[0].Partitions == s.Partitions()
+	})
+	const events = 5
+	for i := range events {
+		publish(t, bus, "work.item", i, event.Aggregate(fmt.Sprintf("agg-%d", i)))
+		got.waitFor(t, "the event", atLeast[int](i+1))
+	}
+	closeBus(t, bus)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.sizes) < 2 {
+		t.Fatalf("commits %v: want one at least per caught-up event and one at leaving", s.sizes)
+	}
+	// The last commit is the one at leaving, which saves every cursor.
+	// Before it, each event's partition at most once per event.
+	saved := 0
+	for _, n := range s.sizes[:len(s.sizes)-1] {
+		saved += n
+	}
+	if saved > events {
+		t.Fatalf("commits %v before leaving saved %d checkpoints for %d events in as many partitions at most", s.sizes, saved, events)
+	}
+}
