@@ -13,5 +13,8 @@ func TestMain(m *testing.M) {
 	if os.Getenv(crashChildEnv) != "" {
 		os.Exit(crashChild())
 	}
+	if os.Getenv(groupPublisherEnv) != "" {
+		os.Exit(groupPublisher())
+	}
 	goleak.VerifyTestMain(pgtest.Wrap(m))
 }
