@@ -242,6 +242,13 @@ func (s *Store) Commit(ctx context.Context, group, member string, cps ...store.C
 // batch: each partition's first limit keys after its cursor come from the
 // (part, txid, position) index, and the first limit of those in global
 // order are read.
+//
+// The partitions are sent as one cursor, the one most of them are at,
+// with a bitmap of those partitions, and the others each with its own
+// cursor. A member at light load has nearly all its partitions at one
+// place, the end of the log, so a read sends a few bytes; arrays of every
+// partition's cursor would take kilobytes, which pgx allocates afresh for
+// every call.
 func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor, limit int) ([]store.Record, []store.Cursor, error) {
 	if err := s.enter("read partitions"); err != nil {
 		return nil, nil, err
@@ -253,21 +260,35 @@ func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor
 	}
 	n := len(from)
 	afters := make([]key, n)
-	ps, txs, poss := make([]int32, n), make([]uint64, n), make([]int64, n)
 	for i, f := range from {
 		if err := store.ValidatePartition(f.Partition, s.partitions); err != nil {
 			return nil, nil, fmt.Errorf("pgstore: read partitions: %w", err)
 		}
+		if i > 0 && f.After == from[i-1].After {
+			afters[i] = afters[i-1] // partitions at one place share a cursor
+			continue
+		}
 		if afters[i], err = s.parseCursor(f.After); err != nil {
 			return nil, nil, fmt.Errorf("pgstore: read partitions: %w", err)
 		}
-		ps[i], txs[i], poss[i] = int32(f.Partition), afters[i].txid, afters[i].pos
 	}
 	next := make([]store.Cursor, n)
 	if n == 0 {
 		return nil, next, nil
 	}
-	const cols = "e.txid, e.position, e.id, e.topic, e.kind, e.aggregate_id, e.version, e.time, e.metadata, e.payload_type, e.content_type, e.payload"
+	base := majority(afters)
+	at := make([]byte, (s.partitions+7)/8) // the partitions at base
+	var ps []int32
+	var txs []uint64
+	var poss []int64
+	for i, a := range afters {
+		if a == base {
+			p := from[i].Partition
+			at[p/8] |= 1 << (p % 8)
+			continue
+		}
+		ps, txs, poss = append(ps, int32(from[i].Partition)), append(txs, a.txid), append(poss, a.pos)
+	}
 	b := &pgx.Batch{}
 	b.Queue("BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY")
 	b.Queue(s.sql.setHorizon)
@@ -278,11 +299,7 @@ func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor
 	b.Queue("SELECT current_setting('" + horizonGUC + "')::xid8, r.txid, r.position, coalesce(e.txid, '0'), coalesce(e.position, 0), " + s.sql.hidden +
 		" FROM " + s.schema + ".retention AS r LEFT JOIN LATERAL (SELECT txid, position FROM " + s.schema + ".events " +
 		"WHERE txid < current_setting('" + horizonGUC + "')::xid8 ORDER BY txid DESC, position DESC LIMIT 1) AS e ON true")
-	b.Queue("WITH k AS (SELECT x.txid, x.position FROM unnest($1::int[], $2::xid8[], $3::bigint[]) AS c(p, tx, pos) "+
-		"CROSS JOIN LATERAL (SELECT txid, position FROM "+s.schema+".events WHERE part = c.p AND (txid, position) > (c.tx, c.pos) "+
-		"AND txid < current_setting('"+horizonGUC+"')::xid8 ORDER BY txid, position LIMIT $4) AS x ORDER BY x.txid, x.position LIMIT $4) "+
-		"SELECT "+cols+" FROM k JOIN "+s.schema+".events AS e ON e.txid = k.txid AND e.position = k.position ORDER BY e.txid, e.position",
-		ps, txs, poss, limit)
+	b.Queue(s.sql.readPartitions, base.txid, base.pos, at, ps, txs, poss, limit)
 	b.Queue("COMMIT")
 	br := s.pool.SendBatch(ctx, b)
 	defer br.Close()
@@ -354,13 +371,35 @@ func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor
 	if len(out) == limit {
 		covered = last
 	}
+	var to store.Cursor // covered's, made once for every partition it moves
 	for i, a := range afters {
 		next[i] = from[i].After
 		if a.less(covered) {
-			next[i] = s.cursor(covered)
+			if to == "" {
+				to = s.cursor(covered)
+			}
+			next[i] = to
 		}
 	}
 	return out, next, nil
+}
+
+// majority returns the key that more than half of keys are, if one is
+// (Boyer and Moore's vote), and otherwise one of them.
+func majority(keys []key) key {
+	var m key
+	votes := 0
+	for _, k := range keys {
+		switch {
+		case votes == 0:
+			m, votes = k, 1
+		case k == m:
+			votes++
+		default:
+			votes--
+		}
+	}
+	return m
 }
 
 // Group implements [store.Grouper].

@@ -32,6 +32,8 @@ type queries struct {
 	setHorizon, setHorizonOrdered string
 	// hidden is hiddenSQL for the schema.
 	hidden string
+	// readPartitions is the page of ReadPartitions (see there).
+	readPartitions string
 }
 
 // recordCols are the columns that scanRecord reads, in order.
@@ -56,6 +58,16 @@ func buildQueries(schema, channel string, partitions int) queries {
 			// compiling a page query would cost more than running it.
 			"set_config('jit', 'off', true)",
 		hidden: hiddenSQL(schema),
+		// $1, $2: the cursor of the partitions whose bit is set in $3
+		// (bit p%8 of byte p/8); $4-$6: the other partitions with their
+		// cursors; $7: the limit.
+		readPartitions: "WITH c(p, tx, pos) AS (" +
+			"SELECT g, $1::xid8, $2::bigint FROM generate_series(0, octet_length($3::bytea) * 8 - 1) AS g WHERE get_bit($3::bytea, g) = 1 " +
+			"UNION ALL SELECT * FROM unnest($4::int[], $5::xid8[], $6::bigint[])), " +
+			"k AS (SELECT x.txid, x.position FROM c CROSS JOIN LATERAL (SELECT txid, position FROM " + schema + ".events WHERE part = c.p AND (txid, position) > (c.tx, c.pos) " +
+			"AND txid < current_setting('" + horizonGUC + "')::xid8 ORDER BY txid, position LIMIT $7) AS x ORDER BY x.txid, x.position LIMIT $7) " +
+			"SELECT e.txid, e.position, e.id, e.topic, e.kind, e.aggregate_id, e.version, e.time, e.metadata, e.payload_type, e.content_type, e.payload " +
+			"FROM k JOIN " + schema + ".events AS e ON e.txid = k.txid AND e.position = k.position ORDER BY e.txid, e.position",
 	}
 }
 

@@ -655,6 +655,33 @@ func (s suite) testReadPartitions(t *testing.T) {
 		}
 	}
 	checkIDs(t, "ReadPartitions from a global cursor", got, want)
+	// Partitions at different places, some of them at one place, in no
+	// order: each gets its records after its own cursor.
+	places := []int{-1, 10, 10, 99, 150, 151, 298}
+	var mixed []store.PartitionCursor
+	at := map[int]int{} // partition: index in all of its cursor's record, -1 for the start
+	for p := n - 1; p >= 0; p -= 1 + p%2 {
+		k := places[(p*5)%len(places)]
+		if p%3 == 0 {
+			k = 10 // most of them at one place
+		}
+		c := store.Cursor("")
+		if k >= 0 {
+			c = all[k].Cursor
+		}
+		mixed = append(mixed, store.PartitionCursor{Partition: p, After: c})
+		at[p] = k
+	}
+	want = nil
+	for i, r := range append(slices.Clone(all), more...) {
+		if k, ok := at[store.Partition(r.AggregateID, r.ID, n)]; ok && i > k {
+			want = append(want, r.ID)
+		}
+	}
+	for _, limit := range []int{4, 1000} {
+		got, _ = readPartitions(t, g, mixed, limit)
+		checkIDs(t, fmt.Sprintf("ReadPartitions of partitions at different places, %d at a time", limit), got, want)
+	}
 	if _, _, err := g.ReadPartitions(ctx, []store.PartitionCursor{{Partition: n}}, 1); err == nil {
 		t.Error("ReadPartitions of partition n: no error")
 	}
