@@ -54,6 +54,7 @@ type held struct {
 	retryAt  time.Time    // an event could not be settled: not read again before this
 	failures int          // consecutive events that could not be settled
 	dirty    bool         // events handled since the last commit
+	read     uint64       // the member's step that last read it
 }
 
 // waiting reports whether the partition has events it cannot handle now.
@@ -121,7 +122,7 @@ func (c *durable[T]) runGroup(g store.Grouper) {
 		default:
 		}
 		mark, n := b.settledMark(c), c.reads.Add(1)
-		progressed, err := m.step(ctx)
+		progressed, atEnd, err := m.step(ctx)
 		if m.stop != nil {
 			c.fatal(ctx, m.stop)
 			return
@@ -154,7 +155,10 @@ func (c *durable[T]) runGroup(g store.Grouper) {
 		case m.handled >= c.cpEvery:
 			m.commit(ctx, false)
 		}
-		if progressed {
+		// A read that came back short, all of it handled, read the log
+		// to its end, as a read that finds nothing would: on a store that
+		// signals appends there is no need for that second read.
+		if progressed && (!atEnd || watch == nil) {
 			continue
 		}
 		// Read to the end, unless events wait in partitions that could not
@@ -214,12 +218,15 @@ type groupMember[T any] struct {
 	ttl      time.Duration
 	n        int
 	parts    map[int]*held
-	handled  int       // events handled since the last commit
-	lastSave time.Time // when commit last saved every moved cursor
-	joined   bool      // a claim has been applied
-	waited   bool      // the last step left events of a partition for later
-	failing  bool      // the last claim failed
-	stop     error     // the member cannot go on: a claim found the store closed
+	order    []int                   // the held partitions in order; nil when parts changed since
+	from     []store.PartitionCursor // step's, kept for the next
+	steps    uint64                  // steps begun
+	handled  int                     // events handled since the last commit
+	lastSave time.Time               // when commit last saved every moved cursor
+	joined   bool                    // a claim has been applied
+	waited   bool                    // the last step left events of a partition for later
+	failing  bool                    // the last claim failed
+	stop     error                   // the member cannot go on: a claim found the store closed
 
 	claims   chan claimed  // capacity 1: the heartbeat's latest claim, not yet applied
 	claimNow chan struct{} // capacity 1: asks the heartbeat for a claim at once
@@ -317,7 +324,7 @@ func (m *groupMember[T]) rebalance(ctx context.Context, cl claimed) {
 			taken = append(taken, l.Partition)
 		}
 	}
-	m.parts = now
+	m.parts, m.order = now, nil
 	if len(taken) > 0 {
 		c.bus.stats.takeovers.Add(uint64(len(taken)))
 		c.bus.log.LogAttrs(ctx, slog.LevelInfo, "event: durable subscription took over partitions of a member that stopped without handing them over; events after their checkpoints may repeat",
@@ -339,6 +346,7 @@ func (m *groupMember[T]) rebalance(ctx context.Context, cl claimed) {
 				for _, p := range give {
 					delete(m.parts, p)
 				}
+				m.order = nil
 			} else if ctx.Err() == nil {
 				c.bus.log.LogAttrs(ctx, slog.LevelWarn, "event: durable subscription could not give partitions back; it tries again at the next claim",
 					slog.String("subscription", c.name), slog.Any("partitions", give), slog.Any("error", err))
@@ -349,14 +357,17 @@ func (m *groupMember[T]) rebalance(ctx context.Context, cl claimed) {
 	c.bus.forgiveOthers(c, func(key uint32) bool { return m.parts[int(key%uint32(m.n))] != nil })
 }
 
-// owned lists the held partitions in order.
+// owned lists the held partitions in order. The list is made again (not
+// changed) when the partitions change, so a caller may keep it meanwhile.
 func (m *groupMember[T]) owned() []int {
-	list := make([]int, 0, len(m.parts))
-	for p := range m.parts {
-		list = append(list, p)
+	if m.order == nil {
+		m.order = make([]int, 0, len(m.parts))
+		for p := range m.parts {
+			m.order = append(m.order, p)
+		}
+		slices.Sort(m.order)
 	}
-	slices.Sort(list)
-	return list
+	return m.order
 }
 
 // nextRetry reports whether any held partition has events it cannot
@@ -380,14 +391,17 @@ func (m *groupMember[T]) nextRetry() (time.Time, bool) {
 }
 
 // step reads the held partitions once and handles what it read. It
-// reports whether it handled or passed any record.
-func (m *groupMember[T]) step(ctx context.Context) (bool, error) {
+// reports whether it handled or passed any record, and whether it read
+// every held partition to the end of the log: the read came back short,
+// every record it returned was settled, and no claim was applied in
+// between (which may have brought partitions that were not read).
+func (m *groupMember[T]) step(ctx context.Context) (progressed, atEnd bool, err error) {
 	now := time.Now()
 	// The partitions read, as held now: one given up and taken again
 	// while this batch is handled is a new holding, whose cursor is its
 	// checkpoint, and is left to the next read.
-	read := make(map[int]*held, len(m.parts))
-	var from []store.PartitionCursor
+	m.steps++
+	from := m.from[:0]
 	m.waited = false
 	for _, p := range m.owned() {
 		h := m.parts[p]
@@ -396,24 +410,26 @@ func (m *groupMember[T]) step(ctx context.Context) (bool, error) {
 			m.waited = true
 			continue
 		}
-		read[p] = h
+		h.read = m.steps
 		from = append(from, store.PartitionCursor{Partition: p, After: h.cursor})
 	}
+	m.from = from
 	if len(from) == 0 {
-		return false, nil
+		return false, !m.waited, nil
 	}
 	recs, next, err := m.g.ReadPartitions(ctx, from, groupBatch)
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	c := m.c
+	step := m.steps
 	current := func(p int) *held {
-		if h := m.parts[p]; h != nil && h == read[p] && !h.waiting(time.Now()) {
+		if h := m.parts[p]; h != nil && h.read == step && !h.waiting(time.Now()) {
 			return h
 		}
 		return nil
 	}
-	progressed := false
+	atEnd = len(recs) < groupBatch
 	for i := range recs {
 		rec := &recs[i]
 		p := store.Partition(rec.AggregateID, rec.ID, m.n)
@@ -425,8 +441,9 @@ func (m *groupMember[T]) step(ctx context.Context) (bool, error) {
 		select {
 		case cl := <-m.claims:
 			m.rebalance(ctx, cl)
+			atEnd = false
 			if m.stop != nil {
-				return progressed, nil
+				return progressed, false, nil
 			}
 		default:
 		}
@@ -446,7 +463,7 @@ func (m *groupMember[T]) step(ctx context.Context) (bool, error) {
 		}
 		switch c.handle(rec) {
 		case abandoned:
-			return progressed, errAbandoned
+			return progressed, false, errAbandoned
 		case lost:
 			// Moving past a failed event whose dead letter was not stored
 			// would lose it: deliver it again later, with backoff.
@@ -476,7 +493,7 @@ func (m *groupMember[T]) step(ctx context.Context) (bool, error) {
 			h.cursor = next[i]
 		}
 	}
-	return progressed, nil
+	return progressed, atEnd && !m.waited, nil
 }
 
 // readAll reports whether h handled every record of partition p in recs.
@@ -517,6 +534,7 @@ func (m *groupMember[T]) commit(ctx context.Context, all bool) error {
 		for _, p := range lost.Partitions {
 			delete(m.parts, p)
 		}
+		m.order = nil
 		c.held.Store(int64(len(m.parts)))
 		c.bus.log.LogAttrs(ctx, slog.LevelWarn, "event: durable subscription lost partitions to another member",
 			slog.String("subscription", c.name), slog.Any("partitions", lost.Partitions))

@@ -14,7 +14,9 @@ import (
 	"time"
 
 	"github.com/ncore-io/event"
+	"github.com/ncore-io/event/internal/pgtest"
 	"github.com/ncore-io/event/store"
+	"github.com/ncore-io/event/store/pgstore"
 	"github.com/ncore-io/event/store/sqlitestore"
 )
 
@@ -634,5 +636,53 @@ func TestGroupCommitsHandledPartitions(t *testing.T) {
 	}
 	if saved > events {
 		t.Fatalf("commits %v before leaving saved %d checkpoints for %d events in as many partitions at most", s.sizes, saved, events)
+	}
+}
+
+// readCount is a store that counts Grouper.ReadPartitions calls.
+type readCount struct {
+	*pgstore.Store
+	reads atomic.Int64
+}
+
+func (s *readCount) ReadPartitions(ctx context.Context, from []store.PartitionCursor, limit int) ([]store.Record, []store.Cursor, error) {
+	s.reads.Add(1)
+	return s.Store.ReadPartitions(ctx, from, limit)
+}
+
+// A member on a store that signals appends reads once per event at light
+// load: a read that comes back short has read the log to its end, and
+// reading again would find nothing.
+func TestGroupReadsOncePerEvent(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.DSN(t)
+	open := func() *pgstore.Store {
+		s, err := pgstore.Open(t.Context(), dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	s := &readCount{Store: open()}
+	got := newSeen[int]()
+	bus := newStoreBus[int](t, s, event.WithPollInterval(time.Hour))
+	subscribe(t, bus, "work.>", got.handler, event.Durable("workers"), event.Shared(), event.Lease(time.Hour))
+	waitUntil(t, "the member to hold every partition", func() bool {
+		info, err := bus.Group(t.Context(), "workers")
+		return err == nil && len(info.Members) == 1 && info.Members[0].Partitions == s.Partitions()
+	})
+	if err := bus.CatchUp(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	pub := newStoreBus[int](t, open()) // another process, as far as the member can tell
+	const events = 10
+	before := s.reads.Load()
+	for i := range events {
+		publish(t, pub, "work.item", i, event.Aggregate(fmt.Sprintf("agg-%d", i)))
+		got.waitFor(t, "the event", atLeast[int](i+1))
+	}
+	if reads := s.reads.Load() - before; reads > events+2 {
+		t.Fatalf("%d reads for %d events published one at a time, want one each", reads, events)
 	}
 }
