@@ -27,12 +27,15 @@ func (k key) less(o key) bool {
 // from a wrong place.
 func (s *Store) cursor(k key) store.Cursor {
 	var b [40]byte
-	out := strconv.AppendUint(b[:0], k.txid, 36)
-	out = append(out, '.')
-	out = strconv.AppendInt(out, k.pos, 36)
-	out = append(out, '.')
-	out = strconv.AppendUint(out, uint64(s.check(k)), 36)
-	return store.Cursor(out)
+	return store.Cursor(s.appendCursor(b[:0], k))
+}
+
+func (s *Store) appendCursor(dst []byte, k key) []byte {
+	dst = strconv.AppendUint(dst, k.txid, 36)
+	dst = append(dst, '.')
+	dst = strconv.AppendInt(dst, k.pos, 36)
+	dst = append(dst, '.')
+	return strconv.AppendUint(dst, uint64(s.check(k)), 36)
 }
 
 func (s *Store) check(k key) uint32 {
@@ -68,7 +71,8 @@ func (s *Store) parseCursor(c store.Cursor) (key, error) {
 		return bad()
 	}
 	check, err := strconv.ParseUint(sum, 36, 32)
-	if err != nil || uint32(check) != s.check(k) || s.cursor(k) != c {
+	var b [40]byte
+	if err != nil || uint32(check) != s.check(k) || string(s.appendCursor(b[:0], k)) != string(c) {
 		return bad()
 	}
 	return k, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -259,7 +260,10 @@ func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor
 		return nil, nil, fmt.Errorf("pgstore: read partitions: %w", err)
 	}
 	n := len(from)
-	afters := make([]key, n)
+	scratch := keysPool.Get().(*[]key)
+	defer keysPool.Put(scratch)
+	afters := slices.Grow((*scratch)[:0], n)[:n]
+	*scratch = afters
 	for i, f := range from {
 		if err := store.ValidatePartition(f.Partition, s.partitions); err != nil {
 			return nil, nil, fmt.Errorf("pgstore: read partitions: %w", err)
@@ -332,19 +336,19 @@ func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor
 	}
 	var out []store.Record
 	var last key
+	var meta []byte
 	for rows.Next() {
-		var r store.Record
-		var meta []byte
+		out = append(out, store.Record{})
+		r := &out[len(out)-1] // scanned in place
 		if err := rows.Scan(&last.txid, &last.pos, &r.ID, &r.Topic, &r.Kind, &r.AggregateID, &r.Version, &r.Time, &meta, &r.PayloadType, &r.ContentType, &r.Payload); err != nil {
 			rows.Close()
 			return fail(err)
 		}
-		if err := finishRecord(&r, meta); err != nil {
+		if err := finishRecord(r, meta); err != nil {
 			rows.Close()
 			return fail(err)
 		}
 		r.Position, r.Cursor = last.pos, s.cursor(last)
-		out = append(out, r)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -383,6 +387,10 @@ func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor
 	}
 	return out, next, nil
 }
+
+// keysPool holds the partitions' parsed cursors of ReadPartitions calls,
+// which a member makes for every event at light load.
+var keysPool = sync.Pool{New: func() any { return new([]key) }}
 
 // majority returns the key that more than half of keys are, if one is
 // (Boyer and Moore's vote), and otherwise one of them.
