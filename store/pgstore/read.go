@@ -34,6 +34,10 @@ type queries struct {
 	hidden string
 	// readPartitions is the page of ReadPartitions (see there).
 	readPartitions string
+	// commit saves group checkpoints fenced by their leases; unheld
+	// lists those of the partitions given whose lease the member does
+	// not hold.
+	commit, unheld string
 }
 
 // recordCols are the columns that scanRecord reads, in order.
@@ -58,6 +62,10 @@ func buildQueries(schema, channel string, partitions int) queries {
 			// compiling a page query would cost more than running it.
 			"set_config('jit', 'off', true)",
 		hidden: hiddenSQL(schema),
+		commit: "UPDATE " + schema + ".group_partitions AS g SET cursor = c.cur FROM unnest($3::int[], $4::bigint[], $5::text[]) AS c(part, token, cur) " +
+			"WHERE g.grp = $1 AND g.owner = $2 AND g.part = c.part AND g.token = c.token",
+		unheld: "SELECT c.part FROM unnest($3::int[], $4::bigint[]) WITH ORDINALITY AS c(part, token, i) WHERE NOT EXISTS (SELECT FROM " + schema + ".group_partitions AS g " +
+			"WHERE g.grp = $1 AND g.owner = $2 AND g.part = c.part AND g.token = c.token) ORDER BY c.i",
 		// $1, $2: the cursor of the partitions whose bit is set in $3
 		// (bit p%8 of byte p/8); $4-$6: the other partitions with their
 		// cursors; $7: the limit.
