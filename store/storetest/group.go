@@ -483,6 +483,27 @@ func (s suite) testGroupReleaseAndFence(t *testing.T) {
 	if got := claim(t, g, "g", "c", time.Minute); !slices.Equal(parts(got), []int{0, 1}) && n > 2 {
 		t.Fatalf("c claimed %v after b released 0 and 1, want [0 1]", parts(got))
 	}
+	if n < 3 {
+		return
+	}
+	// A Commit of partitions held and lost saves the held ones and names
+	// the lost ones only.
+	err = g.Commit(ctx, "g", "b",
+		store.Checkpoint{Partition: 0, Token: b.Leases[0].Token, Cursor: page[2].Cursor},
+		store.Checkpoint{Partition: 2, Token: b.Leases[2].Token, Cursor: page[2].Cursor})
+	if !errors.As(err, &lost) || !slices.Equal(lost.Partitions, []int{0}) {
+		t.Fatalf("Commit of a held and a released partition: %v, want a LeaseLostError naming partition 0", err)
+	}
+	info, err := g.Group(ctx, "g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := info.Partitions[2].Cursor; got != page[2].Cursor {
+		t.Fatalf("the held partition's checkpoint is %q after a Commit that also named a lost one, want %q", got, page[2].Cursor)
+	}
+	if got := info.Partitions[0].Cursor; got != page[1].Cursor {
+		t.Fatalf("the lost partition's checkpoint changed to %q", got)
+	}
 }
 
 func (s suite) testGroupExpiry(t *testing.T) {
