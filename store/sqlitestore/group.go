@@ -267,7 +267,6 @@ func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor
 	}
 	defer rows.Close()
 	var out []store.Record
-	last := map[int]int64{}
 	for rows.Next() {
 		var w row
 		var isNull bool
@@ -284,37 +283,48 @@ func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor
 		}
 		r.Cursor = encodeCursor(r.Position)
 		out = append(out, r)
-		last[int(w.part)] = r.Position
 	}
 	if err := rows.Err(); err != nil {
 		return nil, nil, s.fail(ctx, "read partitions", err)
 	}
 	// The read covered the log up to its last record, or to the end if it
 	// came back short: no partition asked has a record there that it did
-	// not return. (Every position up to end is settled in this snapshot.)
+	// not return, and none a record it returned after. (Every position up
+	// to end is settled in this snapshot.)
 	covered := end
 	if len(out) == limit {
 		covered = out[len(out)-1].Position
 	}
+	var to store.Cursor // covered's, made once for every partition it moves
 	for i, f := range from {
-		after := max(afters[i], last[f.Partition], covered)
 		next[i] = f.After
-		if after > 0 {
-			next[i] = encodeCursor(after)
+		switch {
+		case afters[i] >= covered:
+		case to == "":
+			to = encodeCursor(covered)
+			fallthrough
+		default:
+			next[i] = to
 		}
 	}
 	return out, next, nil
 }
 
-// partitionTerms writes the terms of a compound SELECT of the first limit
-// positions of each partition after its cursor, and returns their
-// arguments appended to args.
-func partitionTerms(q *strings.Builder, args []any, from []store.PartitionCursor, afters []int64, limit int) []any {
-	for i, f := range from {
+// partitionTerms writes the n terms of a compound SELECT of the first
+// limit positions of each partition after its cursor, whose arguments
+// partitionArgs gives.
+func partitionTerms(q *strings.Builder, n int) {
+	for i := range n {
 		if i > 0 {
 			q.WriteString(` UNION ALL `)
 		}
 		q.WriteString(`SELECT * FROM (SELECT position FROM event_log WHERE part = ? AND position > ? ORDER BY position LIMIT ?)`)
+	}
+}
+
+// partitionArgs returns the arguments of partitionTerms, appended to args.
+func partitionArgs(args []any, from []store.PartitionCursor, afters []int64, limit int) []any {
+	for i, f := range from {
 		args = append(args, f.Partition, afters[i], limit)
 	}
 	return args
@@ -322,12 +332,12 @@ func partitionTerms(q *strings.Builder, args []any, from []store.PartitionCursor
 
 // readPartitions reads up to maxCompound partitions in one statement.
 func (s *Store) readPartitions(ctx context.Context, tx *sql.Tx, from []store.PartitionCursor, afters []int64, limit int) (*sql.Rows, error) {
-	var q strings.Builder
-	q.WriteString(`SELECT ` + recordColumns + `, part FROM event_log WHERE position IN (SELECT position FROM (`)
-	args := partitionTerms(&q, make([]any, 0, 3*len(from)+1), from, afters, limit)
-	q.WriteString(`) ORDER BY position LIMIT ?) ORDER BY position`)
-	args = append(args, limit)
-	stmt, err := s.partitionStmt(ctx, partRead{n: len(from)}, q.String())
+	args := append(partitionArgs(make([]any, 0, 3*len(from)+1), from, afters, limit), limit)
+	stmt, err := s.partitionStmt(ctx, partRead{n: len(from)}, func(q *strings.Builder) {
+		q.WriteString(`SELECT ` + recordColumns + `, part FROM event_log WHERE position IN (SELECT position FROM (`)
+		partitionTerms(q, len(from))
+		q.WriteString(`) ORDER BY position LIMIT ?) ORDER BY position`)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -343,12 +353,12 @@ func (s *Store) readManyPartitions(ctx context.Context, tx *sql.Tx, from []store
 	positions := make([]int64, 0, limit) // a JSON array, not null, when empty
 	for i := 0; i < len(from); i += maxCompound {
 		j := min(i+maxCompound, len(from))
-		var q strings.Builder
-		q.WriteString(`SELECT position FROM (`)
-		args := partitionTerms(&q, make([]any, 0, 3*(j-i)+1), from[i:j], afters[i:j], limit)
-		q.WriteString(`) ORDER BY position LIMIT ?`)
-		args = append(args, limit)
-		stmt, err := s.partitionStmt(ctx, partRead{n: j - i, positions: true}, q.String())
+		args := append(partitionArgs(make([]any, 0, 3*(j-i)+1), from[i:j], afters[i:j], limit), limit)
+		stmt, err := s.partitionStmt(ctx, partRead{n: j - i, positions: true}, func(q *strings.Builder) {
+			q.WriteString(`SELECT position FROM (`)
+			partitionTerms(q, j-i)
+			q.WriteString(`) ORDER BY position LIMIT ?`)
+		})
 		if err != nil {
 			return nil, err
 		}
@@ -375,8 +385,9 @@ func (s *Store) readManyPartitions(ctx context.Context, tx *sql.Tx, from []store
 	if err != nil {
 		return nil, err
 	}
-	stmt, err := s.partitionStmt(ctx, partRead{byPosition: true},
-		`SELECT `+recordColumns+`, part FROM event_log WHERE position IN (SELECT value FROM json_each(?)) ORDER BY position`)
+	stmt, err := s.partitionStmt(ctx, partRead{byPosition: true}, func(q *strings.Builder) {
+		q.WriteString(`SELECT ` + recordColumns + `, part FROM event_log WHERE position IN (SELECT value FROM json_each(?)) ORDER BY position`)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -452,16 +463,19 @@ type partRead struct {
 	byPosition bool // the records at a list of positions
 }
 
-// partitionStmt returns a statement of ReadPartitions, prepared once: the
-// statements are long (a subquery per partition), and preparing them on
-// every poll would cost more than running them.
-func (s *Store) partitionStmt(ctx context.Context, k partRead, text string) (*sql.Stmt, error) {
+// partitionStmt returns a statement of ReadPartitions, which write writes,
+// prepared once: the statements are long (a subquery per partition), and
+// writing and preparing them on every poll would cost more than running
+// them.
+func (s *Store) partitionStmt(ctx context.Context, k partRead, write func(*strings.Builder)) (*sql.Stmt, error) {
 	s.partMu.Lock()
 	defer s.partMu.Unlock()
 	if st := s.partStmts[k]; st != nil {
 		return st, nil
 	}
-	st, err := s.r.PrepareContext(ctx, text)
+	var q strings.Builder
+	write(&q)
+	st, err := s.r.PrepareContext(ctx, q.String())
 	if err != nil {
 		return nil, err
 	}
