@@ -288,21 +288,28 @@ func groupPublisher() int {
 	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
 		return fail(fmt.Errorf("waiting for the start: %w", err))
 	}
+	took := make([]time.Duration, n)
 	next := time.Now()
 	for i := range n {
 		time.Sleep(time.Until(next))
 		next = next.Add(every)
-		p := stamp{Seq: i, SentNS: time.Now().UnixNano()}
+		start := time.Now()
+		p := stamp{Seq: i, SentNS: start.UnixNano()}
 		if err := bus.Publish(ctx, "tick.sent", p, event.Aggregate("agg-"+strconv.Itoa(i%1000))); err != nil {
 			return fail(err)
 		}
+		took[i] = time.Since(start)
 	}
+	slices.Sort(took)
+	fmt.Println("published", int64(took[n/2]), int64(took[n*99/100]))
 	return 0
 }
 
 // startGroupPublisher starts the publisher child on log for n events and
-// returns, once it is ready, the function that lets it begin.
-func startGroupPublisher(b *testing.B, spec string, n int, every time.Duration) (begin func()) {
+// returns, once it is ready, the function that lets it begin, and the
+// channel on which it says, once done, how long its Publish calls took
+// (p50, p99).
+func startGroupPublisher(b *testing.B, spec string, n int, every time.Duration) (begin func(), took <-chan [2]time.Duration) {
 	b.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -331,13 +338,21 @@ func startGroupPublisher(b *testing.B, spec string, n int, every time.Duration) 
 		}
 	})
 	ready := make(chan error, 1)
+	report := make(chan [2]time.Duration, 1)
 	go func() {
-		line, err := bufio.NewReader(stdout).ReadString('\n')
-		if err == nil && line != "ready\n" {
-			err = fmt.Errorf("said %q instead of ready", line)
+		out := bufio.NewScanner(stdout)
+		if !out.Scan() || out.Text() != "ready" {
+			ready <- fmt.Errorf("said %q instead of ready", out.Text())
+			io.Copy(io.Discard, stdout)
+			return
 		}
-		ready <- err
-		io.Copy(io.Discard, stdout)
+		ready <- nil
+		for out.Scan() {
+			var p50, p99 int64
+			if _, err := fmt.Sscanf(out.Text(), "published %d %d", &p50, &p99); err == nil {
+				report <- [2]time.Duration{time.Duration(p50), time.Duration(p99)}
+			}
+		}
 	}()
 	select {
 	case err := <-ready:
@@ -364,7 +379,7 @@ func startGroupPublisher(b *testing.B, spec string, n int, every time.Duration) 
 			b.Fatalf("start the group publisher: %v", err)
 		}
 		stdin.Close()
-	}
+	}, report
 }
 
 func BenchmarkGroupLatency(b *testing.B) {
@@ -417,7 +432,7 @@ func BenchmarkGroupLatency(b *testing.B) {
 				return nil
 			}, event.Durable("latency"), event.Shared())
 			waitGroupShares(b, bus, "latency", 1, s.(store.Grouper).Partitions())
-			begin := startGroupPublisher(b, log.spec, b.N, every)
+			begin, took := startGroupPublisher(b, log.spec, b.N, every)
 			b.ResetTimer()
 			begin()
 			select {
@@ -429,6 +444,15 @@ func BenchmarkGroupLatency(b *testing.B) {
 			slices.Sort(lat)
 			b.ReportMetric(float64(lat[len(lat)/2])/1e6, "p50-ms")
 			b.ReportMetric(float64(lat[len(lat)*99/100])/1e6, "p99-ms")
+			select {
+			case t := <-took:
+				// The part of the latency that the publisher's Publish
+				// (its append's commit) took.
+				b.ReportMetric(float64(t[0])/1e6, "publish-p50-ms")
+				b.ReportMetric(float64(t[1])/1e6, "publish-p99-ms")
+			case <-time.After(30 * time.Second):
+				b.Fatal("the group publisher did not say how long its publishes took")
+			}
 		})
 	}
 }
