@@ -170,9 +170,9 @@ func waitGroupShares[T any](b *testing.B, bus *event.Bus[T], group string, membe
 // groupLease is the members' lease in GroupMembers: a member that holds
 // more than its share gives the extras up when it renews, every third of
 // the lease, so with the default lease (5s) the members of a new group
-// share the partitions after up to 3s (two renewals), and with this one
-// after up to 0.7s. Renewing three times a second costs each member a
-// claim every 333 ms, which the rates include.
+// share the partitions after up to 1.7s, and with this one after up to
+// 0.4s. Renewing three times a second costs each member a claim every
+// 333 ms, which the rates include.
 const groupLease = time.Second
 
 func BenchmarkGroupMembers(b *testing.B) {
