@@ -417,7 +417,7 @@ func (m *groupMember[T]) step(ctx context.Context) (progressed, atEnd bool, err 
 	if len(from) == 0 {
 		return false, !m.waited, nil
 	}
-	recs, next, err := m.g.ReadPartitions(ctx, from, groupBatch)
+	recs, err := m.g.ReadPartitions(ctx, from, groupBatch)
 	if err != nil {
 		return false, false, err
 	}
@@ -483,14 +483,11 @@ func (m *groupMember[T]) step(ctx context.Context) (progressed, atEnd bool, err 
 			m.commit(ctx, false)
 		}
 	}
-	// Partitions read to their end move on to where the read ended.
-	for i, f := range from {
-		h := current(f.Partition)
-		if h == nil || next[i] == "" || next[i] == f.After {
-			continue
-		}
-		if m.readAll(recs, f.Partition, h) {
-			h.cursor = next[i]
+	// Partitions read to their end move on to where the read ended (the
+	// read moved from's cursors there).
+	for _, f := range from {
+		if h := current(f.Partition); h != nil && f.After != h.cursor && m.readAll(recs, f.Partition, h) {
+			h.cursor = f.After
 		}
 	}
 	return progressed, atEnd && !m.waited, nil

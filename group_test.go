@@ -645,7 +645,7 @@ type readCount struct {
 	reads atomic.Int64
 }
 
-func (s *readCount) ReadPartitions(ctx context.Context, from []store.PartitionCursor, limit int) ([]store.Record, []store.Cursor, error) {
+func (s *readCount) ReadPartitions(ctx context.Context, from []store.PartitionCursor, limit int) ([]store.Record, error) {
 	s.reads.Add(1)
 	return s.Store.ReadPartitions(ctx, from, limit)
 }

@@ -180,15 +180,18 @@ type Grouper interface {
 	// ReadPartitions returns up to limit records of the partitions named,
 	// each after its partition's cursor, in global order (as [Store.Read]
 	// would return them, leaving out other partitions), with their Cursor
-	// set; a record's partition is the one [Partition] gives it. It also
-	// returns, for each partition asked, where to read it on from: past
-	// its last record returned, or past the last record the read covered
-	// if that is further (the end of the log as the read saw it, for a
-	// read that returned fewer than limit records), so that an idle
-	// partition's checkpoint keeps up with the log and with retention.
+	// set; a record's partition is the one [Partition] gives it. On
+	// success it also moves each from[i].After on to where to read that
+	// partition from next: past its last record returned, or past the
+	// last record the read covered if that is further (the end of the log
+	// as the read saw it, for a read that returned fewer than limit
+	// records), so that an idle partition's checkpoint keeps up with the
+	// log and with retention. On error it leaves from as it was. The
+	// cursors are moved in place, so that a member reading at light load
+	// allocates nothing for them; the store keeps no reference to from.
 	// Cursors are those of Read, so a global cursor is a valid start for
 	// any partition; errors are those of Read (limit as in [Query]).
-	ReadPartitions(ctx context.Context, from []PartitionCursor, limit int) ([]Record, []Cursor, error)
+	ReadPartitions(ctx context.Context, from []PartitionCursor, limit int) ([]Record, error)
 
 	// Group describes group: its partitions with owner, checkpoint and lag,
 	// and its live members.

@@ -251,14 +251,14 @@ func (s *Store) Commit(ctx context.Context, group, member string, cps ...store.C
 // place, the end of the log, so a read sends a few bytes; arrays of every
 // partition's cursor would take kilobytes, which pgx allocates afresh for
 // every call.
-func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor, limit int) ([]store.Record, []store.Cursor, error) {
+func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor, limit int) ([]store.Record, error) {
 	if err := s.enter("read partitions"); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	defer s.exit()
 	limit, err := store.PageLimit(limit)
 	if err != nil {
-		return nil, nil, fmt.Errorf("pgstore: read partitions: %w", err)
+		return nil, fmt.Errorf("pgstore: read partitions: %w", err)
 	}
 	n := len(from)
 	scratch := keysPool.Get().(*[]key)
@@ -267,19 +267,18 @@ func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor
 	*scratch = afters
 	for i, f := range from {
 		if err := store.ValidatePartition(f.Partition, s.partitions); err != nil {
-			return nil, nil, fmt.Errorf("pgstore: read partitions: %w", err)
+			return nil, fmt.Errorf("pgstore: read partitions: %w", err)
 		}
 		if i > 0 && f.After == from[i-1].After {
 			afters[i] = afters[i-1] // partitions at one place share a cursor
 			continue
 		}
 		if afters[i], err = s.parseCursor(f.After); err != nil {
-			return nil, nil, fmt.Errorf("pgstore: read partitions: %w", err)
+			return nil, fmt.Errorf("pgstore: read partitions: %w", err)
 		}
 	}
-	next := make([]store.Cursor, n)
 	if n == 0 {
-		return nil, next, nil
+		return nil, nil
 	}
 	base := majority(afters)
 	at := make([]byte, (s.partitions+7)/8) // the partitions at base
@@ -297,19 +296,15 @@ func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor
 	b := &pgx.Batch{}
 	b.Queue("BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY")
 	b.Queue(s.sql.setHorizon)
-	// The horizon, the retention watermark, the log's last record below
-	// the horizon, if any, for where partitions read to the end move on to
-	// (see below), and whether records past the horizon are to be seen
-	// already.
-	b.Queue("SELECT current_setting('" + horizonGUC + "')::xid8, r.txid, r.position, coalesce(e.txid, '0'), coalesce(e.position, 0), " + s.sql.hidden +
-		" FROM " + s.schema + ".retention AS r LEFT JOIN LATERAL (SELECT txid, position FROM " + s.schema + ".events " +
-		"WHERE txid < current_setting('" + horizonGUC + "')::xid8 ORDER BY txid DESC, position DESC LIMIT 1) AS e ON true")
+	// The log's last record below the horizon is where partitions read to
+	// the end move on to (see below).
+	b.Queue(s.sql.readBounds)
 	b.Queue(s.sql.readPartitions, base.txid, base.pos, at, ps, txs, poss, limit)
 	b.Queue("COMMIT")
 	br := s.pool.SendBatch(ctx, b)
 	defer br.Close()
-	fail := func(err error) ([]store.Record, []store.Cursor, error) {
-		return nil, nil, fmt.Errorf("pgstore: read partitions: %w", err)
+	fail := func(err error) ([]store.Record, error) {
+		return nil, fmt.Errorf("pgstore: read partitions: %w", err)
 	}
 	for range 2 {
 		if _, err := br.Exec(); err != nil {
@@ -325,10 +320,10 @@ func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor
 	s.hiddenFound(hidden)
 	for i, a := range afters {
 		if a.txid > horizon {
-			return nil, nil, fmt.Errorf("pgstore: read partition %d: %w", from[i].Partition, aheadError(from[i].After))
+			return nil, fmt.Errorf("pgstore: read partition %d: %w", from[i].Partition, aheadError(from[i].After))
 		}
 		if a != (key{}) && a.less(low) {
-			return nil, nil, fmt.Errorf("pgstore: read partition %d: %w", from[i].Partition, store.ErrCursorExpired)
+			return nil, fmt.Errorf("pgstore: read partition %d: %w", from[i].Partition, store.ErrCursorExpired)
 		}
 	}
 	rows, err := br.Query()
@@ -378,15 +373,14 @@ func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor
 	}
 	var to store.Cursor // covered's, made once for every partition it moves
 	for i, a := range afters {
-		next[i] = from[i].After
 		if a.less(covered) {
 			if to == "" {
 				to = s.cursor(covered)
 			}
-			next[i] = to
+			from[i].After = to
 		}
 	}
-	return out, next, nil
+	return out, nil
 }
 
 // keysPool holds the partitions' parsed cursors of ReadPartitions calls,

@@ -32,8 +32,9 @@ type queries struct {
 	setHorizon, setHorizonOrdered string
 	// hidden is hiddenSQL for the schema.
 	hidden string
-	// readPartitions is the page of ReadPartitions (see there).
-	readPartitions string
+	// readBounds and readPartitions are the bounds and the page of
+	// ReadPartitions (see there).
+	readBounds, readPartitions string
 	// commit saves group checkpoints fenced by their leases; unheld
 	// lists those of the partitions given whose lease the member does
 	// not hold.
@@ -62,6 +63,12 @@ func buildQueries(schema, channel string, partitions int) queries {
 			// compiling a page query would cost more than running it.
 			"set_config('jit', 'off', true)",
 		hidden: hiddenSQL(schema),
+		// The horizon, the retention watermark, the log's last record
+		// below the horizon, if any, and whether records past the horizon
+		// are to be seen already.
+		readBounds: "SELECT current_setting('" + horizonGUC + "')::xid8, r.txid, r.position, coalesce(e.txid, '0'), coalesce(e.position, 0), " + hiddenSQL(schema) +
+			" FROM " + schema + ".retention AS r LEFT JOIN LATERAL (SELECT txid, position FROM " + schema + ".events " +
+			"WHERE txid < current_setting('" + horizonGUC + "')::xid8 ORDER BY txid DESC, position DESC LIMIT 1) AS e ON true",
 		commit: "UPDATE " + schema + ".group_partitions AS g SET cursor = c.cur FROM unnest($3::int[], $4::bigint[], $5::text[]) AS c(part, token, cur) " +
 			"WHERE g.grp = $1 AND g.owner = $2 AND g.part = c.part AND g.token = c.token",
 		unheld: "SELECT c.part FROM unnest($3::int[], $4::bigint[]) WITH ORDINALITY AS c(part, token, i) WHERE NOT EXISTS (SELECT FROM " + schema + ".group_partitions AS g " +

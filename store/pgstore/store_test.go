@@ -918,7 +918,7 @@ func TestNotifyAgainAfterHiddenRecords(t *testing.T) {
 			return recs, err
 		}},
 		{"ReadPartitions", func(s *pgstore.Store) ([]store.Record, error) {
-			recs, _, err := s.ReadPartitions(t.Context(), []store.PartitionCursor{{Partition: 0}}, 10)
+			recs, err := s.ReadPartitions(t.Context(), []store.PartitionCursor{{Partition: 0}}, 10)
 			return recs, err
 		}},
 	} {

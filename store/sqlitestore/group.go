@@ -215,30 +215,29 @@ const maxCompound = 500
 // take one statement; more take one statement of positions per
 // maxCompound, whose positions are merged, and one that reads the first
 // limit of them.
-func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor, limit int) ([]store.Record, []store.Cursor, error) {
+func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor, limit int) ([]store.Record, error) {
 	if err := s.enter(ctx, "read partitions"); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	limit, err := store.PageLimit(limit)
 	if err != nil {
-		return nil, nil, fmt.Errorf("sqlitestore: read partitions: %w", err)
+		return nil, fmt.Errorf("sqlitestore: read partitions: %w", err)
 	}
 	afters := make([]int64, len(from))
 	for i, f := range from {
 		if err := store.ValidatePartition(f.Partition, s.cfg.partitions); err != nil {
-			return nil, nil, fmt.Errorf("sqlitestore: read partitions: %w", err)
+			return nil, fmt.Errorf("sqlitestore: read partitions: %w", err)
 		}
 		if afters[i], err = decodeCursor(f.After); err != nil {
-			return nil, nil, fmt.Errorf("sqlitestore: read partitions: %w", err)
+			return nil, fmt.Errorf("sqlitestore: read partitions: %w", err)
 		}
 	}
-	next := make([]store.Cursor, len(from))
 	if len(from) == 0 {
-		return nil, next, nil
+		return nil, nil
 	}
 	tx, err := s.r.BeginTx(ctx, nil)
 	if err != nil {
-		return nil, nil, s.fail(ctx, "read partitions", err)
+		return nil, s.fail(ctx, "read partitions", err)
 	}
 	defer tx.Rollback()
 	// The log's last position, from the log itself when it has records
@@ -246,14 +245,14 @@ func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor
 	var low, end int64
 	if err := tx.QueryRowContext(ctx, `SELECT (SELECT value FROM event_meta WHERE key = 'low_watermark'),
 		max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'event_log'), 0), coalesce((SELECT max(position) FROM event_log), 0))`).Scan(&low, &end); err != nil {
-		return nil, nil, s.fail(ctx, "read partitions", err)
+		return nil, s.fail(ctx, "read partitions", err)
 	}
 	for i, f := range from {
 		switch after := afters[i]; {
 		case after > 0 && after < low:
-			return nil, nil, fmt.Errorf("sqlitestore: read partition %d after %s: %w (records up to position %d were deleted)", f.Partition, f.After, store.ErrCursorExpired, low)
+			return nil, fmt.Errorf("sqlitestore: read partition %d after %s: %w (records up to position %d were deleted)", f.Partition, f.After, store.ErrCursorExpired, low)
 		case after > end:
-			return nil, nil, fmt.Errorf("sqlitestore: read partition %d after %s: %w: it is past the end of the log (position %d)", f.Partition, f.After, store.ErrInvalidCursor, end)
+			return nil, fmt.Errorf("sqlitestore: read partition %d after %s: %w: it is past the end of the log (position %d)", f.Partition, f.After, store.ErrInvalidCursor, end)
 		}
 	}
 	var rows *sql.Rows
@@ -263,7 +262,7 @@ func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor
 		rows, err = s.readManyPartitions(ctx, tx, from, afters, limit)
 	}
 	if err != nil {
-		return nil, nil, s.fail(ctx, "read partitions", err)
+		return nil, s.fail(ctx, "read partitions", err)
 	}
 	defer rows.Close()
 	var out []store.Record
@@ -272,20 +271,20 @@ func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor
 		var isNull bool
 		if err := rows.Scan(&w.position, &w.id, &w.topic, &w.kind, &w.aggregateID, &w.version, &w.timeUS,
 			&w.metadata, &w.payloadType, &w.contentType, &w.payload, &isNull, &w.part); err != nil {
-			return nil, nil, s.fail(ctx, "read partitions", err)
+			return nil, s.fail(ctx, "read partitions", err)
 		}
 		if w.payload == nil && !isNull {
 			w.payload = []byte{}
 		}
 		r, err := w.record()
 		if err != nil {
-			return nil, nil, s.fail(ctx, "read partitions", err)
+			return nil, s.fail(ctx, "read partitions", err)
 		}
 		r.Cursor = encodeCursor(r.Position)
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, nil, s.fail(ctx, "read partitions", err)
+		return nil, s.fail(ctx, "read partitions", err)
 	}
 	// The read covered the log up to its last record, or to the end if it
 	// came back short: no partition asked has a record there that it did
@@ -296,18 +295,15 @@ func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor
 		covered = out[len(out)-1].Position
 	}
 	var to store.Cursor // covered's, made once for every partition it moves
-	for i, f := range from {
-		next[i] = f.After
-		switch {
-		case afters[i] >= covered:
-		case to == "":
-			to = encodeCursor(covered)
-			fallthrough
-		default:
-			next[i] = to
+	for i := range from {
+		if afters[i] < covered {
+			if to == "" {
+				to = encodeCursor(covered)
+			}
+			from[i].After = to
 		}
 	}
-	return out, next, nil
+	return out, nil
 }
 
 // partitionTerms writes the n terms of a compound SELECT of the first

@@ -593,12 +593,18 @@ func readPartitions(tb testing.TB, g store.Grouper, from []store.PartitionCursor
 	}
 	var out []store.Record
 	for round := 0; ; round++ {
-		page, next, err := g.ReadPartitions(tb.Context(), from, limit)
+		before := slices.Clone(from)
+		page, err := g.ReadPartitions(tb.Context(), from, limit)
 		if err != nil {
 			tb.Fatalf("ReadPartitions: %v", err)
 		}
-		if len(page) > limit || len(next) != len(from) {
-			tb.Fatalf("ReadPartitions(limit %d, %d partitions) = %d records, %d cursors", limit, len(from), len(page), len(next))
+		if len(page) > limit {
+			tb.Fatalf("ReadPartitions(limit %d, %d partitions) = %d records", limit, len(from), len(page))
+		}
+		for i := range from {
+			if from[i].Partition != before[i].Partition {
+				tb.Fatalf("ReadPartitions changed the partition of cursor %d from %d to %d", i, before[i].Partition, from[i].Partition)
+			}
 		}
 		for _, r := range page {
 			if p := store.Partition(r.AggregateID, r.ID, g.Partitions()); !asked[p] {
@@ -606,9 +612,6 @@ func readPartitions(tb testing.TB, g store.Grouper, from []store.PartitionCursor
 			}
 		}
 		out = append(out, page...)
-		for i := range from {
-			from[i].After = next[i]
-		}
 		if len(page) == 0 {
 			return out, from
 		}
@@ -703,11 +706,16 @@ func (s suite) testReadPartitions(t *testing.T) {
 		got, _ = readPartitions(t, g, mixed, limit)
 		checkIDs(t, fmt.Sprintf("ReadPartitions of partitions at different places, %d at a time", limit), got, want)
 	}
-	if _, _, err := g.ReadPartitions(ctx, []store.PartitionCursor{{Partition: n}}, 1); err == nil {
+	if _, err := g.ReadPartitions(ctx, []store.PartitionCursor{{Partition: n}}, 1); err == nil {
 		t.Error("ReadPartitions of partition n: no error")
 	}
-	if _, _, err := g.ReadPartitions(ctx, []store.PartitionCursor{{Partition: 0, After: "bogus"}}, 1); !errors.Is(err, store.ErrInvalidCursor) {
+	if _, err := g.ReadPartitions(ctx, []store.PartitionCursor{{Partition: 0, After: "bogus"}}, 1); !errors.Is(err, store.ErrInvalidCursor) {
 		t.Errorf("ReadPartitions with a bogus cursor: %v, want ErrInvalidCursor", err)
+	}
+	// A read that fails moves no cursor, also not those it could read.
+	failed := []store.PartitionCursor{{Partition: 0}, {Partition: 1 % n, After: "bogus"}}
+	if _, err := g.ReadPartitions(ctx, failed, 1); err == nil || failed[0].After != "" || failed[1].After != "bogus" {
+		t.Errorf("ReadPartitions with a bogus cursor = %v and left the cursors at %+v, want an error and them as they were", err, failed)
 	}
 }
 
@@ -723,7 +731,7 @@ func (s suite) testGroupLag(t *testing.T) {
 	mustAppend(t, st, recs)
 	p := store.Partition("one", "", n)
 	a := claim(t, g, "g", "a", time.Minute)
-	page, _, err := g.ReadPartitions(ctx, []store.PartitionCursor{{Partition: p}}, 2)
+	page, err := g.ReadPartitions(ctx, []store.PartitionCursor{{Partition: p}}, 2)
 	if err != nil || len(page) != 2 {
 		t.Fatalf("ReadPartitions = %d records, %v", len(page), err)
 	}
