@@ -175,12 +175,11 @@ func (c *durable[T]) runGroup(g store.Grouper) {
 			c.reachedEnd(n)
 		}
 		if m.handled > 0 {
-			// Caught up: save what was handled. Cursors that only moved
-			// past other partitions' records, or to the end of the log,
-			// wait for the interval: they change whenever the log grows,
-			// and saving them each time would write every partition's
-			// checkpoint for each event at light load.
-			m.commit(ctx, false)
+			// Caught up with events handled since the last save: save
+			// them when the interval is up, not now, which at light load
+			// would be a write for every event. A crash repeats at most
+			// the interval's events, as while busy.
+			idle = min(idle, max(time.Until(m.lastSave.Add(c.cpInterval)), 0))
 		}
 		// Idle: wait for an append, a poll, a claim, or a retry.
 		resetTimer(wait, idle)

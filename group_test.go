@@ -603,39 +603,62 @@ func (s *commitSizes) Commit(ctx context.Context, group, member string, cps ...s
 	return s.Store.Commit(ctx, group, member, cps...)
 }
 
-// A member that catches up saves the checkpoints of the partitions whose
-// events it handled, not those of every partition whose cursor only moved
-// to the end of the log: at light load that would write every partition's
-// checkpoint for each event.
-func TestGroupCommitsHandledPartitions(t *testing.T) {
+// A member that catches up saves what it handled when the checkpoint
+// interval is up, not after each event: at light load that would be a
+// write for every event. It saves while idle too, without waiting for the
+// next event or poll.
+func TestGroupSavesCheckpointsOnInterval(t *testing.T) {
 	t.Parallel()
-	s := &commitSizes{Store: openSQLite(t).(*sqlitestore.Store)}
-	got := newSeen[int]()
-	bus := newStoreBus[int](t, s)
-	subscribe(t, bus, "work.>", got.handler, event.Durable("workers"), event.Shared(), event.Checkpoint(100, time.Hour))
-	waitUntil(t, "the member to hold every partition", func() bool {
-		info, err := bus.Group(t.Context(), "workers")
-		return err == nil && len(info.Members) == 1 && info.Members[0].Partitions == s.Partitions()
-	})
-	const events = 5
-	for i := range events {
-		publish(t, bus, "work.item", i, event.Aggregate(fmt.Sprintf("agg-%d", i)))
-		got.waitFor(t, "the event", atLeast[int](i+1))
-	}
-	closeBus(t, bus)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.sizes) < 2 {
-		t.Fatalf("commits %v: want one at least per caught-up event and one at leaving", s.sizes)
-	}
-	// The last commit is the one at leaving, which saves every cursor.
-	// Before it, each event's partition at most once per event.
-	saved := 0
-	for _, n := range s.sizes[:len(s.sizes)-1] {
-		saved += n
-	}
-	if saved > events {
-		t.Fatalf("commits %v before leaving saved %d checkpoints for %d events in as many partitions at most", s.sizes, saved, events)
+	for _, tc := range []struct {
+		name     string
+		interval time.Duration
+	}{{"long interval", time.Hour}, {"short interval", 200 * time.Millisecond}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := &commitSizes{Store: openSQLite(t).(*sqlitestore.Store)}
+			got := newSeen[int]()
+			bus := newStoreBus[int](t, s, event.WithPollInterval(time.Hour))
+			subscribe(t, bus, "work.>", got.handler, event.Durable("workers"), event.Shared(), event.Checkpoint(100, tc.interval))
+			waitUntil(t, "the member to hold every partition", func() bool {
+				info, err := bus.Group(t.Context(), "workers")
+				return err == nil && len(info.Members) == 1 && info.Members[0].Partitions == s.Partitions()
+			})
+			const events = 5
+			for i := range events {
+				publish(t, bus, "work.item", i, event.Aggregate(fmt.Sprintf("agg-%d", i)))
+				got.waitFor(t, "the event", atLeast[int](i+1))
+			}
+			commits := func() int {
+				s.mu.Lock()
+				defer s.mu.Unlock()
+				return len(s.sizes)
+			}
+			if tc.interval == time.Hour {
+				if n := commits(); n != 0 {
+					t.Fatalf("%d commits for %d events handled within the interval, want none before leaving", n, events)
+				}
+				closeBus(t, bus)
+				if n := commits(); n != 1 {
+					t.Fatalf("%d commits at leaving, want 1", n)
+				}
+				return
+			}
+			waitUntil(t, "the handled events' checkpoints to be saved while idle", func() bool {
+				info, err := bus.Group(t.Context(), "workers")
+				if err != nil {
+					return false
+				}
+				for _, p := range info.Partitions {
+					if p.Lag != 0 {
+						return false
+					}
+				}
+				return len(info.Partitions) > 0
+			})
+			if n := commits(); n >= events {
+				t.Fatalf("%d commits for %d events, want fewer: one per interval", n, events)
+			}
+		})
 	}
 }
 
