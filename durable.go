@@ -139,6 +139,54 @@ func (c *durable[T]) Err() error {
 	return c.err
 }
 
+// readAhead is one Read of a durable subscription's log, after a cursor,
+// with the marks taken when it began (for Close and CatchUp).
+type readAhead struct {
+	after  store.Cursor
+	mark   owedMark
+	n      uint64
+	recs   []store.Record
+	next   store.Cursor
+	err    error
+	done   chan struct{} // closed when the fields above are set
+	cancel context.CancelFunc
+}
+
+// read reads the page after cursor.
+func (c *durable[T]) read(ctx context.Context, cursor store.Cursor) *readAhead {
+	r := &readAhead{after: cursor, mark: c.bus.settledMark(c), n: c.reads.Add(1)}
+	r.recs, r.next, r.err = c.bus.store.Read(ctx, store.Query{Topic: c.sub.pattern, After: cursor, Limit: durableBatch})
+	return r
+}
+
+// readAhead begins reading the page after cursor in a goroutine, so that
+// the store's round trip and scan overlap handling the page before it.
+func (c *durable[T]) readAhead(ctx context.Context, cursor store.Cursor) *readAhead {
+	ctx, cancel := context.WithCancel(ctx)
+	r := &readAhead{after: cursor, mark: c.bus.settledMark(c), n: c.reads.Add(1), done: make(chan struct{}), cancel: cancel}
+	go func() {
+		defer close(r.done)
+		r.recs, r.next, r.err = c.bus.store.Read(ctx, store.Query{Topic: c.sub.pattern, After: cursor, Limit: durableBatch})
+	}()
+	return r
+}
+
+// wait returns the read once it is done.
+func (r *readAhead) wait() *readAhead {
+	<-r.done
+	r.cancel()
+	return r
+}
+
+// drop ends a read begun ahead whose page is not wanted (the subscription
+// stopped, or did not handle the whole page before it), and waits for it.
+func (r *readAhead) drop() {
+	if r != nil && r.done != nil {
+		r.cancel()
+		<-r.done
+	}
+}
+
 // run is the subscription's goroutine.
 func (c *durable[T]) run() {
 	defer close(c.exited)
@@ -176,9 +224,22 @@ func (c *durable[T]) run() {
 	poll := time.NewTimer(b.cfg.pollInterval)
 	defer poll.Stop()
 	retry := retries{p: storeRetry}
+	var ahead *readAhead
+	defer func() { ahead.drop() }()
 	for ctx.Err() == nil {
-		mark, n := b.settledMark(c), c.reads.Add(1)
-		recs, next, err := b.store.Read(ctx, store.Query{Topic: c.sub.pattern, After: cursor, Limit: durableBatch})
+		var r *readAhead
+		if ahead != nil && ahead.after == cursor {
+			r = ahead.wait()
+		} else {
+			ahead.drop()
+			r = c.read(ctx, cursor)
+		}
+		ahead = nil
+		mark, n, recs, next, err := r.mark, r.n, r.recs, r.next, r.err
+		if err == nil && len(recs) == durableBatch {
+			// A full page: read the next while handling this one.
+			ahead = c.readAhead(ctx, next)
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return

@@ -389,3 +389,82 @@ func TestDurablePollsStoreWithoutListen(t *testing.T) {
 		t.Fatalf("logged %q on a store that was asked not to listen", w)
 	}
 }
+
+// readStarts is a store that says after which cursor each Read begins.
+type readStarts struct {
+	store.Store
+	started chan store.Cursor
+}
+
+func (s *readStarts) Read(ctx context.Context, q store.Query) ([]store.Record, store.Cursor, error) {
+	select {
+	case s.started <- q.After:
+	default:
+	}
+	return s.Store.Read(ctx, q)
+}
+
+// A durable subscription reads the page after a full one while it handles
+// that one, so that the store's round trip and scan overlap the handling,
+// and still hands each event over once, in order.
+func TestDurableReadsAhead(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		ctx := t.Context()
+		s := open(t)
+		const events = 1234
+		recs := make([]store.Record, events)
+		for i := range recs {
+			recs[i] = benchRecord(i)
+		}
+		for part := range slices.Chunk(recs, 500) {
+			if err := s.Append(ctx, part); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, second, err := s.Read(ctx, store.Query{Limit: 500}) // where the second page starts
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs := &readStarts{Store: s, started: make(chan store.Cursor, 64)}
+		bus := newStoreBus[Registered](t, rs)
+		var mu sync.Mutex
+		var got []int
+		subscribe(t, bus, "user.>", func(ctx context.Context, ev event.Event[Registered]) error {
+			if ev.Payload.N == 0 {
+				deadline := time.After(10 * time.Second)
+			wait:
+				for {
+					select {
+					case after := <-rs.started:
+						if after == second {
+							break wait
+						}
+					case <-deadline:
+						t.Error("no read of the second page began while the first was being handled")
+						break wait
+					}
+				}
+			}
+			mu.Lock()
+			got = append(got, ev.Payload.N)
+			mu.Unlock()
+			return nil
+		}, event.Durable("ahead"))
+		waitUntil(t, "every event", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(got) >= events
+		})
+		closeBus(t, bus)
+		mu.Lock()
+		defer mu.Unlock()
+		for i, n := range got {
+			if n != i {
+				t.Fatalf("event %d handled was number %d; want each once, in order (%d handled)", i, n, len(got))
+			}
+		}
+		if len(got) != events {
+			t.Fatalf("%d events handled, want %d", len(got), events)
+		}
+	})
+}
