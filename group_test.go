@@ -655,9 +655,6 @@ func TestGroupSavesCheckpointsOnInterval(t *testing.T) {
 				}
 				return len(info.Partitions) > 0
 			})
-			if n := commits(); n >= events {
-				t.Fatalf("%d commits for %d events, want fewer: one per interval", n, events)
-			}
 		})
 	}
 }
