@@ -52,8 +52,9 @@ type durable[T any] struct {
 	stopped bool  // err is why it stopped by itself, for good
 
 	// For CatchUp: reads counts the reads begun; atEnd is the number of
-	// the last one that found the end of the log, and changed is closed
-	// and replaced when it moves; exited is closed when run returns.
+	// the last one that found the end of the log, and changed, made by a
+	// waiter, is closed (and dropped) when it moves; exited is closed when
+	// run returns.
 	reads   atomic.Uint64
 	endMu   sync.Mutex
 	atEnd   uint64
@@ -67,8 +68,10 @@ func (c *durable[T]) reachedEnd(n uint64) {
 	defer c.endMu.Unlock()
 	if n > c.atEnd {
 		c.atEnd = n
-		close(c.changed)
-		c.changed = make(chan struct{})
+		if c.changed != nil {
+			close(c.changed)
+			c.changed = nil // a read at the end is one per event at light load: make none without a waiter
+		}
 	}
 }
 
@@ -78,7 +81,11 @@ func (c *durable[T]) catchUp(ctx context.Context) error {
 	c.signal()
 	for {
 		c.endMu.Lock()
-		done, changed := c.atEnd >= target, c.changed
+		done := c.atEnd >= target
+		if c.changed == nil {
+			c.changed = make(chan struct{})
+		}
+		changed := c.changed
 		c.endMu.Unlock()
 		if done {
 			return nil
@@ -430,7 +437,6 @@ func (b *Bus[T]) startDurable(s *subscription[T], cfg *subConfig) (*durable[T], 
 		cpInterval: orDefault(cfg.cpInterval, DefaultCheckpointInterval),
 		lease:      orDefault(cfg.lease, DefaultLease),
 		wake:       make(chan struct{}, 1),
-		changed:    make(chan struct{}),
 		exited:     make(chan struct{}),
 	}
 	if cfg.shared {
