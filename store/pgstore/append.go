@@ -258,24 +258,49 @@ func (a *args) params() []any {
 	return []any{a.ids, a.topics, a.kinds, a.aggs, a.times, a.metas, a.ptypes, a.ctypes, a.payloads, a.eaggs, a.evers, a.eords}
 }
 
-// add appends b's records after a's, with b's expectations applying just
-// before b's first record.
-func (a *args) add(b *args) {
-	off := int32(a.len())
-	a.ids = append(a.ids, b.ids...)
-	a.topics = append(a.topics, b.topics...)
-	a.kinds = append(a.kinds, b.kinds...)
-	a.aggs = append(a.aggs, b.aggs...)
-	a.ptypes = append(a.ptypes, b.ptypes...)
-	a.ctypes = append(a.ctypes, b.ctypes...)
-	a.times = append(a.times, b.times...)
-	a.metas = append(a.metas, b.metas...)
-	a.payloads = append(a.payloads, b.payloads...)
-	a.eaggs = append(a.eaggs, b.eaggs...)
-	a.evers = append(a.evers, b.evers...)
-	for _, o := range b.eords {
-		a.eords = append(a.eords, o+off)
+// newArgs returns args for n records and m expectations, with the arrays
+// of one kind in one allocation: most batches are of one record.
+func newArgs(n, m int) *args {
+	text := make([]string, 6*n)
+	bufs := make([][]byte, 2*n)
+	return &args{
+		ids: text[:n:n], topics: text[n : 2*n : 2*n], kinds: text[2*n : 3*n : 3*n],
+		aggs: text[3*n : 4*n : 4*n], ptypes: text[4*n : 5*n : 5*n], ctypes: text[5*n:],
+		times: make([]time.Time, n),
+		metas: bufs[:n:n], payloads: bufs[n:],
+		eaggs: make([]string, 0, m), evers: make([]int64, 0, m), eords: make([]int32, 0, m),
 	}
+}
+
+// merge returns the batches of group one after the other, each one's
+// expectations applying just before its first record.
+func merge(group []*request) *args {
+	n, m := 0, 0
+	for _, r := range group {
+		n += r.args.len()
+		m += len(r.args.eaggs)
+	}
+	a := newArgs(n, m)
+	off := 0
+	for _, r := range group {
+		b := r.args
+		copy(a.ids[off:], b.ids)
+		copy(a.topics[off:], b.topics)
+		copy(a.kinds[off:], b.kinds)
+		copy(a.aggs[off:], b.aggs)
+		copy(a.ptypes[off:], b.ptypes)
+		copy(a.ctypes[off:], b.ctypes)
+		copy(a.times[off:], b.times)
+		copy(a.metas[off:], b.metas)
+		copy(a.payloads[off:], b.payloads)
+		a.eaggs = append(a.eaggs, b.eaggs...)
+		a.evers = append(a.evers, b.evers...)
+		for _, o := range b.eords {
+			a.eords = append(a.eords, o+int32(off))
+		}
+		off += b.len()
+	}
+	return a
 }
 
 // subset returns the records at idx, with all of a's expectations.
@@ -302,27 +327,31 @@ func (s *Store) encode(recs []store.Record, expect []store.Expect) (*args, error
 	if err := store.ValidateRecords(recs, expect, s.opts.maxPayload); err != nil {
 		return nil, err
 	}
-	n := len(recs)
-	a := &args{
-		ids: make([]string, n), topics: make([]string, n), kinds: make([]string, n), aggs: make([]string, n),
-		ptypes: make([]string, n), ctypes: make([]string, n), times: make([]time.Time, n),
-		metas: make([][]byte, n), payloads: make([][]byte, n),
+	// The payloads and the metadata, encoded, share one buffer.
+	size := 0
+	for i := range recs {
+		size += len(recs[i].Payload)
+		for k, v := range recs[i].Metadata {
+			size += len(k) + len(v) + 6
+		}
 	}
+	buf := make([]byte, 0, size+2*len(recs))
+	a := newArgs(len(recs), len(expect))
 	for i := range recs {
 		r := &recs[i]
 		a.ids[i], a.topics[i], a.kinds[i], a.aggs[i] = r.ID, r.Topic, r.Kind, r.AggregateID
 		a.ptypes[i], a.ctypes[i] = r.PayloadType, r.ContentType
 		a.times[i] = r.Time.UTC().Truncate(time.Microsecond)
 		if len(r.Metadata) > 0 {
-			m, err := json.Marshal(r.Metadata)
-			if err != nil {
-				return nil, fmt.Errorf("%w: record %d (%s): metadata: %w", store.ErrInvalidRecord, i, r.ID, err)
-			}
-			a.metas[i] = m
+			start := len(buf)
+			buf = appendMetadata(buf, r.Metadata)
+			a.metas[i] = buf[start:len(buf):len(buf)]
 		}
 		// nil stays nil (stored as NULL), empty stays empty.
 		if r.Payload != nil {
-			a.payloads[i] = append(make([]byte, 0, len(r.Payload)), r.Payload...)
+			start := len(buf)
+			buf = append(buf, r.Payload...)
+			a.payloads[i] = buf[start:len(buf):len(buf)]
 		}
 	}
 	for _, e := range expect {
@@ -330,10 +359,53 @@ func (s *Store) encode(recs []store.Record, expect []store.Expect) (*args, error
 		a.evers = append(a.evers, e.Version)
 		a.eords = append(a.eords, 1)
 	}
-	if a.eaggs == nil {
-		a.eaggs, a.evers, a.eords = []string{}, []int64{}, []int32{}
-	}
 	return a, nil
+}
+
+// appendMetadata appends m to b as a JSON object. Its keys and values are
+// valid UTF-8 without NUL bytes (see store.ValidateRecords), so escaping
+// quotes, backslashes and control characters is all that JSON asks.
+func appendMetadata(b []byte, m map[string]string) []byte {
+	b = append(b, '{')
+	first := true
+	for k, v := range m {
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = appendJSONString(b, k)
+		b = append(b, ':')
+		b = appendJSONString(b, v)
+	}
+	return append(b, '}')
+}
+
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		b = append(b, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			b = append(b, '\\', c)
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\r':
+			b = append(b, '\\', 'r')
+		case '\t':
+			b = append(b, '\\', 't')
+		default:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		}
+		start = i + 1
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
 
 // callAppend runs the append statement on a and returns the records'

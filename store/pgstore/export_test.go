@@ -53,3 +53,6 @@ func HorizonCursor(ctx context.Context, s *Store) (store.Cursor, error) {
 	}
 	return s.cursor(key{txid: h}), nil
 }
+
+// AppendMetadata exposes appendMetadata to tests.
+var AppendMetadata = appendMetadata

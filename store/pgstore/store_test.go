@@ -2,8 +2,10 @@ package pgstore_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"runtime"
 	"strings"
 	"sync"
@@ -1234,5 +1236,44 @@ func TestWithoutListen(t *testing.T) {
 	quiet.Close()
 	if _, err := quiet.Notify(ctx); !errors.Is(err, store.ErrClosed) {
 		t.Fatalf("Notify after Close: %v, want ErrClosed", err)
+	}
+}
+
+// TestMetadataEncoding checks that the metadata the append statement gets
+// is JSON that decodes to the map it came from, whatever the text holds,
+// and that PostgreSQL stores it as that map.
+func TestMetadataEncoding(t *testing.T) {
+	m := map[string]string{
+		"plain":           "value",
+		`quote"key`:       `a "quoted" value`,
+		`back\slash`:      `C:\path\`,
+		"controls":        "tab\tnewline\ncr\rbell\x07unit\x1f",
+		"unicode ключ":    "значение ✓ \u2028\u2029 😀",
+		"html":            "<a href='x'>&amp;</a>",
+		"":                "empty key",
+		"empty value":     "",
+		"del and others ": "\x7f~",
+	}
+	enc := pgstore.AppendMetadata(nil, m)
+	var got map[string]string
+	if err := json.Unmarshal(enc, &got); err != nil {
+		t.Fatalf("appendMetadata wrote %s, not JSON: %v", enc, err)
+	}
+	if !maps.Equal(got, m) {
+		t.Fatalf("appendMetadata wrote %s, decoding to %q, want %q", enc, got, m)
+	}
+
+	s := open(t)
+	r := rec("meta")
+	r.Metadata = m
+	if err := s.Append(t.Context(), []store.Record{r}); err != nil {
+		t.Fatal(err)
+	}
+	stored, err := s.Load(t.Context(), "meta")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(stored.Metadata, m) {
+		t.Errorf("stored metadata %q, want %q", stored.Metadata, m)
 	}
 }

@@ -242,10 +242,7 @@ func (s *Store) commitGroup(group []*request) {
 
 	merged := live[0].args
 	if len(live) > 1 {
-		merged = &args{}
-		for _, r := range live {
-			merged.add(r.args)
-		}
+		merged = merge(live)
 	}
 	res, err := s.appendGroup(ctx, merged)
 	if err == nil {
