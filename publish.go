@@ -138,6 +138,10 @@ func (b *Bus[T]) PublishBatch(ctx context.Context, msgs []Message[T]) error {
 // for store/pgstore. The bus's store must implement [store.TxAppender], and
 // PublishTx returns an error naming the types otherwise. Its options are
 // those of [Bus.Publish]; the event's envelope is checked as by Publish.
+//
+// On PostgreSQL, an event of an aggregate that a transaction begun after tx
+// has appended to fails with [store.ErrTxConflict]: roll tx back and run
+// it again, as after a serialization failure.
 func (b *Bus[T]) PublishTx(ctx context.Context, tx any, topic string, payload T, opts ...PublishOption) error {
 	op := "publish " + topic + " in transaction"
 	if ctx == nil {

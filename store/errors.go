@@ -32,6 +32,12 @@ var (
 	// when it cannot tell, such as when the context ended while the append
 	// was being committed; the error then matches the context's error too.
 	ErrMaybeStored = errors.New("the append may or may not have been stored")
+	// ErrTxConflict: an append in the caller's transaction (AppendTx)
+	// cannot go in that transaction: on PostgreSQL, a transaction that
+	// began later appended to one of its aggregates first, and the
+	// records would sort before that one's. Nothing was appended; roll the
+	// transaction back and run it again, as after a serialization failure.
+	ErrTxConflict = errors.New("transaction conflicts with a later one: retry it")
 	// ErrClosed: the store has been closed.
 	ErrClosed = errors.New("store closed")
 	// ErrUnavailable: the store cannot reach its database as it opened it,

@@ -39,13 +39,17 @@ import (
 //     keeps versions dense across concurrent transactions: a second
 //     appender waits for the first to end and then advances the committed
 //     version. Its RETURNING gives the new version; the old one is that
-//     minus c.n;
+//     minus c.n. It also records the transaction's key (log_xid), and
+//     leaves out a row last appended to by a transaction with a later key
+//     (see migration 5): this one's records would sort before that one's;
 //   - ins: insert in batch order (positions are drawn per row as inserted),
 //     numbering each aggregate's records on from its old version;
 //   - then, in that order (Append runs its inputs one after the other):
 //     ins's rows, so that a replayed batch fails on its stored IDs rather
 //     than its stale expectation; a version_conflict call per failed
-//     expectation, which aborts the statement; and, if notify, one row
+//     expectation, which aborts the statement; an order_conflict call per
+//     aggregate that u left out, which aborts it as a serialization
+//     failure; and, if notify, one row
 //     (-1, -1) that sends the NOTIFY, delivered at commit and once per
 //     transaction. Group commits leave it out and notify after committing
 //     (see notifier).
@@ -61,9 +65,10 @@ func appendSQL(schema, channel string, partitions int, notify bool) string {
 	      SELECT a, 0 FROM unnest($10::text[]) AS a) AS x
 	GROUP BY x.agg
 ), u AS (
-	INSERT INTO ` + schema + `.aggregates AS t (aggregate_id, version)
-	SELECT c.agg, c.n FROM c ORDER BY c.agg
-	ON CONFLICT (aggregate_id) DO UPDATE SET version = t.version + excluded.version
+	INSERT INTO ` + schema + `.aggregates AS t (aggregate_id, version, txid)
+	SELECT c.agg, c.n, ` + schema + `.log_xid(pg_current_xact_id()) FROM c ORDER BY c.agg
+	ON CONFLICT (aggregate_id) DO UPDATE SET version = t.version + excluded.version, txid = excluded.txid
+	WHERE t.txid <= excluded.txid
 	RETURNING t.aggregate_id, t.version
 ), o AS MATERIALIZED (
 	SELECT u.aggregate_id AS agg, u.version - c.n AS old FROM u JOIN c ON c.agg = u.aggregate_id
@@ -75,6 +80,7 @@ func appendSQL(schema, channel string, partitions int, notify bool) string {
 	            ELSE o.old + row_number() OVER (PARTITION BY r.agg ORDER BY r.i) END,
 	       r.t, r.m, r.pt, r.ct, r.p, ` + partSQL("r.agg", "r.id", partitions) + `
 	FROM r LEFT JOIN o ON o.agg = r.agg
+	WHERE r.agg = '' OR o.agg IS NOT NULL -- the statement fails for the others
 	ORDER BY r.i
 	RETURNING ev.position, ev.version
 )
@@ -85,7 +91,9 @@ FROM (SELECT x.agg, x.ver,
              o.old + (SELECT count(*) FROM r WHERE r.agg = x.agg AND r.i < x.ord) AS actual
       FROM unnest($10::text[], $11::bigint[], $12::integer[]) AS x(agg, ver, ord)
       JOIN o ON o.agg = x.agg) AS e
-WHERE e.actual <> e.ver` + notifyRow(channel, notify)
+WHERE e.actual <> e.ver
+UNION ALL
+SELECT ` + schema + `.order_conflict(c.agg), 0 FROM c WHERE NOT EXISTS (SELECT FROM u WHERE u.aggregate_id = c.agg)` + notifyRow(channel, notify)
 }
 
 // notifyRow is the last part of the append statements: a row (-1, -1)
@@ -211,6 +219,13 @@ func (s *Store) Append(ctx context.Context, recs []store.Record, expect ...store
 // [Store.Append] but bypasses group commit. It runs in a savepoint, so when
 // it fails tx is still usable. tx must be on the store's database; it is
 // not safe to use tx concurrently with AppendTx.
+//
+// It fails with [store.ErrTxConflict] (a serialization failure, SQLSTATE
+// 40001) when a transaction that began after tx appended to one of the
+// aggregates and committed, or holds it and commits while AppendTx waits:
+// the log orders records by transaction ID, and tx's records of that
+// aggregate would come before the other's, at later versions. Retry tx
+// from the start, as after any serialization failure.
 func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, recs []store.Record, expect ...store.Expect) error {
 	if err := s.enter("append"); err != nil {
 		return err
@@ -224,6 +239,9 @@ func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, recs []store.Record, ex
 		return fmt.Errorf("pgstore: append: %w", err)
 	}
 	res, err := s.appendTx(ctx, tx, a)
+	if isOrderConflict(err) {
+		return fmt.Errorf("pgstore: append: %w: %w", store.ErrTxConflict, err)
+	}
 	if err != nil {
 		return fmt.Errorf("pgstore: append: %w", err)
 	}

@@ -245,6 +245,11 @@ func (s *Store) commitGroup(group []*request) {
 		merged = merge(live)
 	}
 	res, err := s.appendGroup(ctx, merged)
+	for attempt := 1; isOrderConflict(err) && attempt < orderRetries && ctx.Err() == nil; attempt++ {
+		// Another transaction with a later ID appended to one of the
+		// aggregates first; a new transaction gets a later ID still.
+		res, err = s.appendGroup(ctx, merged)
+	}
 	if err == nil {
 		off := 0
 		for _, r := range live {
@@ -322,6 +327,12 @@ func (s *Store) commitOneByOne(ctx context.Context, group []*request, maybe bool
 	if err == nil {
 		err = s.lockAggregates(ctx, tx, group)
 	}
+	for attempt := 1; isOrderConflict(err) && attempt < orderRetries && ctx.Err() == nil; attempt++ {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		if tx, err = s.pool.Begin(ctx); err == nil {
+			err = s.lockAggregates(ctx, tx, group)
+		}
+	}
 	if err != nil {
 		if tx != nil {
 			_ = tx.Rollback(context.WithoutCancel(ctx))
@@ -374,7 +385,9 @@ func (s *Store) commitOneByOne(ctx context.Context, group []*request, maybe bool
 
 // lockAggregates locks, in aggregate_id order, the aggregate rows that the
 // group's batches touch, creating missing ones at version 0 (no events yet,
-// which is what a missing row means). Batch by batch, the rows would be
+// which is what a missing row means), and fails with an order conflict if
+// a transaction with a later ID appended to one of them (see migration 5),
+// after which no batch of the group could append to it here. Batch by batch, the rows would be
 // locked in the batches' order, and a concurrent appender locking in
 // aggregate_id order (the one-statement path, here or in another process)
 // could deadlock with it. A row created here for a batch that then fails
@@ -395,10 +408,27 @@ func (s *Store) lockAggregates(ctx context.Context, tx pgx.Tx, group []*request)
 	if len(aggs) == 0 {
 		return nil
 	}
-	_, err := tx.Exec(ctx, "INSERT INTO "+s.schema+".aggregates AS t (aggregate_id, version) "+
-		"SELECT a, 0 FROM unnest($1::text[]) AS a ORDER BY a "+
-		"ON CONFLICT (aggregate_id) DO UPDATE SET version = t.version", aggs)
-	return err
+	rows, err := tx.Query(ctx, "WITH u AS (INSERT INTO "+s.schema+".aggregates AS t (aggregate_id, version, txid) "+
+		"SELECT a, 0, "+s.schema+".log_xid(pg_current_xact_id()) FROM unnest($1::text[]) AS a ORDER BY a "+
+		"ON CONFLICT (aggregate_id) DO UPDATE SET version = t.version WHERE t.txid <= excluded.txid RETURNING 1) "+
+		"SELECT "+s.schema+".order_conflict(a) FROM unnest($1::text[]) AS a WHERE (SELECT count(*) FROM u) < cardinality($1::text[]) LIMIT 1", aggs)
+	if err != nil {
+		return err
+	}
+	rows.Close()
+	return rows.Err()
+}
+
+// orderRetries is how many times a group commit tries again in a new
+// transaction after an order conflict (see migration 5).
+const orderRetries = 5
+
+// isOrderConflict reports the failure of an append whose transaction began
+// before another that appended to one of its aggregates. In the writer's
+// own transactions a serialization failure can only be that.
+func isOrderConflict(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "40001"
 }
 
 // outcome marks err, the failure of a statement that may have committed

@@ -261,7 +261,15 @@ func (s suite) gapFreeRound(t *testing.T, st store.Store, round int) {
 					}
 				} else {
 					tx := s.h.Begin(ctx, t, st)
-					if err := tx.Append(ctx, recs); err != nil {
+					err := tx.Append(ctx, recs)
+					for errors.Is(err, store.ErrTxConflict) {
+						// A later transaction appended to the aggregate
+						// first: run this one again.
+						_ = tx.Rollback(ctx)
+						tx = s.h.Begin(ctx, t, st)
+						err = tx.Append(ctx, recs)
+					}
+					if err != nil {
 						t.Errorf("Tx.Append: %v", err)
 						_ = tx.Rollback(ctx)
 						return
@@ -315,4 +323,16 @@ func (s suite) gapFreeRound(t *testing.T, st store.Store, round int) {
 		return
 	}
 	checkExactlyOnce(t, st, reader.got, committed)
+	// Each aggregate's records come in the log's order by version, also
+	// when transactions appended to it concurrently.
+	last := map[string]int64{}
+	for _, r := range reader.got {
+		if r.AggregateID == "" {
+			continue
+		}
+		if v := last[r.AggregateID]; r.Version != v+1 {
+			t.Fatalf("record %s of aggregate %s at version %d comes after version %d in the log", r.ID, r.AggregateID, r.Version, v)
+		}
+		last[r.AggregateID] = r.Version
+	}
 }
