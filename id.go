@@ -1,45 +1,70 @@
 package event
 
 import (
+	"encoding/binary"
 	"math/rand/v2"
 	"sync/atomic"
-	"time"
 
 	"github.com/google/uuid"
 )
 
-// lastV7 packs the millisecond timestamp (high 48 bits) and a 16-bit sequence
-// of the last UUIDv7 handed out, so IDs from one process are strictly
-// increasing even within a millisecond (RFC 9562, section 6.2, method 3).
-var lastV7 atomic.Uint64
+// idGen makes UUIDv7s. Its zero value is ready; it is safe for concurrent
+// use.
+type idGen struct {
+	// last packs the millisecond timestamp (high 48 bits) and a 16-bit
+	// sequence of the last UUIDv7 handed out.
+	last atomic.Uint64
+}
 
-// newID returns a time-ordered UUIDv7 for an event that happened at now. It
-// is lock-free and does not read the system's entropy pool per call: the
-// sequence guarantees uniqueness within the process, and 58 random bits from
-// a per-goroutine ChaCha8 stream make collisions across processes as unlikely
-// as with fully random version 4 UUIDs of the same millisecond.
-func newID(now time.Time) uuid.UUID {
-	ms := uint64(now.UnixMilli()) << 16
-	var v uint64
-	for {
-		last := lastV7.Load()
-		v = max(ms, last+1)
-		if lastV7.CompareAndSwap(last, v) {
+// ids is the process's generator, behind every event ID it makes.
+var ids idGen
+
+// newID returns a new event ID from the process's generator (see
+// idGen.next).
+func newID(ms int64) uuid.UUID { return ids.next(ms) }
+
+// next returns a time-ordered UUIDv7 for an event of Unix millisecond ms.
+//
+// IDs of one generator are unique and strictly increasing, in the order in
+// which next's atomic operations on g.last happen (so each goroutine's IDs
+// increase, and an ID made after another returned is greater): the 48-bit
+// millisecond and a 16-bit sequence within it form one counter (RFC 9562,
+// section 6.2, method 1, a fixed-length dedicated counter, 12 bits of it in
+// rand_a and 4 in rand_b). An ID's millisecond is never before ms; it runs
+// ahead of the clock only when more than 65,536 IDs are made in one
+// millisecond (the sequence carries into the millisecond, as section 6.2
+// allows) or after the wall clock steps back, until the clock catches up.
+//
+// The common case is one atomic add, with no lock and no retry loop: each
+// add returns a value no other call gets. The first call of a new
+// millisecond moves the counter up to it with a compare-and-swap, which
+// only succeeds from the value its own add returned, so that too is a
+// value no other call gets.
+//
+// The remaining 58 bits are random (the runtime's per-thread ChaCha8
+// generator, not the system's entropy pool per call), which makes
+// collisions with other processes' IDs of the same millisecond and
+// sequence as unlikely as between two random version 4 UUIDs.
+func (g *idGen) next(ms int64) uuid.UUID {
+	want := uint64(ms) << 16
+	v := g.last.Add(1)
+	for v < want {
+		if g.last.CompareAndSwap(v, want) {
+			v = want
 			break
 		}
+		v = g.last.Add(1)
 	}
+	seq := v & 0xffff
+	// The millisecond (48 bits), the version (7), and rand_a: the high 12
+	// bits of the sequence.
+	hi := v>>16<<16 | 0x7000 | seq>>4
+	// The variant (0b10), the low 4 bits of the sequence, and 58 random
+	// bits.
+	lo := 1<<63 | (seq&0xf)<<58 | rand.Uint64()&(1<<58-1)
 	var id uuid.UUID
-	ts, seq := v>>16, v&0xffff
-	id[0], id[1], id[2] = byte(ts>>40), byte(ts>>32), byte(ts>>24)
-	id[3], id[4], id[5] = byte(ts>>16), byte(ts>>8), byte(ts)
-	// rand_a (12 bits) holds the high 12 bits of the sequence.
-	id[6] = 0x70 | byte(seq>>12)
-	id[7] = byte(seq >> 4)
-	r := rand.Uint64()
-	// rand_b: the low 4 bits of the sequence, then 58 random bits.
-	id[8] = 0x80 | byte(seq&0xf)<<2 | byte(r>>62)
-	id[9], id[10], id[11] = byte(r>>48), byte(r>>40), byte(r>>32)
-	id[12], id[13], id[14], id[15] = byte(r>>24), byte(r>>16), byte(r>>8), byte(r)
+	binary.BigEndian.PutUint64(id[:8], hi)
+	binary.BigEndian.PutUint64(id[8:], lo)
 	return id
 }
 

@@ -331,19 +331,19 @@ func (b *Bus[T]) stamp(ctx context.Context, parent deliveryInfo, topic string, p
 		}
 		d.apply(&opts[i])
 	}
-	var stamp time.Time
+	var stamp int64 // Unix nanoseconds, from the clock
 	given := !ev.Time.IsZero()
 	if !given {
-		stamp = now()
-		ev.Time = stamp
+		stamp = wallNanos()
+		ev.Time = time.Unix(0, stamp)
 	}
 	if ev.ID == [16]byte{} {
-		if stamp.IsZero() {
+		if given {
 			// An imported event's time (EventTime) must not set the ID's:
 			// a future one would carry every later ID of the process along.
-			stamp = now()
+			stamp = wallNanos()
 		}
-		ev.ID = newID(stamp)
+		ev.ID = newID(stamp / 1e6)
 	}
 	if parent.id != [16]byte{} {
 		ev.CausationID = parent.id
