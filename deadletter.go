@@ -35,40 +35,40 @@ type DeadLetter struct {
 
 // fail records a delivery that will not be retried and dead-letters it.
 // rec is the stored event, when the caller has it (see deadLetter).
-func (b *Bus[T]) fail(s *subscription[T], d *delivery[T], rec *store.Record, attempts int, err error) outcome {
+func (b *Bus[T]) fail(s *subscription[T], ctx context.Context, ev *Event[T], rec *store.Record, attempts int, err error) outcome {
 	b.stats.failed.Add(1)
 	b.log.LogAttrs(context.Background(), slog.LevelError, "event: handler failed, dead-lettering",
-		slog.String("subscription", s.name), slog.String("topic", d.ev.Topic),
-		slog.String("event_id", d.ev.ID.String()), slog.Int("attempts", attempts), slog.Any("error", err))
-	if !b.deadLetter(s, d, rec, attempts, err) {
+		slog.String("subscription", s.name), slog.String("topic", ev.Topic),
+		slog.String("event_id", ev.ID.String()), slog.Int("attempts", attempts), slog.Any("error", err))
+	if !b.deadLetter(s, ctx, ev, rec, attempts, err) {
 		return lost
 	}
 	return failed
 }
 
 // drop records a queued delivery abandoned because Close gave up.
-func (b *Bus[T]) drop(s *subscription[T], d *delivery[T], err error) {
+func (b *Bus[T]) drop(s *subscription[T], ctx context.Context, ev *Event[T], err error) {
 	b.stats.delivered.Add(1) // before its outcome, as Stats reads them in the other order
 	b.stats.dropped.Add(1)
 	b.log.LogAttrs(context.Background(), slog.LevelWarn, "event: bus closed before delivery, dropping",
-		slog.String("subscription", s.name), slog.String("topic", d.ev.Topic), slog.String("event_id", d.ev.ID.String()))
-	b.deadLetter(s, d, nil, 0, err)
+		slog.String("subscription", s.name), slog.String("topic", ev.Topic), slog.String("event_id", ev.ID.String()))
+	b.deadLetter(s, ctx, ev, nil, 0, err)
 }
 
 // deadLetter hands a failed delivery to the store, if it keeps dead
 // letters, and to the dead-letter function. rec is the stored event when
 // the caller has it (a durable subscription's read), else d's event is
-// encoded. It reports false if the store should have kept the dead letter
+// encoded. ctx is the handlers' context. It reports false if the store should have kept the dead letter
 // and could not.
-func (b *Bus[T]) deadLetter(s *subscription[T], d *delivery[T], rec *store.Record, attempts int, err error) bool {
+func (b *Bus[T]) deadLetter(s *subscription[T], ctx context.Context, ev *Event[T], rec *store.Record, attempts int, err error) bool {
 	kept, stored := false, true
 	if dls, ok := b.store.(store.DeadLetterStore); ok {
-		stored = b.storeDeadLetter(dls, s, d, rec, attempts, err)
+		stored = b.storeDeadLetter(dls, s, ev, rec, attempts, err)
 		kept = stored
 	}
 	if b.cfg.deadLetter != nil {
-		ev, _ := convert[any](&d.ev)
-		b.cfg.deadLetter(context.WithoutCancel(d), DeadLetter{Subscription: s.name, Event: ev, Err: err, Attempts: attempts, Time: time.Now()})
+		dev, _ := convert[any](ev)
+		b.cfg.deadLetter(context.WithoutCancel(ctx), DeadLetter{Subscription: s.name, Event: dev, Err: err, Attempts: attempts, Time: time.Now()})
 		kept = true
 	}
 	if kept {
@@ -77,12 +77,12 @@ func (b *Bus[T]) deadLetter(s *subscription[T], d *delivery[T], rec *store.Recor
 	return stored
 }
 
-func (b *Bus[T]) storeDeadLetter(dls store.DeadLetterStore, s *subscription[T], d *delivery[T], rec *store.Record, attempts int, cause error) bool {
+func (b *Bus[T]) storeDeadLetter(dls store.DeadLetterStore, s *subscription[T], ev *Event[T], rec *store.Record, attempts int, cause error) bool {
 	if rec == nil {
-		r, err := b.encode(&d.ev)
+		r, err := b.encode(ev)
 		if err != nil {
 			b.log.LogAttrs(context.Background(), slog.LevelError, "event: cannot encode dead letter",
-				slog.String("subscription", s.name), slog.String("event_id", d.ev.ID.String()), slog.Any("error", err))
+				slog.String("subscription", s.name), slog.String("event_id", ev.ID.String()), slog.Any("error", err))
 			return false
 		}
 		rec = &r
@@ -92,7 +92,7 @@ func (b *Bus[T]) storeDeadLetter(dls store.DeadLetterStore, s *subscription[T], 
 	err := dls.PutDeadLetter(ctx, store.DeadLetterRecord{Subscription: s.name, Record: *rec, Error: errorText(cause), Attempts: attempts, Time: time.Now()})
 	if err != nil {
 		b.log.LogAttrs(ctx, slog.LevelError, "event: cannot store dead letter",
-			slog.String("subscription", s.name), slog.String("event_id", d.ev.ID.String()), slog.Any("error", err))
+			slog.String("subscription", s.name), slog.String("event_id", ev.ID.String()), slog.Any("error", err))
 		return false
 	}
 	return true
@@ -217,8 +217,7 @@ func (b *Bus[T]) redrive(ctx context.Context, dls store.DeadLetterStore, dl stor
 	if s.accepts != nil && !s.accepts(ev.Payload) {
 		return fmt.Errorf("event: redrive %s: subscription %q does not take a %T", dl.Record.ID, dl.Subscription, ev.Payload)
 	}
-	d := &delivery[T]{bus: b, parent: ctx, ev: ev}
-	if b.deliver(s, d) != succeeded {
+	if b.deliver(s, &syncDelivery[T]{parent: ctx, bus: b, id: ev.ID, correlation: ev.CorrelationID}, &ev) != succeeded {
 		return fmt.Errorf("event: redrive %s to %s: handler failed again", dl.Record.ID, dl.Subscription)
 	}
 	if err := dls.DeleteDeadLetter(ctx, dl.Subscription, dl.Record.ID); err != nil {

@@ -89,6 +89,34 @@ func (d *delivery[T]) AfterFunc(f func()) func() bool {
 
 func (d *delivery[T]) String() string { return "event.delivery(" + d.ev.Topic + ")" }
 
+// syncDelivery is the context of a delivery run in the publisher's
+// goroutine (a synchronous subscription's, a replay's or a redrive's): the
+// publisher's context, with the identity of the event for those its
+// handlers publish. It is what such a delivery allocates: the event itself
+// stays with the caller, and handlers receive it by value.
+type syncDelivery[T any] struct {
+	parent          context.Context
+	bus             *Bus[T]
+	id, correlation uuid.UUID
+}
+
+func (d *syncDelivery[T]) Deadline() (time.Time, bool) { return d.parent.Deadline() }
+func (d *syncDelivery[T]) Done() <-chan struct{}       { return d.parent.Done() }
+func (d *syncDelivery[T]) Err() error                  { return d.parent.Err() }
+
+func (d *syncDelivery[T]) Value(key any) any {
+	if key == (ctxKey{}) {
+		return deliveryInfo{d.id, d.correlation, d.bus}
+	}
+	return d.parent.Value(key)
+}
+
+// AfterFunc lets context.WithTimeout and friends derive from a delivery
+// without a goroutine per derived context.
+func (d *syncDelivery[T]) AfterFunc(f func()) func() bool { return context.AfterFunc(d.parent, f) }
+
+func (d *syncDelivery[T]) String() string { return "event.delivery(" + d.id.String() + ")" }
+
 // deliverAll delivers a dequeued d to its asynchronous subscriptions.
 func (b *Bus[T]) deliverAll(d *delivery[T]) {
 	for _, s := range d.route.async {
@@ -96,10 +124,10 @@ func (b *Bus[T]) deliverAll(d *delivery[T]) {
 			continue
 		}
 		if b.abort.Err() != nil {
-			b.drop(s, d, ErrClosed)
+			b.drop(s, d, &d.ev, ErrClosed)
 			continue
 		}
-		b.deliver(s, d)
+		b.deliver(s, d, &d.ev)
 	}
 }
 
@@ -114,52 +142,53 @@ const (
 	lost                     // failed, and the store could not keep its dead letter
 )
 
-// deliver runs one subscription's handler for d, with retries, and
-// dead-letters d after the last attempt. It gives up on d, abandoned, when
+// deliver runs one subscription's handler for ev, with retries, and
+// dead-letters ev after the last attempt; ctx is the handlers' context (the
+// delivery). It gives up on ev, abandoned, when
 // the subscription stops (Unsubscribe, or a durable subscription halted)
-// while d waits for a retry or a concurrency slot; an attempt already
-// running finishes first.
-func (b *Bus[T]) deliver(s *subscription[T], d *delivery[T]) outcome {
+// while ev waits for a retry or a concurrency slot; an attempt already
+// running finishes first. It keeps neither ctx nor ev once it returns.
+func (b *Bus[T]) deliver(s *subscription[T], ctx context.Context, ev *Event[T]) outcome {
 	b.stats.delivered.Add(1)
 	if s.sem != nil {
 		select {
 		case s.sem <- struct{}{}:
-		case <-d.Done():
-			return b.giveUp(s, d, 0, fmt.Errorf("event: waiting for a concurrency slot: %w", context.Cause(d)))
+		case <-ctx.Done():
+			return b.giveUp(s, ctx, ev, 0, fmt.Errorf("event: waiting for a concurrency slot: %w", context.Cause(ctx)))
 		case <-s.stop:
-			return b.abandon(s, d, 0, nil)
+			return b.abandon(s, ctx, ev, 0, nil)
 		}
 		defer func() { <-s.sem }()
 	}
 	for attempt := 1; ; attempt++ {
-		err := b.attempt(s, d)
+		err := b.attempt(s, ctx, ev)
 		if err == nil {
 			b.stats.processed.Add(1)
 			return succeeded
 		}
-		if d.Err() != nil {
-			return b.giveUp(s, d, attempt, err)
+		if ctx.Err() != nil {
+			return b.giveUp(s, ctx, ev, attempt, err)
 		}
 		if attempt > s.retry.MaxRetries {
-			return b.fail(s, d, nil, attempt, err)
+			return b.fail(s, ctx, ev, nil, attempt, err)
 		}
 		if s.stopped() {
-			return b.abandon(s, d, attempt, err)
+			return b.abandon(s, ctx, ev, attempt, err)
 		}
 		wait := s.retry.backoff(attempt)
 		b.log.LogAttrs(context.Background(), slog.LevelDebug, "event: handler failed, will retry",
-			slog.String("subscription", s.name), slog.String("topic", d.ev.Topic),
-			slog.String("event_id", d.ev.ID.String()), slog.Int("attempt", attempt),
+			slog.String("subscription", s.name), slog.String("topic", ev.Topic),
+			slog.String("event_id", ev.ID.String()), slog.Int("attempt", attempt),
 			slog.Duration("backoff", wait), slog.Any("error", err))
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
-		case <-d.Done():
+		case <-ctx.Done():
 			t.Stop()
-			return b.giveUp(s, d, attempt, fmt.Errorf("%w (no retry: %w)", err, context.Cause(d)))
+			return b.giveUp(s, ctx, ev, attempt, fmt.Errorf("%w (no retry: %w)", err, context.Cause(ctx)))
 		case <-s.stop:
 			t.Stop()
-			return b.abandon(s, d, attempt, err)
+			return b.abandon(s, ctx, ev, attempt, err)
 		}
 		b.stats.retried.Add(1) // only now: a retry that was cut off never ran
 	}
@@ -169,11 +198,11 @@ func (b *Bus[T]) deliver(s *subscription[T], d *delivery[T]) outcome {
 // synchronous delivery, or the bus's when Close gave up. A durable
 // subscription, stopped by the same Close, abandons it, as its event stays
 // in the store; any other fails and dead-letters it.
-func (b *Bus[T]) giveUp(s *subscription[T], d *delivery[T], attempts int, err error) outcome {
+func (b *Bus[T]) giveUp(s *subscription[T], ctx context.Context, ev *Event[T], attempts int, err error) outcome {
 	if s.durable != nil && s.stopped() {
-		return b.abandon(s, d, attempts, err)
+		return b.abandon(s, ctx, ev, attempts, err)
 	}
-	return b.fail(s, d, nil, attempts, err)
+	return b.fail(s, ctx, ev, nil, attempts, err)
 }
 
 // abandon ends a delivery unfinished because its subscription stopped
@@ -181,16 +210,16 @@ func (b *Bus[T]) giveUp(s *subscription[T], d *delivery[T], attempts int, err er
 // dropped. A durable subscription's event is handled again on its next
 // start. An in-process event has no next start, so it goes to the dead
 // letters, its error matching ErrUnsubscribed.
-func (b *Bus[T]) abandon(s *subscription[T], d *delivery[T], attempts int, err error) outcome {
+func (b *Bus[T]) abandon(s *subscription[T], ctx context.Context, ev *Event[T], attempts int, err error) outcome {
 	b.stats.dropped.Add(1)
 	b.log.LogAttrs(context.Background(), slog.LevelInfo, "event: subscription stopped during delivery",
-		slog.String("subscription", s.name), slog.String("event_id", d.ev.ID.String()), slog.Bool("durable", s.durable != nil))
+		slog.String("subscription", s.name), slog.String("event_id", ev.ID.String()), slog.Bool("durable", s.durable != nil))
 	if s.durable == nil {
 		cut := fmt.Errorf("%w before the event was handled", ErrUnsubscribed)
 		if err != nil {
 			cut = fmt.Errorf("%w; last attempt: %w", cut, err)
 		}
-		b.deadLetter(s, d, nil, attempts, cut)
+		b.deadLetter(s, ctx, ev, nil, attempts, cut)
 	}
 	return abandoned
 }
@@ -199,14 +228,14 @@ func (b *Bus[T]) abandon(s *subscription[T], d *delivery[T], attempts int, err e
 // turning a panic into a *PanicError. An attempt that outlives its timeout
 // fails even if the handler then returns nil: its work may have been cut
 // short by the cancelled context.
-func (b *Bus[T]) attempt(s *subscription[T], d *delivery[T]) error {
+func (b *Bus[T]) attempt(s *subscription[T], ctx context.Context, ev *Event[T]) error {
 	if s.timeout <= 0 {
-		return safeCall(s.call, d, &d.ev)
+		return safeCall(s.call, ctx, ev)
 	}
-	ctx, cancel := context.WithTimeout(d, s.timeout)
+	tctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	err := safeCall(s.call, ctx, &d.ev)
-	if errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
+	err := safeCall(s.call, tctx, ev)
+	if errors.Is(context.Cause(tctx), context.DeadlineExceeded) {
 		if err == nil || !errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("event: handler exceeded its %v timeout: %w", s.timeout, errors.Join(context.DeadlineExceeded, err))
 		}
@@ -214,11 +243,14 @@ func (b *Bus[T]) attempt(s *subscription[T], d *delivery[T]) error {
 	return err
 }
 
-func safeCall[T any](call func(context.Context, *Event[T]) error, ctx context.Context, ev *Event[T]) (err error) {
+// safeCall calls the handler with a copy of *ev: handlers receive events by
+// value, and a pointer handed to a function value would make every event
+// escape to the heap.
+func safeCall[T any](call Handler[T], ctx context.Context, ev *Event[T]) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			err = &PanicError{Value: v, Stack: debug.Stack()}
 		}
 	}()
-	return call(ctx, ev)
+	return call(ctx, *ev)
 }

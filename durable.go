@@ -407,15 +407,15 @@ func (c *durable[T]) deliver(rec *store.Record) outcome {
 		// Not dropped: counted, logged and dead-lettered with the reason,
 		// to be re-driven once the type is registered or the payload fixed.
 		b.stats.delivered.Add(1)
-		return b.fail(c.sub, d, rec, 0, err)
+		return b.fail(c.sub, d, &d.ev, rec, 0, err)
 	}
 	if c.sub.stopped() {
 		return abandoned
 	}
-	if c.sub.accepts != nil && !c.sub.accepts(ev.Payload) {
+	if c.sub.accepts != nil && !c.sub.accepts(d.ev.Payload) {
 		return succeeded // not this subscription's: passed
 	}
-	return b.deliver(c.sub, d)
+	return b.deliver(c.sub, d, &d.ev)
 }
 
 // startDurable starts the durable subscription of s and registers it.

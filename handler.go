@@ -125,14 +125,14 @@ func (b *Bus[T]) Handle(pattern string, h Handler[T], opts ...SubscribeOption) (
 	if h == nil {
 		panic("event: Subscribe with nil handler")
 	}
-	return b.subscribe(pattern, func(ctx context.Context, ev *Event[T]) error { return h(ctx, *ev) }, opts)
+	return b.subscribe(pattern, h, opts)
 }
 
 // subscription is the engine's view of a registered handler.
 type subscription[T any] struct {
 	name    string
 	pattern string
-	call    func(context.Context, *Event[T]) error
+	call    Handler[T]
 	accepts func(T) bool // nil: every payload
 	retry   RetryPolicy
 	timeout time.Duration
@@ -158,7 +158,7 @@ func (s *subscription[T]) stopped() bool {
 	}
 }
 
-func (b *Bus[T]) subscribe(pattern string, call func(context.Context, *Event[T]) error, opts []SubscribeOption) (*Subscription, error) {
+func (b *Bus[T]) subscribe(pattern string, call Handler[T], opts []SubscribeOption) (*Subscription, error) {
 	if err := store.ValidatePattern(pattern); err != nil {
 		return nil, fmt.Errorf("event: subscribe: %w", err)
 	}

@@ -60,7 +60,14 @@ func (b *Bus[T]) Publish(ctx context.Context, topic string, payload T, opts ...P
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("event: publish %s: %w", topic, err)
 	}
-	d, exp, err := b.prepare(ctx, parent, topic, payload, opts)
+	rt, err := b.routes.Load().lookup(topic)
+	if err != nil {
+		return topicError(err)
+	}
+	if b.store == nil && len(rt.async) == 0 {
+		return b.publishSync(ctx, parent, rt, topic, payload, opts)
+	}
+	d, exp, err := b.prepareOn(ctx, parent, rt, topic, payload, opts)
 	if err != nil {
 		return err
 	}
@@ -273,22 +280,53 @@ type expectation struct {
 	version int64
 }
 
-// prepare validates and stamps a new event, and finds its route. The
-// checks that most events skip, and their errors, are in check, which keeps
-// this function's frame small: it is on every publish's path.
+// prepare validates and stamps a new event, and finds its route.
 func (b *Bus[T]) prepare(ctx context.Context, parent deliveryInfo, topic string, payload T, opts []PublishOption) (*delivery[T], expectation, error) {
 	rt, err := b.routes.Load().lookup(topic)
 	if err != nil {
 		return nil, expectation{}, topicError(err)
 	}
-	d, exp, given := b.stamp(ctx, parent, topic, payload, opts)
-	d.route = rt
-	if ev := &d.ev; exp.set || given || ev.AggregateID != "" || ev.Kind != KindDomain || len(ev.Metadata) > 0 {
-		if err := b.check(d, exp, given); err != nil {
-			return nil, exp, err
-		}
+	return b.prepareOn(ctx, parent, rt, topic, payload, opts)
+}
+
+// prepareOn is prepare with the topic's route rt.
+func (b *Bus[T]) prepareOn(ctx context.Context, parent deliveryInfo, rt *route[T], topic string, payload T, opts []PublishOption) (*delivery[T], expectation, error) {
+	d := &delivery[T]{bus: b, parent: ctx, route: rt, async: !b.cfg.sync}
+	exp, err := b.stamp(parent, &d.ev, topic, payload, opts)
+	if err != nil {
+		return nil, exp, err
 	}
 	return d, exp, nil
+}
+
+// publishSync is Publish on a bus without a store of an event whose route
+// rt has only synchronous subscriptions (every route on a bus made
+// WithSync), so nothing queues it: the event stays in this frame, and the
+// one allocation is the handlers' small context.
+func (b *Bus[T]) publishSync(ctx context.Context, parent deliveryInfo, rt *route[T], topic string, payload T, opts []PublishOption) error {
+	var ev Event[T]
+	if _, err := b.stamp(parent, &ev, topic, payload, opts); err != nil {
+		return err
+	}
+	if !takes(rt.sync, ev.Payload) {
+		b.stats.published.Add(1)
+		b.stats.noSubscriber.Add(1)
+		return nil
+	}
+	b.stats.published.Add(1)
+	b.deliverSync(ctx, rt, &ev)
+	return nil
+}
+
+// deliverSync runs the synchronous subscriptions of rt that take ev, in
+// the caller's goroutine, with the publisher's context.
+func (b *Bus[T]) deliverSync(ctx context.Context, rt *route[T], ev *Event[T]) {
+	hc := &syncDelivery[T]{parent: ctx, bus: b, id: ev.ID, correlation: ev.CorrelationID}
+	for _, s := range rt.sync {
+		if !s.removed.Load() && (s.accepts == nil || s.accepts(ev.Payload)) {
+			b.deliver(s, hc, ev)
+		}
+	}
 }
 
 //go:noinline
@@ -296,16 +334,16 @@ func topicError(err error) error { return fmt.Errorf("event: publish: %w", err) 
 
 // check checks a stamped event's envelope and expectation. The clock's time
 // needs no check, so an event with the default envelope skips the call.
-func (b *Bus[T]) check(d *delivery[T], exp expectation, timeGiven bool) error {
-	topic := d.ev.Topic
-	if err := checkEnvelope(&d.ev, timeGiven); err != nil {
+func (b *Bus[T]) check(ev *Event[T], exp expectation, timeGiven bool) error {
+	topic := ev.Topic
+	if err := checkEnvelope(ev, timeGiven); err != nil {
 		return fmt.Errorf("event: publish %s: %w", topic, err)
 	}
 	if exp.set {
 		switch {
 		case b.store == nil:
 			return fmt.Errorf("event: publish %s: ExpectVersion: %w", topic, ErrNoStore)
-		case d.ev.AggregateID == "":
+		case ev.AggregateID == "":
 			return fmt.Errorf("event: publish %s: ExpectVersion needs an aggregate ID (see Aggregate)", topic)
 		case exp.version < 0:
 			return fmt.Errorf("event: publish %s: ExpectVersion %d is negative", topic, exp.version)
@@ -314,12 +352,12 @@ func (b *Bus[T]) check(d *delivery[T], exp expectation, timeGiven bool) error {
 	return nil
 }
 
-// stamp builds the delivery of a new event: the envelope with its ID, time,
-// options, and causation from a handler's context. It reports whether the
-// time was given by an option rather than read from the clock.
-func (b *Bus[T]) stamp(ctx context.Context, parent deliveryInfo, topic string, payload T, opts []PublishOption) (*delivery[T], expectation, bool) {
-	d := &delivery[T]{bus: b, parent: ctx, async: !b.cfg.sync}
-	ev := &d.ev
+// stamp fills in the zero ev of a new event: the envelope with its ID,
+// time, options, and causation from the handler's context, if any (parent);
+// then checks it. It returns the event's expectation. The checks that most
+// events skip, and their errors, are in check, which keeps this function's
+// frame small: it is on every publish's path. It keeps no reference to ev.
+func (b *Bus[T]) stamp(parent deliveryInfo, ev *Event[T], topic string, payload T, opts []PublishOption) (expectation, error) {
 	ev.Topic = topic
 	ev.Kind = KindDomain
 	ev.Payload = payload
@@ -329,7 +367,7 @@ func (b *Bus[T]) stamp(ctx context.Context, parent deliveryInfo, topic string, p
 			exp = expectation{set: true, version: opts[i].n}
 			continue
 		}
-		d.apply(&opts[i])
+		apply(ev, &opts[i])
 	}
 	var stamp int64 // Unix nanoseconds, from the clock
 	given := !ev.Time.IsZero()
@@ -354,11 +392,13 @@ func (b *Bus[T]) stamp(ctx context.Context, parent deliveryInfo, topic string, p
 	if ev.CorrelationID == [16]byte{} {
 		ev.CorrelationID = ev.ID
 	}
-	return d, exp, given
+	if exp.set || given || ev.AggregateID != "" || ev.Kind != KindDomain || len(ev.Metadata) > 0 {
+		return exp, b.check(ev, exp, given)
+	}
+	return exp, nil
 }
 
-func (d *delivery[T]) apply(o *PublishOption) {
-	ev := &d.ev
+func apply[T any](ev *Event[T], o *PublishOption) {
 	switch o.op {
 	case opAggregate:
 		ev.AggregateID = o.s
@@ -529,15 +569,6 @@ func (b *Bus[T]) dispatch(ctx context.Context, d *delivery[T], noWait bool) erro
 		}
 		return nil
 	}
-	var sd *delivery[T]
-	if syncs {
-		sd = d
-		if d.async {
-			// A synchronous subscription on an asynchronous bus gets the
-			// publisher's context, like any synchronous delivery.
-			sd = &delivery[T]{bus: b, parent: ctx, route: rt, ev: d.ev}
-		}
-	}
 	if async {
 		// Queue first: an event the queue refuses must reach no handler,
 		// or a caller retrying the failed Publish would run the
@@ -550,12 +581,10 @@ func (b *Bus[T]) dispatch(ctx context.Context, d *delivery[T], noWait bool) erro
 		}
 	}
 	b.stats.published.Add(1)
-	if sd != nil {
-		for _, s := range rt.sync {
-			if !s.removed.Load() && (s.accepts == nil || s.accepts(p)) {
-				b.deliver(s, sd)
-			}
-		}
+	if syncs {
+		// With the publisher's context, like any synchronous delivery; the
+		// workers only read d's event, as these handlers do.
+		b.deliverSync(ctx, rt, &d.ev)
 	}
 	return nil
 }

@@ -44,8 +44,7 @@ func (b *Bus[T]) ReplayTo(ctx context.Context, name string, q store.Query) (int,
 		if s.accepts != nil && !s.accepts(ev.Payload) {
 			return false, nil
 		}
-		d := &delivery[T]{bus: b, parent: ctx, ev: *ev}
-		b.deliver(s, d)
+		b.deliver(s, &syncDelivery[T]{parent: ctx, bus: b, id: ev.ID, correlation: ev.CorrelationID}, ev)
 		return true, nil
 	})
 }
