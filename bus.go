@@ -36,6 +36,7 @@ type Bus[T any] struct {
 	spill spill[T]          // overflow of queue for events that must not wait
 	wake  chan struct{}     // tells an idle worker to look at the spill; unbuffered queues only
 	keys  keyTable[T]       // per-aggregate order
+	pool  sync.Pool         // of *delivery[T], recycled once run (see recycle)
 
 	state    atomic.Int32
 	inflight atomic.Int64  // what Close waits for; see queue.go

@@ -217,7 +217,7 @@ func (b *Bus[T]) redrive(ctx context.Context, dls store.DeadLetterStore, dl stor
 	if s.accepts != nil && !s.accepts(ev.Payload) {
 		return fmt.Errorf("event: redrive %s: subscription %q does not take a %T", dl.Record.ID, dl.Subscription, ev.Payload)
 	}
-	if b.deliver(s, &syncDelivery[T]{parent: ctx, bus: b, id: ev.ID, correlation: ev.CorrelationID}, &ev) != succeeded {
+	if b.deliver(s, newDeliveryCtx(b, ctx, &ev, false), &ev) != succeeded {
 		return fmt.Errorf("event: redrive %s to %s: handler failed again", dl.Record.ID, dl.Subscription)
 	}
 	if err := dls.DeleteDeadLetter(ctx, dl.Subscription, dl.Record.ID); err != nil {

@@ -11,15 +11,13 @@ import (
 	"github.com/google/uuid"
 )
 
-// delivery is one event on its way to its subscriptions. It is the one
-// allocation of an asynchronous publish, and it doubles as the context its
-// handlers receive, which carries the event's identity (for causation) and
-// the publisher's context values (for tracing).
+// delivery is one queued event on its way to its asynchronous
+// subscriptions. Deliveries are recycled through the bus's pool once a
+// worker has run them (see Bus.recycle), so nothing may keep one past
+// that: handlers get a deliveryCtx of their own, and the event by value.
 type delivery[T any] struct {
-	bus    *Bus[T]
 	parent context.Context // the publisher's context
 	route  *route[T]
-	async  bool
 	key    *keyState[T] // set for queued events with an aggregate ID
 	seq    uint64       // the event's number within its key
 	ev     Event[T]
@@ -42,33 +40,52 @@ func (b *Bus[T]) caller(ctx context.Context) (deliveryInfo, bool) {
 	return parent, parent.id != uuid.Nil && parent.bus == any(b)
 }
 
-// Deadline, Done and Err make a synchronous delivery's context the
-// publisher's, and an asynchronous one's independent of the publisher (which
-// has usually returned) but cancelled when Close gives up.
-func (d *delivery[T]) Deadline() (time.Time, bool) {
+// deliveryCtx is the context handlers receive: it carries the event's
+// identity (for the causation of the events they publish) and the
+// publisher's context values (for tracing). It is what a delivery
+// allocates, 64 bytes, once per event for all its subscriptions: the event
+// itself stays with the caller (the publisher's frame, or a recycled
+// delivery), and handlers receive it by value. Handlers may keep it.
+//
+// A synchronous delivery's context (a synchronous subscription's, a
+// replay's or a redrive's) is the publisher's; an asynchronous one's (a
+// worker's, or a durable subscription's) is independent of the publisher,
+// which has usually returned, and cancelled when Close gives up.
+type deliveryCtx[T any] struct {
+	parent          context.Context
+	bus             *Bus[T]
+	id, correlation uuid.UUID
+	async           bool
+}
+
+func newDeliveryCtx[T any](b *Bus[T], parent context.Context, ev *Event[T], async bool) *deliveryCtx[T] {
+	return &deliveryCtx[T]{parent: parent, bus: b, id: ev.ID, correlation: ev.CorrelationID, async: async}
+}
+
+func (d *deliveryCtx[T]) Deadline() (time.Time, bool) {
 	if d.async {
 		return time.Time{}, false
 	}
 	return d.parent.Deadline()
 }
 
-func (d *delivery[T]) Done() <-chan struct{} {
+func (d *deliveryCtx[T]) Done() <-chan struct{} {
 	if d.async {
 		return d.bus.abort.Done()
 	}
 	return d.parent.Done()
 }
 
-func (d *delivery[T]) Err() error {
+func (d *deliveryCtx[T]) Err() error {
 	if d.async {
 		return d.bus.abort.Err()
 	}
 	return d.parent.Err()
 }
 
-func (d *delivery[T]) Value(key any) any {
+func (d *deliveryCtx[T]) Value(key any) any {
 	if key == (ctxKey{}) {
-		return deliveryInfo{d.ev.ID, d.ev.CorrelationID, d.bus}
+		return deliveryInfo{d.id, d.correlation, d.bus}
 	}
 	if d.async && d.parent.Done() != nil {
 		// Hide the publisher's cancellation (including from context.Cause)
@@ -80,54 +97,30 @@ func (d *delivery[T]) Value(key any) any {
 
 // AfterFunc lets context.WithTimeout and friends derive from a delivery
 // without a goroutine per derived context.
-func (d *delivery[T]) AfterFunc(f func()) func() bool {
+func (d *deliveryCtx[T]) AfterFunc(f func()) func() bool {
 	if d.async {
 		return context.AfterFunc(d.bus.abort, f)
 	}
 	return context.AfterFunc(d.parent, f)
 }
 
-func (d *delivery[T]) String() string { return "event.delivery(" + d.ev.Topic + ")" }
-
-// syncDelivery is the context of a delivery run in the publisher's
-// goroutine (a synchronous subscription's, a replay's or a redrive's): the
-// publisher's context, with the identity of the event for those its
-// handlers publish. It is what such a delivery allocates: the event itself
-// stays with the caller, and handlers receive it by value.
-type syncDelivery[T any] struct {
-	parent          context.Context
-	bus             *Bus[T]
-	id, correlation uuid.UUID
-}
-
-func (d *syncDelivery[T]) Deadline() (time.Time, bool) { return d.parent.Deadline() }
-func (d *syncDelivery[T]) Done() <-chan struct{}       { return d.parent.Done() }
-func (d *syncDelivery[T]) Err() error                  { return d.parent.Err() }
-
-func (d *syncDelivery[T]) Value(key any) any {
-	if key == (ctxKey{}) {
-		return deliveryInfo{d.id, d.correlation, d.bus}
-	}
-	return d.parent.Value(key)
-}
-
-// AfterFunc lets context.WithTimeout and friends derive from a delivery
-// without a goroutine per derived context.
-func (d *syncDelivery[T]) AfterFunc(f func()) func() bool { return context.AfterFunc(d.parent, f) }
-
-func (d *syncDelivery[T]) String() string { return "event.delivery(" + d.id.String() + ")" }
+func (d *deliveryCtx[T]) String() string { return "event.delivery(" + d.id.String() + ")" }
 
 // deliverAll delivers a dequeued d to its asynchronous subscriptions.
 func (b *Bus[T]) deliverAll(d *delivery[T]) {
+	var hc *deliveryCtx[T] // made for the first subscription that takes d
 	for _, s := range d.route.async {
 		if s.removed.Load() || (s.accepts != nil && !s.accepts(d.ev.Payload)) {
 			continue
 		}
+		if hc == nil {
+			hc = newDeliveryCtx(b, d.parent, &d.ev, true)
+		}
 		if b.abort.Err() != nil {
-			b.drop(s, d, &d.ev, ErrClosed)
+			b.drop(s, hc, &d.ev, ErrClosed)
 			continue
 		}
-		b.deliver(s, d, &d.ev)
+		b.deliver(s, hc, &d.ev)
 	}
 }
 

@@ -402,20 +402,20 @@ func (c *durable[T]) handle(rec *store.Record) outcome {
 func (c *durable[T]) deliver(rec *store.Record) outcome {
 	b := c.bus
 	ev, err := b.decode(rec)
-	d := &delivery[T]{bus: b, parent: context.Background(), async: true, ev: ev}
+	hc := newDeliveryCtx(b, context.Background(), &ev, true)
 	if err != nil {
 		// Not dropped: counted, logged and dead-lettered with the reason,
 		// to be re-driven once the type is registered or the payload fixed.
 		b.stats.delivered.Add(1)
-		return b.fail(c.sub, d, &d.ev, rec, 0, err)
+		return b.fail(c.sub, hc, &ev, rec, 0, err)
 	}
 	if c.sub.stopped() {
 		return abandoned
 	}
-	if c.sub.accepts != nil && !c.sub.accepts(d.ev.Payload) {
+	if c.sub.accepts != nil && !c.sub.accepts(ev.Payload) {
 		return succeeded // not this subscription's: passed
 	}
-	return b.deliver(c.sub, d, &d.ev)
+	return b.deliver(c.sub, hc, &ev)
 }
 
 // startDurable starts the durable subscription of s and registers it.

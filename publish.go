@@ -291,7 +291,8 @@ func (b *Bus[T]) prepare(ctx context.Context, parent deliveryInfo, topic string,
 
 // prepareOn is prepare with the topic's route rt.
 func (b *Bus[T]) prepareOn(ctx context.Context, parent deliveryInfo, rt *route[T], topic string, payload T, opts []PublishOption) (*delivery[T], expectation, error) {
-	d := &delivery[T]{bus: b, parent: ctx, route: rt, async: !b.cfg.sync}
+	d := b.newDelivery()
+	d.parent, d.route = ctx, rt
 	exp, err := b.stamp(parent, &d.ev, topic, payload, opts)
 	if err != nil {
 		return nil, exp, err
@@ -321,7 +322,7 @@ func (b *Bus[T]) publishSync(ctx context.Context, parent deliveryInfo, rt *route
 // deliverSync runs the synchronous subscriptions of rt that take ev, in
 // the caller's goroutine, with the publisher's context.
 func (b *Bus[T]) deliverSync(ctx context.Context, rt *route[T], ev *Event[T]) {
-	hc := &syncDelivery[T]{parent: ctx, bus: b, id: ev.ID, correlation: ev.CorrelationID}
+	hc := newDeliveryCtx(b, ctx, ev, false)
 	for _, s := range rt.sync {
 		if !s.removed.Load() && (s.accepts == nil || s.accepts(ev.Payload)) {
 			b.deliver(s, hc, ev)
@@ -569,6 +570,16 @@ func (b *Bus[T]) dispatch(ctx context.Context, d *delivery[T], noWait bool) erro
 		}
 		return nil
 	}
+	var ev *Event[T] // what the synchronous subscriptions get
+	if syncs {
+		ev = &d.ev
+		if async {
+			// d is recycled once a worker has run it, maybe before the
+			// synchronous handlers here are done: they get a copy.
+			evc := d.ev
+			ev = &evc
+		}
+	}
 	if async {
 		// Queue first: an event the queue refuses must reach no handler,
 		// or a caller retrying the failed Publish would run the
@@ -582,9 +593,8 @@ func (b *Bus[T]) dispatch(ctx context.Context, d *delivery[T], noWait bool) erro
 	}
 	b.stats.published.Add(1)
 	if syncs {
-		// With the publisher's context, like any synchronous delivery; the
-		// workers only read d's event, as these handlers do.
-		b.deliverSync(ctx, rt, &d.ev)
+		// With the publisher's context, like any synchronous delivery.
+		b.deliverSync(ctx, rt, ev)
 	}
 	return nil
 }

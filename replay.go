@@ -44,7 +44,7 @@ func (b *Bus[T]) ReplayTo(ctx context.Context, name string, q store.Query) (int,
 		if s.accepts != nil && !s.accepts(ev.Payload) {
 			return false, nil
 		}
-		b.deliver(s, &syncDelivery[T]{parent: ctx, bus: b, id: ev.ID, correlation: ev.CorrelationID}, ev)
+		b.deliver(s, newDeliveryCtx(b, ctx, ev, false), ev)
 		return true, nil
 	})
 }
