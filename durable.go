@@ -32,9 +32,10 @@ const (
 )
 
 // durable runs one durable subscription: a goroutine that reads the store
-// from the subscription's checkpoint and hands each event to its handler.
-// It stops when its subscription's context ends (Unsubscribe, or Close once
-// drained or given up), between events.
+// from the subscription's checkpoint and hands each event to its handler
+// (with, while it handles a full page, a second goroutine reading the next;
+// see readAhead). It stops when its subscription's context ends
+// (Unsubscribe, or Close once drained or given up), between events.
 type durable[T any] struct {
 	bus        *Bus[T]
 	sub        *subscription[T]
@@ -82,7 +83,7 @@ func (c *durable[T]) catchUp(ctx context.Context) error {
 	for {
 		c.endMu.Lock()
 		done := c.atEnd >= target
-		if c.changed == nil {
+		if !done && c.changed == nil {
 			c.changed = make(chan struct{})
 		}
 		changed := c.changed
@@ -295,6 +296,9 @@ func (c *durable[T]) run() {
 			c.recovered()
 		}
 		if len(recs) > 0 {
+			// Every record handled: go on from where the read says, which
+			// is also where the read ahead began.
+			cursor = next
 			continue
 		}
 		if next != cursor {
