@@ -309,12 +309,11 @@ func (b *Bus[T]) publishSync(ctx context.Context, parent deliveryInfo, rt *route
 	if _, err := b.stamp(parent, &ev, topic, payload, opts); err != nil {
 		return err
 	}
+	b.stats.published.Add(1)
 	if !takes(rt.sync, ev.Payload) {
-		b.stats.published.Add(1)
 		b.stats.noSubscriber.Add(1)
 		return nil
 	}
-	b.stats.published.Add(1)
 	b.deliverSync(ctx, rt, &ev)
 	return nil
 }
