@@ -113,6 +113,38 @@ func (p *pager) drain(ctx context.Context) error {
 	}
 }
 
+// partitionPager follows every partition of a Grouper the way a group's
+// only member does: it reads them all from their cursors, which each read
+// moves on, and remembers every record it got.
+type partitionPager struct {
+	g     store.Grouper
+	limit int
+	from  []store.PartitionCursor
+	got   []store.Record
+}
+
+func newPartitionPager(g store.Grouper, limit int) *partitionPager {
+	p := &partitionPager{g: g, limit: limit}
+	for i := range g.Partitions() {
+		p.from = append(p.from, store.PartitionCursor{Partition: i})
+	}
+	return p
+}
+
+// drain reads until a page comes back empty.
+func (p *partitionPager) drain(ctx context.Context) error {
+	for {
+		page, err := p.g.ReadPartitions(ctx, p.from, p.limit)
+		if err != nil {
+			return err
+		}
+		p.got = append(p.got, page...)
+		if len(page) == 0 {
+			return nil
+		}
+	}
+}
+
 // checkExactlyOnce fails unless the reader saw every record of the log
 // once, in the log's order, and the log holds exactly the committed IDs.
 func checkExactlyOnce(t *testing.T, st store.Store, read []store.Record, committed map[string]bool) {
@@ -297,32 +329,49 @@ func (s suite) gapFreeRound(t *testing.T, st store.Store, round int) {
 			}
 		})
 	}
-	readerDone := make(chan error, 1)
-	reader := &pager{st: st, limit: 1 + round%5}
-	go func() {
+	// One reader follows the log with Read; on a Grouper, another follows
+	// every partition with ReadPartitions, as a group's only member does.
+	follow := func(drain func(context.Context) error, out chan<- error) {
 		for {
 			// Once the writers are done, one more drain sees the rest.
 			last := done.Load()
-			if err := reader.drain(ctx); err != nil {
-				readerDone <- err
+			if err := drain(ctx); err != nil {
+				out <- err
 				return
 			}
 			if last {
-				readerDone <- nil
+				out <- nil
 				return
 			}
 			time.Sleep(200 * time.Microsecond) // poll interval
 		}
-	}()
+	}
+	readerDone := make(chan error, 1)
+	reader := &pager{st: st, limit: 1 + round%5}
+	go follow(reader.drain, readerDone)
+	var member *partitionPager
+	memberDone := make(chan error, 1)
+	if g, ok := st.(store.Grouper); ok {
+		member = newPartitionPager(g, 1+(round+2)%5)
+		go follow(member.drain, memberDone)
+	}
 	wg.Wait()
 	done.Store(true)
 	if err := waitFor(t, "reader finishing", readerDone, time.Minute); err != nil {
 		t.Fatalf("reader: %v", err)
 	}
+	if member != nil {
+		if err := waitFor(t, "partition reader finishing", memberDone, time.Minute); err != nil {
+			t.Fatalf("partition reader: %v", err)
+		}
+	}
 	if t.Failed() {
 		return
 	}
 	checkExactlyOnce(t, st, reader.got, committed)
+	if member != nil {
+		t.Run("ReadPartitions", func(t *testing.T) { checkExactlyOnce(t, st, member.got, committed) })
+	}
 	// Each aggregate's records come in the log's order by version, also
 	// when transactions appended to it concurrently.
 	last := map[string]int64{}
