@@ -56,3 +56,8 @@ func HorizonCursor(ctx context.Context, s *Store) (store.Cursor, error) {
 
 // AppendMetadata exposes appendMetadata to tests.
 var AppendMetadata = appendMetadata
+
+// GroupReadsInTx reports whether s reads partitions in a READ COMMITTED
+// transaction of its own, having found its connections' transactions of
+// another isolation.
+func GroupReadsInTx(s *Store) bool { return s.groupReadTx.Load() }

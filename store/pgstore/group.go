@@ -2,12 +2,15 @@ package pgstore
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/ncore-io/event/store"
 )
@@ -204,26 +207,28 @@ func (s *Store) Commit(ctx context.Context, group, member string, cps ...store.C
 	if err := store.ValidateClaim(group, member, 1); err != nil {
 		return fmt.Errorf("pgstore: commit: %w", err)
 	}
-	parts, tokens, curs := make([]int32, len(cps)), make([]int64, len(cps)), make([]string, len(cps))
-	for i, cp := range cps {
+	for _, cp := range cps {
 		if err := store.ValidatePartition(cp.Partition, s.partitions); err != nil {
 			return fmt.Errorf("pgstore: commit: %w", err)
 		}
 		if _, err := s.parseCursor(cp.Cursor); err != nil {
 			return fmt.Errorf("pgstore: commit: partition %d: %w", cp.Partition, err)
 		}
-		parts[i], tokens[i], curs[i] = int32(cp.Partition), cp.Token, string(cp.Cursor)
 	}
 	if err := s.enter("commit"); err != nil {
 		return err
 	}
 	defer s.exit()
-	tag, err := s.pool.Exec(ctx, s.sql.commit, group, member, parts, tokens, curs)
+	tag, err := s.saveCheckpoints(ctx, group, member, cps)
 	if err != nil {
 		return fmt.Errorf("pgstore: commit %s: %w", group, err)
 	}
 	if tag.RowsAffected() == int64(len(cps)) {
 		return nil
+	}
+	parts, tokens := make([]int32, len(cps)), make([]int64, len(cps))
+	for i, cp := range cps {
+		parts[i], tokens[i] = int32(cp.Partition), cp.Token
 	}
 	rows, err := s.pool.Query(ctx, s.sql.unheld, group, member, parts, tokens)
 	if err != nil {
@@ -240,17 +245,22 @@ func (s *Store) Commit(ctx context.Context, group, member string, cps ...store.C
 }
 
 // ReadPartitions implements [store.Grouper]. It reads below the horizon,
-// as Read does (see there), in one read-only transaction sent as one
-// batch: each partition's first limit keys after its cursor come from the
+// as Read does (see there), in one statement: the schema's function
+// read_partitions (migration 6) takes the horizon, the bounds and the
+// page in three queries, each with a snapshot taken after the one before
+// ended. Each partition's first limit keys after its cursor come from the
 // (part, txid, position) index, and the first limit of those in global
-// order are read.
+// order are read. When a connection's transactions are not READ
+// COMMITTED, in which the function's queries would share one snapshot,
+// the call runs in a READ COMMITTED transaction of its own.
 //
 // The partitions are sent as one cursor, the one most of them are at,
 // with a bitmap of those partitions, and the others each with its own
 // cursor. A member at light load has nearly all its partitions at one
-// place, the end of the log, so a read sends a few bytes; arrays of every
-// partition's cursor would take kilobytes, which pgx allocates afresh for
-// every call.
+// place, the end of the log, so a read sends a few bytes.
+//
+// It goes through pgconn and decodes the binary rows itself (see rows.go):
+// a member at light load reads once per event.
 func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor, limit int) ([]store.Record, error) {
 	if err := s.enter("read partitions"); err != nil {
 		return nil, err
@@ -261,10 +271,10 @@ func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor
 		return nil, fmt.Errorf("pgstore: read partitions: %w", err)
 	}
 	n := len(from)
-	scratch := keysPool.Get().(*[]key)
-	defer keysPool.Put(scratch)
-	afters := slices.Grow((*scratch)[:0], n)[:n]
-	*scratch = afters
+	sc := groupReads.Get().(*groupRead)
+	defer groupReads.Put(sc)
+	afters := slices.Grow(sc.keys[:0], n)[:n]
+	sc.keys = afters
 	for i, f := range from {
 		if err := store.ValidatePartition(f.Partition, s.partitions); err != nil {
 			return nil, fmt.Errorf("pgstore: read partitions: %w", err)
@@ -280,78 +290,24 @@ func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor
 	if n == 0 {
 		return nil, nil
 	}
-	base := majority(afters)
-	at := make([]byte, (s.partitions+7)/8) // the partitions at base
-	var ps []int32
-	var txs []uint64
-	var poss []int64
-	for i, a := range afters {
-		if a == base {
-			p := from[i].Partition
-			at[p/8] |= 1 << (p % 8)
-			continue
-		}
-		ps, txs, poss = append(ps, int32(from[i].Partition)), append(txs, a.txid), append(poss, a.pos)
-	}
-	b := &pgx.Batch{}
-	b.Queue("BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY")
-	b.Queue(s.sql.setHorizon)
-	// The log's last record below the horizon is where partitions read to
-	// the end move on to (see below).
-	b.Queue(s.sql.readBounds)
-	b.Queue(s.sql.readPartitions, base.txid, base.pos, at, ps, txs, poss, limit)
-	b.Queue("COMMIT")
-	br := s.pool.SendBatch(ctx, b)
-	defer br.Close()
-	fail := func(err error) ([]store.Record, error) {
+	sc.encode(afters, from, s.partitions, limit)
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
 		return nil, fmt.Errorf("pgstore: read partitions: %w", err)
 	}
-	for range 2 {
-		if _, err := br.Exec(); err != nil {
-			return fail(err)
-		}
+	defer conn.Release()
+	out, b, err := s.readGroup(ctx, conn.Conn(), sc.params[:])
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: read partitions: %w", err)
 	}
-	var horizon uint64
-	var low, end key
-	var hidden bool
-	if err := br.QueryRow().Scan(&horizon, &low.txid, &low.pos, &end.txid, &end.pos, &hidden); err != nil {
-		return fail(err)
-	}
-	s.hiddenFound(hidden)
+	s.hiddenFound(b.hidden)
 	for i, a := range afters {
-		if a.txid > horizon {
+		if a.txid > b.horizon {
 			return nil, fmt.Errorf("pgstore: read partition %d: %w", from[i].Partition, aheadError(from[i].After))
 		}
-		if a != (key{}) && a.less(low) {
+		if a != (key{}) && a.less(b.low) {
 			return nil, fmt.Errorf("pgstore: read partition %d: %w", from[i].Partition, store.ErrCursorExpired)
 		}
-	}
-	rows, err := br.Query()
-	if err != nil {
-		return fail(err)
-	}
-	var out []store.Record
-	var last key
-	var meta []byte
-	for rows.Next() {
-		out = append(out, store.Record{})
-		r := &out[len(out)-1] // scanned in place
-		if err := rows.Scan(&last.txid, &last.pos, &r.ID, &r.Topic, &r.Kind, &r.AggregateID, &r.Version, &r.Time, &meta, &r.PayloadType, &r.ContentType, &r.Payload); err != nil {
-			rows.Close()
-			return fail(err)
-		}
-		if err := finishRecord(r, meta); err != nil {
-			rows.Close()
-			return fail(err)
-		}
-		r.Position, r.Cursor = last.pos, s.cursor(last)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fail(err)
-	}
-	if _, err := br.Exec(); err != nil {
-		return fail(err)
 	}
 	// A full page covered the log up to its last record; a short one, up
 	// to the log's last record below the horizon (or the retention
@@ -364,12 +320,12 @@ func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor
 	// the records of a transaction that gets one (or, now that a cursor
 	// ahead of the horizon is refused, stop). A stored record's
 	// transaction ID never comes back, as its commit is on disk.
-	covered := end
-	if end.less(low) {
-		covered = low
+	covered := b.end
+	if b.end.less(b.low) {
+		covered = b.low
 	}
 	if len(out) == limit {
-		covered = last
+		covered = b.last
 	}
 	var to store.Cursor // covered's, made once for every partition it moves
 	for i, a := range afters {
@@ -383,9 +339,176 @@ func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor
 	return out, nil
 }
 
-// keysPool holds the partitions' parsed cursors of ReadPartitions calls,
-// which a member makes for every event at light load.
-var keysPool = sync.Pool{New: func() any { return new([]key) }}
+// groupBounds are what a read of partitions learns besides its records:
+// the horizon, the retention watermark (low), the log's last record below
+// the horizon (end), whether records lie hidden past the horizon, and the
+// page's last record.
+type groupBounds struct {
+	horizon        uint64
+	low, end, last key
+	hidden         bool
+}
+
+// readGroup runs read_partitions with params on conn. The first call on a
+// connection prepares the statement (pgx keeps it for the connection's
+// life).
+func (s *Store) readGroup(ctx context.Context, conn *pgx.Conn, params [][]byte) ([]store.Record, groupBounds, error) {
+	pc := conn.PgConn()
+	if !s.groupReadTx.Load() {
+		rr, err := s.execBinary(ctx, conn, s.sql.readPartitions, params, binaryFormat)
+		if err != nil {
+			return nil, groupBounds{}, err
+		}
+		out, b, err := s.decodeGroupRead(rr)
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != notReadCommitted {
+			return out, b, err
+		}
+		// This connection's transactions are of a stricter isolation,
+		// and likely all the pool's: from now on, read in a transaction.
+		s.groupReadTx.Store(true)
+	}
+	// A failure inside the transaction leaves the connection in it, which
+	// the pool then closes rather than reuses.
+	if err := pc.Exec(ctx, "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY").Close(); err != nil {
+		return nil, groupBounds{}, err
+	}
+	rr, err := s.execBinary(ctx, conn, s.sql.readPartitions, params, binaryFormat)
+	if err != nil {
+		return nil, groupBounds{}, err
+	}
+	out, b, err := s.decodeGroupRead(rr)
+	if err != nil {
+		return nil, groupBounds{}, err
+	}
+	if err := pc.Exec(ctx, "COMMIT").Close(); err != nil {
+		return nil, groupBounds{}, err
+	}
+	return out, b, nil
+}
+
+// notReadCommitted is the SQLSTATE that read_partitions raises in a
+// transaction that is not READ COMMITTED.
+const notReadCommitted = "EV001"
+
+// decodeGroupRead reads the rows of read_partitions: the bounds, then the
+// page.
+func (s *Store) decodeGroupRead(rr *pgconn.ResultReader) ([]store.Record, groupBounds, error) {
+	var b groupBounds
+	var out []store.Record
+	rows := 0
+	var err error
+	for rr.NextRow() && err == nil {
+		v := rr.Values()
+		rows++
+		if rows == 1 {
+			b, err = decodeGroupBounds(v)
+			continue
+		}
+		out = append(out, store.Record{})
+		r := &out[len(out)-1] // decoded in place
+		if b.last, err = s.decodeGroupRecord(v, r); err == nil {
+			r.Cursor = s.cursor(b.last)
+		}
+	}
+	if _, cerr := rr.Close(); cerr != nil {
+		return nil, b, cerr
+	}
+	if err != nil {
+		return nil, b, err
+	}
+	if rows == 0 {
+		return nil, b, errors.New("read_partitions returned no bounds")
+	}
+	return out, b, nil
+}
+
+// decodeGroupBounds decodes the first row of read_partitions.
+func decodeGroupBounds(v [][]byte) (groupBounds, error) {
+	var b groupBounds
+	if len(v) != groupRecordCols || v[2] != nil {
+		return b, errors.New("read_partitions did not begin with its bounds")
+	}
+	var err error
+	if b.horizon, err = decodeXid8(v[0]); err != nil {
+		return b, fmt.Errorf("horizon: %w", err)
+	}
+	p := v[12]
+	if len(p) != 33 {
+		return b, fmt.Errorf("bounds of %d bytes, want 33", len(p))
+	}
+	b.low = key{binary.BigEndian.Uint64(p[0:]), int64(binary.BigEndian.Uint64(p[8:]))}
+	b.end = key{binary.BigEndian.Uint64(p[16:]), int64(binary.BigEndian.Uint64(p[24:]))}
+	b.hidden = p[32] != 0
+	return b, nil
+}
+
+// groupRead is the scratch space of a ReadPartitions call: the parsed
+// cursors and the encoded parameters.
+type groupRead struct {
+	keys   []key
+	buf    []byte
+	params [7][]byte
+}
+
+var groupReads = sync.Pool{New: func() any { return new(groupRead) }}
+
+// encode sets the parameters of read_partitions (in binary): the cursor
+// most partitions are at, the bitmap of those partitions, the others with
+// their cursors, and the limit.
+func (g *groupRead) encode(afters []key, from []store.PartitionCursor, partitions, limit int) {
+	base := majority(afters)
+	others := 0
+	for _, a := range afters {
+		if a != base {
+			others++
+		}
+	}
+	buf := g.buf[:0]
+	// Offsets into buf, cut into params once buf has stopped growing.
+	var at [8]int
+	at[0] = len(buf)
+	buf = binary.BigEndian.AppendUint64(buf, base.txid)
+	at[1] = len(buf)
+	buf = binary.BigEndian.AppendUint64(buf, uint64(base.pos))
+	at[2] = len(buf)
+	bits := len(buf)
+	buf = append(buf, make([]byte, (partitions+7)/8)...)
+	for i, a := range afters {
+		if a == base {
+			p := from[i].Partition
+			buf[bits+p/8] |= 1 << (p % 8)
+		}
+	}
+	at[3] = len(buf)
+	buf = appendArrayHeader(buf, oidInt4, others)
+	for i, a := range afters {
+		if a != base {
+			buf = binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(buf, 4), uint32(from[i].Partition))
+		}
+	}
+	at[4] = len(buf)
+	buf = appendArrayHeader(buf, oidXid8, others)
+	for _, a := range afters {
+		if a != base {
+			buf = binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint32(buf, 8), a.txid)
+		}
+	}
+	at[5] = len(buf)
+	buf = appendArrayHeader(buf, oidInt8, others)
+	for _, a := range afters {
+		if a != base {
+			buf = binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint32(buf, 8), uint64(a.pos))
+		}
+	}
+	at[6] = len(buf)
+	buf = binary.BigEndian.AppendUint32(buf, uint32(limit))
+	at[7] = len(buf)
+	for i := range g.params {
+		g.params[i] = buf[at[i]:at[i+1]:at[i+1]]
+	}
+	g.buf = buf
+}
 
 // majority returns the key that more than half of keys are, if one is
 // (Boyer and Moore's vote), and otherwise one of them.
@@ -403,6 +526,72 @@ func majority(keys []key) key {
 		}
 	}
 	return m
+}
+
+// saveCheckpoints runs the commit statement through pgconn with its
+// parameters encoded here, in binary: a member commits every 100 events,
+// its arrays a few kilobytes, which pgx's encoding allocates several
+// times over.
+func (s *Store) saveCheckpoints(ctx context.Context, group, member string, cps []store.Checkpoint) (pgconn.CommandTag, error) {
+	sc := groupReads.Get().(*groupRead)
+	defer groupReads.Put(sc)
+	buf := sc.buf[:0]
+	var at [6]int
+	at[0] = len(buf)
+	buf = append(buf, group...)
+	at[1] = len(buf)
+	buf = append(buf, member...)
+	at[2] = len(buf)
+	buf = appendArrayHeader(buf, oidInt4, len(cps))
+	for _, cp := range cps {
+		buf = binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(buf, 4), uint32(cp.Partition))
+	}
+	at[3] = len(buf)
+	buf = appendArrayHeader(buf, oidInt8, len(cps))
+	for _, cp := range cps {
+		buf = binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint32(buf, 8), uint64(cp.Token))
+	}
+	at[4] = len(buf)
+	buf = appendArrayHeader(buf, oidText, len(cps))
+	for _, cp := range cps {
+		buf = append(binary.BigEndian.AppendUint32(buf, uint32(len(cp.Cursor))), cp.Cursor...)
+	}
+	at[5] = len(buf)
+	for i := range 5 {
+		sc.params[i] = buf[at[i]:at[i+1]:at[i+1]]
+	}
+	sc.buf = buf
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	defer conn.Release()
+	rr, err := s.execBinary(ctx, conn.Conn(), s.sql.commit, sc.params[:5], nil)
+	if err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	return rr.Close()
+}
+
+// execBinary runs sql on conn with params in binary, the results in the
+// given formats. Where the pool's connections keep prepared statements
+// (pgx's default mode, QueryExecModeCacheStatement) it prepares sql once and
+// executes it by name, which costs no parsing and, with up to 16
+// columns, no allocation for the result's description. In the other
+// modes, which are for poolers that do not keep statements between
+// transactions, it sends sql with its parameters as an unnamed statement,
+// still one round trip. The statement is named by its SQL's hash, as
+// pgx names those of its cache; no statement that goes through here is
+// also run through pgx's Query or Exec.
+func (s *Store) execBinary(ctx context.Context, conn *pgx.Conn, sql string, params [][]byte, results []int16) (*pgconn.ResultReader, error) {
+	if !s.prepare {
+		return conn.PgConn().ExecParams(ctx, sql, params, nil, binaryFormat, results), nil
+	}
+	sd, err := conn.Prepare(ctx, sql, sql)
+	if err != nil {
+		return nil, err
+	}
+	return conn.PgConn().ExecStatement(ctx, sd, params, binaryFormat, results), nil
 }
 
 // Group implements [store.Grouper].

@@ -16,29 +16,25 @@ import (
 // anywhere in the cluster. But transactions in other databases cannot write
 // this table, and counting them would let an open transaction in any
 // database stall every reader here. So H is the key of the oldest
-// transaction in this statement's snapshot (its in-progress list, xip) that
+// transaction in a snapshot's in-progress list (xip) that
 // pg_stat_get_activity shows running in this database, or is prepared
 // (two-phase) here; if there is none, of the snapshot's xmax. The activity
 // is read after the snapshot was taken, so a transaction of the snapshot
 // missing from it has ended by then, which is before the reading statement
 // takes its own snapshot. Backend transaction IDs are 32 bits, hence the
-// modulo; PostgreSQL shows them and the database to every role.
+// modulo; PostgreSQL shows them and the database to every role. The
+// activity is read once per transaction (PostgreSQL keeps what a
+// transaction first read of it), so a transaction computes H once.
+//
+// The computation is the schema's function read_horizon (migration 6),
+// whose query takes its snapshot after the calling statement's, so that
+// ReadPartitions' single statement can compute H and then read below it.
 //
 // H never moves back while the offset of log_xid stays, and raising the
 // offset moves it on; so a cursor above H was not read from this log as
 // it is (see aheadError).
 func horizonSQL(schema string) string {
-	return `SELECT ` + schema + `.log_xid(coalesce((
-	SELECT t.x FROM pg_snapshot_xip(pg_current_snapshot()) AS t(x)
-	WHERE t.x::text::bigint % 4294967296 IN (
-		SELECT a.backend_xid::text::bigint FROM pg_stat_get_activity(NULL) AS a
-		WHERE a.backend_xid IS NOT NULL
-		  AND a.datid = (SELECT oid FROM pg_database WHERE datname = current_database())
-		UNION ALL
-		SELECT p.transaction::text::bigint FROM pg_prepared_xacts AS p
-		WHERE p.database = current_database())
-	ORDER BY t.x LIMIT 1
-), pg_snapshot_xmax(pg_current_snapshot())))`
+	return "SELECT " + schema + ".read_horizon()"
 }
 
 // horizon returns H (see horizonSQL). The statement that uses it must start

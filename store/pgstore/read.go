@@ -32,9 +32,9 @@ type queries struct {
 	setHorizon, setHorizonOrdered string
 	// hidden is hiddenSQL for the schema.
 	hidden string
-	// readBounds and readPartitions are the bounds and the page of
-	// ReadPartitions (see there).
-	readBounds, readPartitions string
+	// readPartitions calls the function that ReadPartitions reads with
+	// (migration 6).
+	readPartitions string
 	// commit saves group checkpoints fenced by their leases; unheld
 	// lists those of the partitions given whose lease the member does
 	// not hold.
@@ -63,26 +63,11 @@ func buildQueries(schema, channel string, partitions int) queries {
 			// compiling a page query would cost more than running it.
 			"set_config('jit', 'off', true)",
 		hidden: hiddenSQL(schema),
-		// The horizon, the retention watermark, the log's last record
-		// below the horizon, if any, and whether records past the horizon
-		// are to be seen already.
-		readBounds: "SELECT current_setting('" + horizonGUC + "')::xid8, r.txid, r.position, coalesce(e.txid, '0'), coalesce(e.position, 0), " + hiddenSQL(schema) +
-			" FROM " + schema + ".retention AS r LEFT JOIN LATERAL (SELECT txid, position FROM " + schema + ".events " +
-			"WHERE txid < current_setting('" + horizonGUC + "')::xid8 ORDER BY txid DESC, position DESC LIMIT 1) AS e ON true",
 		commit: "UPDATE " + schema + ".group_partitions AS g SET cursor = c.cur FROM unnest($3::int[], $4::bigint[], $5::text[]) AS c(part, token, cur) " +
 			"WHERE g.grp = $1 AND g.owner = $2 AND g.part = c.part AND g.token = c.token",
 		unheld: "SELECT c.part FROM unnest($3::int[], $4::bigint[]) WITH ORDINALITY AS c(part, token, i) WHERE NOT EXISTS (SELECT FROM " + schema + ".group_partitions AS g " +
 			"WHERE g.grp = $1 AND g.owner = $2 AND g.part = c.part AND g.token = c.token) ORDER BY c.i",
-		// $1, $2: the cursor of the partitions whose bit is set in $3
-		// (bit p%8 of byte p/8); $4-$6: the other partitions with their
-		// cursors; $7: the limit.
-		readPartitions: "WITH c(p, tx, pos) AS (" +
-			"SELECT g, $1::xid8, $2::bigint FROM generate_series(0, octet_length($3::bytea) * 8 - 1) AS g WHERE get_bit($3::bytea, g) = 1 " +
-			"UNION ALL SELECT * FROM unnest($4::int[], $5::xid8[], $6::bigint[])), " +
-			"k AS (SELECT x.txid, x.position FROM c CROSS JOIN LATERAL (SELECT txid, position FROM " + schema + ".events WHERE part = c.p AND (txid, position) > (c.tx, c.pos) " +
-			"AND txid < current_setting('" + horizonGUC + "')::xid8 ORDER BY txid, position LIMIT $7) AS x ORDER BY x.txid, x.position LIMIT $7) " +
-			"SELECT e.txid, e.position, e.id, e.topic, e.kind, e.aggregate_id, e.version, e.time, e.metadata, e.payload_type, e.content_type, e.payload " +
-			"FROM k JOIN " + schema + ".events AS e ON e.txid = k.txid AND e.position = k.position ORDER BY e.txid, e.position",
+		readPartitions: "SELECT * FROM " + schema + ".read_partitions($1, $2, $3, $4, $5, $6, $7)",
 	}
 }
 

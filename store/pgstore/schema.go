@@ -20,7 +20,7 @@ import (
 
 // SchemaVersion is the version of the database schema that this package
 // creates and reads.
-const SchemaVersion = 5
+const SchemaVersion = 6
 
 //go:embed migrations/*.sql
 var migrationFS embed.FS

@@ -32,6 +32,11 @@ type Store struct {
 	partitions  int         // of the log, stored in the schema
 	partIndexed atomic.Bool // the partition index exists; see indexPartitions
 	sql         queries
+	names       names // strings that recur in records; see decodeGroupRecord
+	prepare     bool  // the pool's connections keep prepared statements; see execBinary
+	// groupReadTx: read_partitions was refused outside a READ COMMITTED
+	// transaction (see readGroup), so group reads run in one.
+	groupReadTx atomic.Bool
 
 	w     *writer
 	notes *notifier // NOTIFY after group commits
@@ -80,6 +85,9 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Store, error
 		channel: channelName(o.schema),
 		minScan: defaultMinScan,
 		watches: map[chan<- struct{}]struct{}{},
+		// Whether the pool's connections keep prepared statements; see
+		// execBinary.
+		prepare: pool.Config().ConnConfig.DefaultQueryExecMode == pgx.QueryExecModeCacheStatement,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

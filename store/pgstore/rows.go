@@ -1,0 +1,253 @@
+package pgstore
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/ncore-io/event/store"
+)
+
+// Decoding of rows in PostgreSQL's binary format, for the reads that go
+// through pgconn rather than pgx's Scan: a consumer group member reads
+// once per event at light load, and Scan's destinations, plans and
+// strings cost more than the record.
+
+// binaryFormat, as the format codes of a statement's parameters or
+// results, says that all of them are in binary.
+var binaryFormat = []int16{1}
+
+// pgEpochMicros is 2000-01-01 00:00:00 UTC, PostgreSQL's epoch for
+// timestamps, in microseconds since the Unix epoch.
+const pgEpochMicros = 946_684_800_000_000
+
+func decodeInt8(b []byte) (int64, error) {
+	if len(b) != 8 {
+		return 0, fmt.Errorf("an int8 of %d bytes", len(b))
+	}
+	return int64(binary.BigEndian.Uint64(b)), nil
+}
+
+func decodeXid8(b []byte) (uint64, error) {
+	if len(b) != 8 {
+		return 0, fmt.Errorf("an xid8 of %d bytes", len(b))
+	}
+	return binary.BigEndian.Uint64(b), nil
+}
+
+// decodeTimestamptz reads a timestamptz, in UTC as Scan's records have it.
+func decodeTimestamptz(b []byte) (time.Time, error) {
+	us, err := decodeInt8(b)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return time.UnixMicro(us + pgEpochMicros).UTC(), nil
+}
+
+// jsonbText returns the JSON text of a binary jsonb, which is a version
+// byte, 1, and the text.
+func jsonbText(b []byte) ([]byte, error) {
+	if len(b) == 0 || b[0] != 1 {
+		return nil, errors.New("a jsonb value of an unknown format")
+	}
+	return b[1:], nil
+}
+
+// appendArrayHeader appends the header of a one-dimensional binary array
+// of n elements of type oid, without NULLs; each element follows as its
+// length and its bytes. An empty array has no dimension.
+func appendArrayHeader(dst []byte, oid uint32, n int) []byte {
+	if n == 0 {
+		return binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(dst, 0), 0), oid)
+	}
+	dst = binary.BigEndian.AppendUint32(dst, 1) // dimensions
+	dst = binary.BigEndian.AppendUint32(dst, 0) // no NULLs
+	dst = binary.BigEndian.AppendUint32(dst, oid)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(n))
+	return binary.BigEndian.AppendUint32(dst, 1) // lower bound
+}
+
+// Type OIDs of the array elements that reads send.
+const (
+	oidInt4 = 23
+	oidText = 25
+	oidInt8 = 20
+	oidXid8 = 5069
+)
+
+// names keeps one copy of the strings that recur from record to record
+// (topics, kinds, payload and content types, metadata keys), so that
+// decoding them costs no allocation once seen. It holds at most
+// maxNames, each of at most maxNameLen bytes; others are allocated as
+// they come. It is safe for concurrent use.
+type names struct {
+	mu sync.RWMutex
+	m  map[string]string
+}
+
+const (
+	maxNames   = 1024
+	maxNameLen = 128
+)
+
+func (n *names) get(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if len(b) > maxNameLen {
+		return string(b)
+	}
+	n.mu.RLock()
+	v, ok := n.m[string(b)]
+	n.mu.RUnlock()
+	if ok {
+		return v
+	}
+	v = string(b)
+	n.mu.Lock()
+	if n.m == nil {
+		n.m = make(map[string]string)
+	}
+	if len(n.m) < maxNames {
+		n.m[v] = v
+	}
+	n.mu.Unlock()
+	return v
+}
+
+// decodeMetadata decodes a record's metadata, a JSON object of strings.
+// The common shape, a few keys and values without escapes, is read here,
+// keys through n; anything else goes to encoding/json, which also gives
+// the error for what is not such an object.
+func decodeMetadata(b []byte, n *names) (map[string]string, error) {
+	var pairs [8][2][]byte
+	count, ok := scanFlatObject(b, &pairs)
+	if !ok {
+		var m map[string]string
+		err := json.Unmarshal(b, &m)
+		return m, err
+	}
+	m := make(map[string]string, count)
+	for _, p := range pairs[:count] {
+		m[n.get(p[0])] = string(p[1])
+	}
+	return m, nil
+}
+
+// scanFlatObject splits b, a JSON object, into its keys and values if it
+// has at most len(pairs) of them, every value is a string, and no string
+// needs unescaping. It reports false for anything else.
+func scanFlatObject(b []byte, pairs *[8][2][]byte) (int, bool) {
+	i := skipSpace(b, 0)
+	if i == len(b) || b[i] != '{' {
+		return 0, false
+	}
+	i = skipSpace(b, i+1)
+	count := 0
+	if i < len(b) && b[i] == '}' {
+		return 0, skipSpace(b, i+1) == len(b)
+	}
+	for {
+		if count == len(pairs) {
+			return 0, false
+		}
+		var ok bool
+		if pairs[count][0], i, ok = plainString(b, i); !ok {
+			return 0, false
+		}
+		if i = skipSpace(b, i); i == len(b) || b[i] != ':' {
+			return 0, false
+		}
+		if pairs[count][1], i, ok = plainString(b, skipSpace(b, i+1)); !ok {
+			return 0, false
+		}
+		count++
+		if i = skipSpace(b, i); i == len(b) {
+			return 0, false
+		}
+		switch b[i] {
+		case ',':
+			i = skipSpace(b, i+1)
+		case '}':
+			return count, skipSpace(b, i+1) == len(b)
+		default:
+			return 0, false
+		}
+	}
+}
+
+// plainString reads the JSON string at b[i], if it has no escapes,
+// control characters or invalid UTF-8, returning its contents and the
+// index after it.
+func plainString(b []byte, i int) ([]byte, int, bool) {
+	if i >= len(b) || b[i] != '"' {
+		return nil, i, false
+	}
+	for j := i + 1; j < len(b); j++ {
+		switch c := b[j]; {
+		case c == '"':
+			s := b[i+1 : j]
+			return s, j + 1, utf8.Valid(s)
+		case c == '\\' || c < 0x20:
+			return nil, i, false
+		}
+	}
+	return nil, i, false
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// groupRecordCols is how many columns a row of read_partitions has
+// (migration 6): the record's twelve, then the bounds.
+const groupRecordCols = 13
+
+// decodeGroupRecord decodes a record row of read_partitions into r,
+// returning its key.
+func (s *Store) decodeGroupRecord(v [][]byte, r *store.Record) (key, error) {
+	var k key
+	var err error
+	if len(v) != groupRecordCols {
+		return k, fmt.Errorf("a row of %d columns, want %d", len(v), groupRecordCols)
+	}
+	if k.txid, err = decodeXid8(v[0]); err != nil {
+		return k, fmt.Errorf("txid: %w", err)
+	}
+	if k.pos, err = decodeInt8(v[1]); err != nil {
+		return k, fmt.Errorf("position: %w", err)
+	}
+	r.ID = string(v[2])
+	r.Topic = s.names.get(v[3])
+	r.Kind = s.names.get(v[4])
+	r.AggregateID = string(v[5])
+	if r.Version, err = decodeInt8(v[6]); err != nil {
+		return k, fmt.Errorf("record %s: version: %w", r.ID, err)
+	}
+	if r.Time, err = decodeTimestamptz(v[7]); err != nil {
+		return k, fmt.Errorf("record %s: time: %w", r.ID, err)
+	}
+	if v[8] != nil {
+		text, err := jsonbText(v[8])
+		if err != nil {
+			return k, fmt.Errorf("record %s: metadata: %w", r.ID, err)
+		}
+		if r.Metadata, err = decodeMetadata(text, &s.names); err != nil {
+			return k, fmt.Errorf("record %s: metadata: %w", r.ID, err)
+		}
+	}
+	r.PayloadType = s.names.get(v[9])
+	r.ContentType = s.names.get(v[10])
+	if v[11] != nil {
+		r.Payload = append(make([]byte, 0, len(v[11])), v[11]...)
+	}
+	r.Position = k.pos
+	return k, nil
+}
