@@ -219,6 +219,7 @@ type groupMember[T any] struct {
 	parts    map[int]*held
 	order    []int                   // the held partitions in order; nil when parts changed since
 	from     []store.PartitionCursor // step's, kept for the next
+	cps      []store.Checkpoint      // commit's, kept for the next
 	steps    uint64                  // steps begun
 	handled  int                     // events handled since the last commit
 	lastSave time.Time               // when commit last saved every moved cursor
@@ -507,12 +508,13 @@ func (m *groupMember[T]) readAll(recs []store.Record, p int, h *held) bool {
 // partitions whose lease was lost. It returns an error only if the
 // checkpoints could not be saved (a lost lease is not one).
 func (m *groupMember[T]) commit(ctx context.Context, all bool) error {
-	var cps []store.Checkpoint
+	cps := m.cps[:0]
 	for p, h := range m.parts {
 		if h.cursor != h.saved && (all || h.dirty) {
 			cps = append(cps, store.Checkpoint{Partition: p, Token: h.token, Cursor: h.cursor})
 		}
 	}
+	m.cps = cps
 	if all {
 		m.lastSave = time.Now()
 	}

@@ -118,9 +118,14 @@ func (b *Bus[T]) decode(rec *store.Record) (Event[T], error) {
 		return ev, fmt.Errorf("event %s: payload is %s, but the bus's codec reads %s", rec.ID, rec.ContentType, b.codec.ContentType())
 	}
 	if b.payloadType.Kind() != reflect.Interface {
-		if err := b.unmarshal(rec.Payload, &ev.Payload); err != nil {
+		// Into a T of its own, which the codec's interface argument moves
+		// to the heap, rather than the envelope's field, which would move
+		// the whole envelope there.
+		p := new(T)
+		if err := b.unmarshal(rec.Payload, p); err != nil {
 			return ev, fmt.Errorf("event %s: decode %s payload into %v: %w", rec.ID, rec.PayloadType, b.payloadType, err)
 		}
+		ev.Payload = *p
 		return ev, nil
 	}
 	if rec.PayloadType == "" {
