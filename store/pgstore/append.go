@@ -264,10 +264,15 @@ type result struct{ pos, ver int64 }
 type args struct {
 	ids, topics, kinds, aggs, ptypes, ctypes []string
 	times                                    []time.Time
-	metas, payloads                          [][]byte
-	eaggs                                    []string
-	evers                                    []int64
-	eords                                    []int32
+	// metas are JSON objects, or nil for NULL. As json.RawMessage pgx
+	// sends them as JSON in every query mode; as [][]byte, in the modes
+	// that do not prepare (QueryExecModeExec, for poolers), it would send
+	// them as bytea, which the statement cannot cast to jsonb.
+	metas    []json.RawMessage
+	payloads [][]byte
+	eaggs    []string
+	evers    []int64
+	eords    []int32
 }
 
 func (a *args) len() int { return len(a.ids) }
@@ -280,12 +285,11 @@ func (a *args) params() []any {
 // of one kind in one allocation: most batches are of one record.
 func newArgs(n, m int) *args {
 	text := make([]string, 6*n)
-	bufs := make([][]byte, 2*n)
 	return &args{
 		ids: text[:n:n], topics: text[n : 2*n : 2*n], kinds: text[2*n : 3*n : 3*n],
 		aggs: text[3*n : 4*n : 4*n], ptypes: text[4*n : 5*n : 5*n], ctypes: text[5*n:],
 		times: make([]time.Time, n),
-		metas: bufs[:n:n], payloads: bufs[n:],
+		metas: make([]json.RawMessage, n), payloads: make([][]byte, n),
 		eaggs: make([]string, 0, m), evers: make([]int64, 0, m), eords: make([]int32, 0, m),
 	}
 }

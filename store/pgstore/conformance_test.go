@@ -35,6 +35,51 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// TestConformanceUnnamedStatements runs the contract on a pool that does
+// not prepare statements (QueryExecModeExec), as is set up for poolers
+// such as PgBouncer in transaction mode: pgx then types parameters by
+// their Go types rather than the statement's.
+func TestConformanceUnnamedStatements(t *testing.T) {
+	storetest.Run(t, storetest.Harness{
+		Open: func(tb testing.TB, maxPayload int) store.Store {
+			cfg, err := pgxpool.ParseConfig(pgtest.DSN(tb))
+			if err != nil {
+				tb.Fatal(err)
+			}
+			cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec
+			pool, err := pgxpool.NewWithConfig(tb.Context(), cfg)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			tb.Cleanup(pool.Close)
+			var opts []pgstore.Option
+			if maxPayload > 0 {
+				opts = append(opts, pgstore.WithMaxPayloadSize(maxPayload))
+			}
+			s, err := pgstore.New(tb.Context(), pool, opts...)
+			if err != nil {
+				tb.Fatalf("New: %v", err)
+			}
+			tb.Cleanup(func() {
+				if err := s.Close(); err != nil {
+					tb.Errorf("Close: %v", err)
+				}
+			})
+			return s
+		},
+		Begin: func(ctx context.Context, tb testing.TB, s store.Store) storetest.Tx {
+			st := s.(*pgstore.Store)
+			tx, err := st.Pool().Begin(ctx)
+			if err != nil {
+				tb.Errorf("Begin: %v", err)
+				return nil
+			}
+			tb.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+			return outboxTx{st, tx}
+		},
+	})
+}
+
 // open opens a store on a fresh database, closed when tb ends.
 func open(tb testing.TB, opts ...pgstore.Option) *pgstore.Store {
 	tb.Helper()

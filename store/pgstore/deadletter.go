@@ -23,7 +23,7 @@ func (s *Store) PutDeadLetter(ctx context.Context, d store.DeadLetterRecord) err
 	}
 	defer s.exit()
 	r := d.Record
-	var meta []byte
+	var meta json.RawMessage // sent as JSON in every query mode, unlike []byte
 	if len(r.Metadata) > 0 {
 		var err error
 		if meta, err = json.Marshal(r.Metadata); err != nil {

@@ -1,8 +1,10 @@
 package pgstore_test
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"testing"
@@ -16,12 +18,13 @@ import (
 	"github.com/ncore-io/event/store/pgstore"
 )
 
-// TestGroupReadOnEveryConnection checks that ReadPartitions and Commit,
-// which bypass pgx's Query and Scan, return what Read returns, field for
-// field, and save checkpoints, on pools of each query mode (prepared
-// statements, unnamed ones as for a pooler) and each default isolation
-// (read_partitions needs READ COMMITTED and is then run in a transaction
-// of its own).
+// TestGroupReadOnEveryConnection checks, on pools of each query mode
+// (prepared statements; unnamed ones and the simple protocol, as for a
+// pooler) and of stricter default isolations, that records append and
+// read back as they were, and that ReadPartitions and Commit, which
+// bypass pgx's Query and Scan, return what Read returns, field for field,
+// and save checkpoints. read_partitions needs READ COMMITTED and is then
+// run in a transaction of its own.
 func TestGroupReadOnEveryConnection(t *testing.T) {
 	t.Parallel()
 	variants := []struct {
@@ -33,6 +36,7 @@ func TestGroupReadOnEveryConnection(t *testing.T) {
 		{name: "prepared", mode: pgx.QueryExecModeCacheStatement},
 		{name: "unnamed", mode: pgx.QueryExecModeExec},
 		{name: "describe", mode: pgx.QueryExecModeCacheDescribe},
+		{name: "simple-protocol", mode: pgx.QueryExecModeSimpleProtocol},
 		{name: "repeatable-read", mode: pgx.QueryExecModeCacheStatement, isolation: "repeatable read", inTx: true},
 		{name: "serializable-unnamed", mode: pgx.QueryExecModeExec, isolation: "serializable", inTx: true},
 	}
@@ -40,8 +44,7 @@ func TestGroupReadOnEveryConnection(t *testing.T) {
 		t.Run(v.name, func(t *testing.T) {
 			t.Parallel()
 			ctx := t.Context()
-			dsn := pgtest.DSN(t)
-			cfg, err := pgxpool.ParseConfig(dsn)
+			cfg, err := pgxpool.ParseConfig(pgtest.DSN(t))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -92,21 +95,21 @@ func TestGroupReadOnEveryConnection(t *testing.T) {
 				}
 				recs = append(recs, r)
 			}
-			// Written through a store of pgx's default mode: Append in
-			// QueryExecModeExec sends the metadata as bytea.
-			w, err := pgstore.Open(ctx, dsn)
-			if err != nil {
-				t.Fatalf("Open: %v", err)
-			}
-			t.Cleanup(func() { w.Close() })
 			for i := 0; i < len(recs); i += 10 {
-				if err := w.Append(ctx, recs[i:i+10]); err != nil {
+				if err := s.Append(ctx, recs[i:i+10]); err != nil {
 					t.Fatalf("Append: %v", err)
 				}
 			}
 			want, _, err := s.Read(ctx, store.Query{Limit: 100})
 			if err != nil || len(want) != len(recs) {
 				t.Fatalf("Read = %d records, %v; want %d", len(want), err, len(recs))
+			}
+			for i, r := range want {
+				w := recs[i]
+				if r.ID != w.ID || r.AggregateID != w.AggregateID || !r.Time.Equal(w.Time) || !maps.Equal(r.Metadata, w.Metadata) ||
+					!bytes.Equal(r.Payload, w.Payload) || (r.Payload == nil) != (w.Payload == nil) {
+					t.Fatalf("record %d read back as %+v, appended as %+v", i, r, w)
+				}
 			}
 
 			a, err := s.Claim(ctx, "g", "m1", time.Minute)

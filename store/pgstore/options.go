@@ -77,7 +77,9 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 // connections through a pooler that does not carry LISTEN over, such as
 // PgBouncer in transaction or statement mode, where a LISTEN connection
 // would hear nothing. Appends still NOTIFY, for stores that listen on a
-// direct connection.
+// direct connection. Such a pooler also needs a pool that does not keep
+// prepared statements (pgx.QueryExecModeExec, or CacheDescribe, in the
+// pool's ConnConfig.DefaultQueryExecMode), which the store follows.
 func WithoutListen() Option { return func(o *options) { o.noListen = true } }
 
 var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
