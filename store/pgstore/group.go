@@ -296,7 +296,7 @@ func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor
 		return nil, fmt.Errorf("pgstore: read partitions: %w", err)
 	}
 	defer conn.Release()
-	out, b, err := s.readGroup(ctx, conn.Conn(), sc.params[:])
+	out, b, err := s.readGroup(ctx, conn.Conn(), sc.params[:], limit)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: read partitions: %w", err)
 	}
@@ -349,17 +349,17 @@ type groupBounds struct {
 	hidden         bool
 }
 
-// readGroup runs read_partitions with params on conn. The first call on a
-// connection prepares the statement (pgx keeps it for the connection's
-// life).
-func (s *Store) readGroup(ctx context.Context, conn *pgx.Conn, params [][]byte) ([]store.Record, groupBounds, error) {
+// readGroup runs read_partitions with params, for a page of up to limit
+// records, on conn. The first call on a connection prepares the statement
+// (pgx keeps it for the connection's life).
+func (s *Store) readGroup(ctx context.Context, conn *pgx.Conn, params [][]byte, limit int) ([]store.Record, groupBounds, error) {
 	pc := conn.PgConn()
 	if !s.groupReadTx.Load() {
 		rr, err := s.execBinary(ctx, conn, s.sql.readPartitions, params, binaryFormat)
 		if err != nil {
 			return nil, groupBounds{}, err
 		}
-		out, b, err := s.decodeGroupRead(rr)
+		out, b, err := s.decodeGroupRead(rr, limit)
 		var pgErr *pgconn.PgError
 		if !errors.As(err, &pgErr) || pgErr.Code != notReadCommitted {
 			return out, b, err
@@ -377,7 +377,7 @@ func (s *Store) readGroup(ctx context.Context, conn *pgx.Conn, params [][]byte) 
 	if err != nil {
 		return nil, groupBounds{}, err
 	}
-	out, b, err := s.decodeGroupRead(rr)
+	out, b, err := s.decodeGroupRead(rr, limit)
 	if err != nil {
 		return nil, groupBounds{}, err
 	}
@@ -393,7 +393,7 @@ const notReadCommitted = "EV001"
 
 // decodeGroupRead reads the rows of read_partitions: the bounds, then the
 // page.
-func (s *Store) decodeGroupRead(rr *pgconn.ResultReader) ([]store.Record, groupBounds, error) {
+func (s *Store) decodeGroupRead(rr *pgconn.ResultReader, limit int) ([]store.Record, groupBounds, error) {
 	var b groupBounds
 	var out []store.Record
 	rows := 0
@@ -405,7 +405,7 @@ func (s *Store) decodeGroupRead(rr *pgconn.ResultReader) ([]store.Record, groupB
 			b, err = decodeGroupBounds(v)
 			continue
 		}
-		out = append(out, store.Record{})
+		out = appendRecord(out, store.Record{}, limit)
 		r := &out[len(out)-1] // decoded in place
 		if b.last, err = s.decodeGroupRecord(v, r); err == nil {
 			r.Cursor = s.cursor(b.last)

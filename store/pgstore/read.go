@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -284,12 +285,7 @@ func (s *Store) readPage(ctx context.Context, q store.Query, after key, limit in
 		}
 		r.Position = k.pos
 		r.Cursor = s.cursor(k)
-		if rs.recs == nil {
-			// Only now: a poll at the end of the log finds nothing, and
-			// a page made for it would be most of what the poll costs.
-			rs.recs = make([]store.Record, 0, min(limit, 1024))
-		}
-		rs.recs = append(rs.recs, r)
+		rs.recs = appendRecord(rs.recs, r, limit)
 		rs.after = k
 	}
 	rows.Close()
@@ -343,6 +339,36 @@ func (s *Store) readSQL(q store.Query, after key, limit int) (string, []any, boo
 		where.WriteString(" AND time >= " + arg(ceilMicro(store.ClampTime(q.Since))))
 	}
 	filtered := where.Len() > 0
+	// The statement's text follows from the filters' placeholders (where)
+	// and whether the read starts after a cursor: made once per shape,
+	// as it is some kilobytes.
+	shape := readShape{where: where.String(), after: after != (key{})}
+	s.readSQLMu.RLock()
+	sql, ok := s.readSQLs[shape]
+	s.readSQLMu.RUnlock()
+	if !ok {
+		sql = s.buildReadSQL(q, where.String(), after, filtered, arg, limit)
+		s.readSQLMu.Lock()
+		if s.readSQLs == nil {
+			s.readSQLs = map[readShape]string{}
+		}
+		s.readSQLs[shape] = sql
+		s.readSQLMu.Unlock()
+	} else if filtered && q.AggregateID == "" {
+		arg(max(10*limit, s.minScan)) // the scan's bound, which the text refers to
+	}
+	return sql, params, filtered, q.AggregateID == ""
+}
+
+// readShape identifies the text of a Read statement; see readSQL.
+type readShape struct {
+	where string
+	after bool
+}
+
+// buildReadSQL writes the Read statement for readSQL, adding the scan's
+// bound to the parameters through arg when it has one.
+func (s *Store) buildReadSQL(q store.Query, where string, after key, filtered bool, arg func(any) string, limit int) string {
 	chunked := filtered && q.AggregateID == ""
 	const cols = "txid, position, id, topic, kind, aggregate_id, version, time, metadata, payload_type, content_type, payload"
 	const blank = ", ''::text, ''::text, ''::text, ''::text, 0::bigint, 'epoch'::timestamptz, NULL::jsonb, ''::text, ''::text, ''::bytea"
@@ -353,14 +379,14 @@ func (s *Store) readSQL(q store.Query, after key, limit int) (string, []any, boo
 	case chunked:
 		scan := arg(max(10*limit, s.minScan))
 		chunk := "(SELECT " + cols + " FROM " + events + " WHERE " + rng + " ORDER BY txid, position LIMIT " + scan + ") AS c"
-		b.WriteString("WITH page AS (SELECT " + cols + " FROM " + chunk + " WHERE true" + where.String() + " ORDER BY txid, position LIMIT $3) ")
+		b.WriteString("WITH page AS (SELECT " + cols + " FROM " + chunk + " WHERE true" + where + " ORDER BY txid, position LIMIT $3) ")
 		b.WriteString("SELECT 0, " + cols + " FROM page")
 		// The tail is only needed, and only computed, when the page is short.
 		b.WriteString(" UNION ALL SELECT 1, t.txid, t.position" + blank + " FROM (SELECT txid, position FROM (SELECT txid, position FROM " +
 			events + " WHERE " + rng + " ORDER BY txid, position LIMIT " + scan + ") AS k ORDER BY txid DESC, position DESC LIMIT 1) AS t" +
 			" WHERE (SELECT count(*) FROM page) < $3")
 	case filtered:
-		b.WriteString("(SELECT 0, " + cols + " FROM " + events + " WHERE " + rng + where.String() + " ORDER BY txid, position LIMIT $3)")
+		b.WriteString("(SELECT 0, " + cols + " FROM " + events + " WHERE " + rng + where + " ORDER BY txid, position LIMIT $3)")
 		b.WriteString(" UNION ALL (SELECT 1, txid, position" + blank + " FROM " + events + " WHERE " + rng + " ORDER BY txid DESC, position DESC LIMIT 1)")
 	default:
 		b.WriteString("(SELECT 0, " + cols + " FROM " + events + " WHERE " + rng + " ORDER BY txid, position LIMIT $3)")
@@ -370,8 +396,26 @@ func (s *Store) readSQL(q store.Query, after key, limit int) (string, []any, boo
 		b.WriteString(" UNION ALL SELECT 3, $1::xid8, $2::bigint" + blank + " WHERE $1::xid8 > current_setting('" + horizonGUC + "')::xid8")
 	}
 	b.WriteString(" UNION ALL SELECT 4, '0'::xid8, 0::bigint" + blank + " WHERE " + s.sql.hidden)
-	return b.String(), params, filtered, q.AggregateID == ""
+	return b.String()
 }
+
+// appendRecord appends r to a page of at most limit records. The page
+// starts small, as a read at light load returns one record or a few, and
+// then takes the whole limit at once, so that a full page costs one
+// more allocation rather than a doubling's.
+func appendRecord(page []store.Record, r store.Record, limit int) []store.Record {
+	if len(page) == cap(page) {
+		n := smallPage
+		if len(page) > 0 {
+			n = limit
+		}
+		page = slices.Grow(page, max(n, len(page)+1)-len(page))
+	}
+	return append(page, r)
+}
+
+// smallPage is the capacity a page starts with.
+const smallPage = 4
 
 // likePrefix returns the LIKE pattern of topics starting with p.
 func likePrefix(p string) string {

@@ -3,7 +3,12 @@ package pgstore
 import (
 	"encoding/json"
 	"reflect"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/ncore-io/event/store"
 )
 
 // FuzzDecodeMetadata checks that decodeMetadata, which reads the common
@@ -63,5 +68,51 @@ func TestNamesBounded(t *testing.T) {
 	}
 	if _, kept := n.m[string(long)]; kept {
 		t.Error("names keeps a name longer than maxNameLen")
+	}
+}
+
+// TestAppendRecordCapacity checks that a page starts small and then takes
+// its whole limit at once.
+func TestAppendRecordCapacity(t *testing.T) {
+	var page []store.Record
+	var caps []int
+	for range 40 {
+		page = appendRecord(page, store.Record{}, 40)
+		if len(caps) == 0 || caps[len(caps)-1] != cap(page) {
+			caps = append(caps, cap(page))
+		}
+	}
+	if len(caps) != 2 || caps[0] != smallPage || caps[1] < 40 || caps[1] > 48 {
+		t.Errorf("page capacities %v, want %d then the limit, 40", caps, smallPage)
+	}
+	if page = appendRecord(nil, store.Record{}, 1); cap(page) != smallPage {
+		t.Errorf("a page of limit 1 starts at capacity %d", cap(page))
+	}
+}
+
+// TestReadSQLKeptByShape checks that a Read statement made once for its
+// shape comes back the same, with the same parameters, when kept.
+func TestReadSQLKeptByShape(t *testing.T) {
+	s := &Store{sql: buildQueries(`"event"`, "event", 64), minScan: defaultMinScan}
+	since := time.Date(2025, 1, 2, 3, 4, 5, 6000, time.UTC)
+	queries := []store.Query{
+		{}, {Topic: ">"}, {Topic: "user.created"}, {Topic: "user.*"}, {Topic: "*.created"},
+		{AggregateID: "a1"}, {Topic: "user.>", Kind: "domain", Since: since}, {Kind: "domain", AggregateID: "a2"},
+	}
+	for _, after := range []key{{}, {txid: 7, pos: 9}} {
+		for _, q := range queries {
+			sql1, p1, f1, o1 := s.readSQL(q, after, 50)
+			sql2, p2, f2, o2 := s.readSQL(q, after, 50)
+			if sql1 != sql2 || !reflect.DeepEqual(p1, p2) || f1 != f2 || o1 != o2 {
+				t.Errorf("%+v after %v: kept statement differs:\n%s %v\n%s %v", q, after, sql1, p1, sql2, p2)
+			}
+			if want := strings.Count(sql1, "$"+strconv.Itoa(len(p1))); want == 0 {
+				t.Errorf("%+v: statement has no $%d for its last parameter:\n%s", q, len(p1), sql1)
+			}
+		}
+	}
+	if n := len(s.readSQLs); n != 2*len(queries)-2 {
+		// {} and {Topic: ">"} share a shape, in both halves.
+		t.Errorf("%d shapes kept, want %d", n, 2*len(queries)-2)
 	}
 }

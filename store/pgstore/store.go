@@ -34,6 +34,8 @@ type Store struct {
 	sql         queries
 	names       names // strings that recur in records; see decodeGroupRecord
 	prepare     bool  // the pool's connections keep prepared statements; see execBinary
+	readSQLMu   sync.RWMutex
+	readSQLs    map[readShape]string // Read statements, by shape; see readSQL
 	// groupReadTx: read_partitions was refused outside a READ COMMITTED
 	// transaction (see readGroup), so group reads run in one.
 	groupReadTx atomic.Bool
