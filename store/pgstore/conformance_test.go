@@ -22,16 +22,7 @@ func TestConformance(t *testing.T) {
 			}
 			return open(tb, opts...)
 		},
-		Begin: func(ctx context.Context, tb testing.TB, s store.Store) storetest.Tx {
-			st := s.(*pgstore.Store)
-			tx, err := st.Pool().Begin(ctx)
-			if err != nil {
-				tb.Errorf("Begin: %v", err)
-				return nil
-			}
-			tb.Cleanup(func() { _ = tx.Rollback(context.Background()) })
-			return outboxTx{st, tx}
-		},
+		Begin: beginOutbox,
 	})
 }
 
@@ -67,17 +58,21 @@ func TestConformanceUnnamedStatements(t *testing.T) {
 			})
 			return s
 		},
-		Begin: func(ctx context.Context, tb testing.TB, s store.Store) storetest.Tx {
-			st := s.(*pgstore.Store)
-			tx, err := st.Pool().Begin(ctx)
-			if err != nil {
-				tb.Errorf("Begin: %v", err)
-				return nil
-			}
-			tb.Cleanup(func() { _ = tx.Rollback(context.Background()) })
-			return outboxTx{st, tx}
-		},
+		Begin: beginOutbox,
 	})
+}
+
+// beginOutbox begins a transaction on the store's pool for the outbox
+// tests, rolled back when tb ends unless committed.
+func beginOutbox(ctx context.Context, tb testing.TB, s store.Store) storetest.Tx {
+	st := s.(*pgstore.Store)
+	tx, err := st.Pool().Begin(ctx)
+	if err != nil {
+		tb.Errorf("Begin: %v", err)
+		return nil
+	}
+	tb.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+	return outboxTx{st, tx}
 }
 
 // open opens a store on a fresh database, closed when tb ends.
