@@ -2,13 +2,11 @@ package pgstore
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
-	"unicode/utf8"
 
+	"github.com/ncore-io/event/internal/decode"
 	"github.com/ncore-io/event/store"
 )
 
@@ -79,133 +77,6 @@ const (
 	oidXid8 = 5069
 )
 
-// names keeps one copy of the strings that recur from record to record
-// (topics, kinds, payload and content types, metadata keys), so that
-// decoding them costs no allocation once seen. It holds at most
-// maxNames, each of at most maxNameLen bytes; others are allocated as
-// they come. It is safe for concurrent use.
-type names struct {
-	mu sync.RWMutex
-	m  map[string]string
-}
-
-const (
-	maxNames   = 1024
-	maxNameLen = 128
-)
-
-func (n *names) get(b []byte) string {
-	if len(b) == 0 {
-		return ""
-	}
-	if len(b) > maxNameLen {
-		return string(b)
-	}
-	n.mu.RLock()
-	v, ok := n.m[string(b)]
-	n.mu.RUnlock()
-	if ok {
-		return v
-	}
-	v = string(b)
-	n.mu.Lock()
-	if n.m == nil {
-		n.m = make(map[string]string)
-	}
-	if len(n.m) < maxNames {
-		n.m[v] = v
-	}
-	n.mu.Unlock()
-	return v
-}
-
-// decodeMetadata decodes a record's metadata, a JSON object of strings.
-// The common shape, a few keys and values without escapes, is read here,
-// keys through n; anything else goes to encoding/json, which also gives
-// the error for what is not such an object.
-func decodeMetadata(b []byte, n *names) (map[string]string, error) {
-	var pairs [8][2][]byte
-	count, ok := scanFlatObject(b, &pairs)
-	if !ok {
-		var m map[string]string
-		err := json.Unmarshal(b, &m)
-		return m, err
-	}
-	m := make(map[string]string, count)
-	for _, p := range pairs[:count] {
-		m[n.get(p[0])] = string(p[1])
-	}
-	return m, nil
-}
-
-// scanFlatObject splits b, a JSON object, into its keys and values if it
-// has at most len(pairs) of them, every value is a string, and no string
-// needs unescaping. It reports false for anything else.
-func scanFlatObject(b []byte, pairs *[8][2][]byte) (int, bool) {
-	i := skipSpace(b, 0)
-	if i == len(b) || b[i] != '{' {
-		return 0, false
-	}
-	i = skipSpace(b, i+1)
-	count := 0
-	if i < len(b) && b[i] == '}' {
-		return 0, skipSpace(b, i+1) == len(b)
-	}
-	for {
-		if count == len(pairs) {
-			return 0, false
-		}
-		var ok bool
-		if pairs[count][0], i, ok = plainString(b, i); !ok {
-			return 0, false
-		}
-		if i = skipSpace(b, i); i == len(b) || b[i] != ':' {
-			return 0, false
-		}
-		if pairs[count][1], i, ok = plainString(b, skipSpace(b, i+1)); !ok {
-			return 0, false
-		}
-		count++
-		if i = skipSpace(b, i); i == len(b) {
-			return 0, false
-		}
-		switch b[i] {
-		case ',':
-			i = skipSpace(b, i+1)
-		case '}':
-			return count, skipSpace(b, i+1) == len(b)
-		default:
-			return 0, false
-		}
-	}
-}
-
-// plainString reads the JSON string at b[i], if it has no escapes,
-// control characters or invalid UTF-8, returning its contents and the
-// index after it.
-func plainString(b []byte, i int) ([]byte, int, bool) {
-	if i >= len(b) || b[i] != '"' {
-		return nil, i, false
-	}
-	for j := i + 1; j < len(b); j++ {
-		switch c := b[j]; {
-		case c == '"':
-			s := b[i+1 : j]
-			return s, j + 1, utf8.Valid(s)
-		case c == '\\' || c < 0x20:
-			return nil, i, false
-		}
-	}
-	return nil, i, false
-}
-
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
-}
-
 // groupRecordCols is how many columns a row of read_partitions has
 // (migration 6): the record's twelve, then the bounds.
 const groupRecordCols = 13
@@ -225,8 +96,8 @@ func (s *Store) decodeGroupRecord(v [][]byte, r *store.Record) (key, error) {
 		return k, fmt.Errorf("position: %w", err)
 	}
 	r.ID = string(v[2])
-	r.Topic = s.names.get(v[3])
-	r.Kind = s.names.get(v[4])
+	r.Topic = s.names.Get(v[3])
+	r.Kind = s.names.Get(v[4])
 	r.AggregateID = string(v[5])
 	if r.Version, err = decodeInt8(v[6]); err != nil {
 		return k, fmt.Errorf("record %s: version: %w", r.ID, err)
@@ -239,12 +110,12 @@ func (s *Store) decodeGroupRecord(v [][]byte, r *store.Record) (key, error) {
 		if err != nil {
 			return k, fmt.Errorf("record %s: metadata: %w", r.ID, err)
 		}
-		if r.Metadata, err = decodeMetadata(text, &s.names); err != nil {
+		if r.Metadata, err = decode.Metadata(text, &s.names); err != nil {
 			return k, fmt.Errorf("record %s: metadata: %w", r.ID, err)
 		}
 	}
-	r.PayloadType = s.names.get(v[9])
-	r.ContentType = s.names.get(v[10])
+	r.PayloadType = s.names.Get(v[9])
+	r.ContentType = s.names.Get(v[10])
 	if v[11] != nil {
 		r.Payload = append(make([]byte, 0, len(v[11])), v[11]...)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/ncore-io/event/internal/decode"
 	"github.com/ncore-io/event/store"
 )
 
@@ -32,8 +33,8 @@ type Store struct {
 	partitions  int         // of the log, stored in the schema
 	partIndexed atomic.Bool // the partition index exists; see indexPartitions
 	sql         queries
-	names       names // strings that recur in records; see decodeGroupRecord
-	prepare     bool  // the pool's connections keep prepared statements; see execBinary
+	names       decode.Names // strings that recur in records; see decodeGroupRecord
+	prepare     bool         // the pool's connections keep prepared statements; see execBinary
 	readSQLMu   sync.RWMutex
 	readSQLs    map[readShape]string // Read statements, by shape; see readSQL
 	// groupReadTx: read_partitions was refused outside a READ COMMITTED
