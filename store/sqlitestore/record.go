@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ncore-io/event/internal/decode"
 	"github.com/ncore-io/event/store"
 )
 
@@ -95,16 +96,18 @@ func (w *row) record() (store.Record, error) {
 		Payload:     w.payload,
 	}
 	if w.metadata != "" {
-		// Into a local, not &r.Metadata: that would move every r to the
-		// heap, metadata or not.
-		var m map[string]string
-		if err := json.Unmarshal([]byte(w.metadata), &m); err != nil {
+		m, err := decode.Metadata([]byte(w.metadata), &metadataKeys)
+		if err != nil {
 			return store.Record{}, fmt.Errorf("decoding metadata of %s: %w", w.id, err)
 		}
 		r.Metadata = m
 	}
 	return r, nil
 }
+
+// metadataKeys keeps the metadata keys that records of every store of
+// the process repeat.
+var metadataKeys decode.Names
 
 func scanRecord(sc scanner) (store.Record, error) {
 	var w row
