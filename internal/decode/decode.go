@@ -1,12 +1,16 @@
 // Package decode has what the stores share to decode their rows into
 // records cheaply: a table of the strings that recur from record to
-// record, and a decoder of metadata objects.
+// record, a decoder of metadata objects, and pages that cost one
+// allocation each.
 package decode
 
 import (
 	"encoding/json"
+	"slices"
 	"sync"
 	"unicode/utf8"
+
+	"github.com/ncore-io/event/store"
 )
 
 // Names keeps one copy of the strings that recur from record to record
@@ -137,4 +141,54 @@ func skipSpace(b []byte, i int) int {
 		i++
 	}
 	return i
+}
+
+// A Page gathers the records of one read in a buffer reused from read to
+// read, and hands them out in a slice of exactly their number, so that a
+// read costs one allocation for its records however many it turns out to
+// have: growing a slice as rows come would allocate about twice their
+// size, and one of the read's limit would allocate the whole limit for a
+// read that finds one record, as most do at light load. A Page is for one
+// goroutine; get one with GetPage and end it with Records or Discard.
+type Page struct{ buf []store.Record }
+
+// maxPooledPage is the largest buffer kept for reuse, in records.
+const maxPooledPage = 1024
+
+var pages = sync.Pool{New: func() any { return new(Page) }}
+
+// GetPage returns an empty Page.
+func GetPage() *Page { return pages.Get().(*Page) }
+
+// Add appends a zero record to p and returns it, to be filled in place.
+func (p *Page) Add() *store.Record {
+	p.buf = append(p.buf, store.Record{})
+	return &p.buf[len(p.buf)-1]
+}
+
+// Len is how many records p holds.
+func (p *Page) Len() int { return len(p.buf) }
+
+// Last returns the last record added; p must not be empty.
+func (p *Page) Last() *store.Record { return &p.buf[len(p.buf)-1] }
+
+// Records returns p's records in a new slice of their number (nil for
+// none) and ends p.
+func (p *Page) Records() []store.Record {
+	var out []store.Record
+	if len(p.buf) > 0 {
+		out = slices.Clone(p.buf)
+	}
+	p.Discard()
+	return out
+}
+
+// Discard ends p without its records.
+func (p *Page) Discard() {
+	clear(p.buf) // drop the references the records hold
+	p.buf = p.buf[:0]
+	if cap(p.buf) > maxPooledPage {
+		p.buf = nil
+	}
+	pages.Put(p)
 }

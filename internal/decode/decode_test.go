@@ -2,6 +2,7 @@ package decode
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"testing"
 
@@ -67,5 +68,38 @@ func TestNamesBounded(t *testing.T) {
 	}
 	if _, kept := n.m[string(long)]; kept {
 		t.Error("Names keeps a name longer than MaxNameLen")
+	}
+}
+
+// TestPageExact checks that a Page hands out its records in a slice of
+// their number, not the capacity it grew to, and keeps none of them once
+// ended.
+func TestPageExact(t *testing.T) {
+	for _, n := range []int{0, 1, 3, 100} {
+		p := GetPage()
+		for i := range n {
+			p.Add().ID = fmt.Sprint(i)
+		}
+		if p.Len() != n {
+			t.Fatalf("Len = %d after %d Adds", p.Len(), n)
+		}
+		recs := p.Records()
+		if len(recs) != n || cap(recs) > n+(n+7)/8 {
+			t.Errorf("%d records handed out as len %d, cap %d", n, len(recs), cap(recs))
+		}
+		if n == 0 && recs != nil {
+			t.Error("no records handed out as a non-nil slice")
+		}
+		for i, r := range recs {
+			if r.ID != fmt.Sprint(i) {
+				t.Fatalf("record %d has ID %q", i, r.ID)
+			}
+		}
+		// Its buffer, taken again, holds nothing of the last read.
+		q := GetPage()
+		if q.Len() != 0 || (cap(q.buf) > 0 && q.buf[:1][0].ID != "") {
+			t.Errorf("a page taken again holds %d records, or the last read's", q.Len())
+		}
+		q.Discard()
 	}
 }

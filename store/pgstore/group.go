@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/ncore-io/event/internal/decode"
 	"github.com/ncore-io/event/store"
 )
 
@@ -296,7 +297,7 @@ func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor
 		return nil, fmt.Errorf("pgstore: read partitions: %w", err)
 	}
 	defer conn.Release()
-	out, b, err := s.readGroup(ctx, conn.Conn(), sc.params[:], limit)
+	out, b, err := s.readGroup(ctx, conn.Conn(), sc.params[:])
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: read partitions: %w", err)
 	}
@@ -349,17 +350,16 @@ type groupBounds struct {
 	hidden         bool
 }
 
-// readGroup runs read_partitions with params, for a page of up to limit
-// records, on conn. The first call on a connection prepares the statement
+// readGroup runs read_partitions with params on conn. The first call on a connection prepares the statement
 // (pgx keeps it for the connection's life).
-func (s *Store) readGroup(ctx context.Context, conn *pgx.Conn, params [][]byte, limit int) ([]store.Record, groupBounds, error) {
+func (s *Store) readGroup(ctx context.Context, conn *pgx.Conn, params [][]byte) ([]store.Record, groupBounds, error) {
 	pc := conn.PgConn()
 	if !s.groupReadTx.Load() {
 		rr, err := s.execBinary(ctx, conn, s.sql.readPartitions, params, binaryFormat)
 		if err != nil {
 			return nil, groupBounds{}, err
 		}
-		out, b, err := s.decodeGroupRead(rr, limit)
+		out, b, err := s.decodeGroupRead(rr)
 		var pgErr *pgconn.PgError
 		if !errors.As(err, &pgErr) || pgErr.Code != notReadCommitted {
 			return out, b, err
@@ -377,7 +377,7 @@ func (s *Store) readGroup(ctx context.Context, conn *pgx.Conn, params [][]byte, 
 	if err != nil {
 		return nil, groupBounds{}, err
 	}
-	out, b, err := s.decodeGroupRead(rr, limit)
+	out, b, err := s.decodeGroupRead(rr)
 	if err != nil {
 		return nil, groupBounds{}, err
 	}
@@ -393,9 +393,9 @@ const notReadCommitted = "EV001"
 
 // decodeGroupRead reads the rows of read_partitions: the bounds, then the
 // page.
-func (s *Store) decodeGroupRead(rr *pgconn.ResultReader, limit int) ([]store.Record, groupBounds, error) {
+func (s *Store) decodeGroupRead(rr *pgconn.ResultReader) ([]store.Record, groupBounds, error) {
 	var b groupBounds
-	var out []store.Record
+	page := decode.GetPage()
 	rows := 0
 	var err error
 	for rr.NextRow() && err == nil {
@@ -405,22 +405,22 @@ func (s *Store) decodeGroupRead(rr *pgconn.ResultReader, limit int) ([]store.Rec
 			b, err = decodeGroupBounds(v)
 			continue
 		}
-		out = appendRecord(out, store.Record{}, limit)
-		r := &out[len(out)-1] // decoded in place
+		r := page.Add() // decoded in place
 		if b.last, err = s.decodeGroupRecord(v, r); err == nil {
 			r.Cursor = s.cursor(b.last)
 		}
 	}
-	if _, cerr := rr.Close(); cerr != nil {
-		return nil, b, cerr
+	if _, cerr := rr.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	if err == nil && rows == 0 {
+		err = errors.New("read_partitions returned no bounds")
 	}
 	if err != nil {
+		page.Discard()
 		return nil, b, err
 	}
-	if rows == 0 {
-		return nil, b, errors.New("read_partitions returned no bounds")
-	}
-	return out, b, nil
+	return page.Records(), b, nil
 }
 
 // decodeGroupBounds decodes the first row of read_partitions.

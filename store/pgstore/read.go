@@ -5,12 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/ncore-io/event/internal/decode"
 	"github.com/ncore-io/event/store"
 )
 
@@ -246,6 +246,12 @@ func (s *Store) readPage(ctx context.Context, q store.Query, after key, limit in
 		return rs, err
 	}
 	defer rows.Close()
+	page := decode.GetPage()
+	defer func() {
+		if page != nil { // failed
+			page.Discard()
+		}
+	}()
 
 	var tail key
 	var kind int
@@ -285,7 +291,7 @@ func (s *Store) readPage(ctx context.Context, q store.Query, after key, limit in
 		}
 		r.Position = k.pos
 		r.Cursor = s.cursor(k)
-		rs.recs = appendRecord(rs.recs, r, limit)
+		*page.Add() = r
 		rs.after = k
 	}
 	rows.Close()
@@ -295,9 +301,10 @@ func (s *Store) readPage(ctx context.Context, q store.Query, after key, limit in
 	if _, err := br.Exec(); err != nil {
 		return rs, err
 	}
-	if filtered && len(rs.recs) < limit && rs.after.less(tail) {
+	if filtered && page.Len() < limit && rs.after.less(tail) {
 		rs.after = tail
 	}
+	rs.recs, page = page.Records(), nil
 	return rs, nil
 }
 
@@ -398,24 +405,6 @@ func (s *Store) buildReadSQL(q store.Query, where string, after key, filtered bo
 	b.WriteString(" UNION ALL SELECT 4, '0'::xid8, 0::bigint" + blank + " WHERE " + s.sql.hidden)
 	return b.String()
 }
-
-// appendRecord appends r to a page of at most limit records. The page
-// starts small, as a read at light load returns one record or a few, and
-// then takes the whole limit at once, so that a full page costs one
-// more allocation rather than a doubling's.
-func appendRecord(page []store.Record, r store.Record, limit int) []store.Record {
-	if len(page) == cap(page) {
-		n := smallPage
-		if len(page) > 0 {
-			n = limit
-		}
-		page = slices.Grow(page, max(n, len(page)+1)-len(page))
-	}
-	return append(page, r)
-}
-
-// smallPage is the capacity a page starts with.
-const smallPage = 4
 
 // likePrefix returns the LIKE pattern of topics starting with p.
 func likePrefix(p string) string {

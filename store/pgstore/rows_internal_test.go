@@ -10,25 +10,6 @@ import (
 	"github.com/ncore-io/event/store"
 )
 
-// TestAppendRecordCapacity checks that a page starts small and then takes
-// its whole limit at once.
-func TestAppendRecordCapacity(t *testing.T) {
-	var page []store.Record
-	var caps []int
-	for range 40 {
-		page = appendRecord(page, store.Record{}, 40)
-		if len(caps) == 0 || caps[len(caps)-1] != cap(page) {
-			caps = append(caps, cap(page))
-		}
-	}
-	if len(caps) != 2 || caps[0] != smallPage || caps[1] < 40 || caps[1] > 48 {
-		t.Errorf("page capacities %v, want %d then the limit, 40", caps, smallPage)
-	}
-	if page = appendRecord(nil, store.Record{}, 1); cap(page) != smallPage {
-		t.Errorf("a page of limit 1 starts at capacity %d", cap(page))
-	}
-}
-
 // TestReadSQLKeptByShape checks that a Read statement made once for its
 // shape comes back the same, with the same parameters, when kept.
 func TestReadSQLKeptByShape(t *testing.T) {
