@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/ncore-io/event/internal/decode"
 	"github.com/ncore-io/event/store"
 )
 
@@ -177,18 +179,47 @@ func (s *Store) Commit(ctx context.Context, group, member string, cps ...store.C
 	if err := s.enter(ctx, "commit"); err != nil {
 		return err
 	}
+	// One statement for all the checkpoints, given as a JSON array of
+	// [partition, token, cursor]; it returns the partitions whose lease
+	// held. (A statement per checkpoint cost a member a few hundred bytes
+	// per event at light load, in database/sql and the driver.)
+	list := make([]byte, 0, 2+len(cps)*32)
+	list = append(list, '[')
+	for i, cp := range cps {
+		if i > 0 {
+			list = append(list, ',')
+		}
+		list = append(list, '[')
+		list = strconv.AppendInt(list, int64(cp.Partition), 10)
+		list = append(list, ',')
+		list = strconv.AppendInt(list, cp.Token, 10)
+		list = append(list, ',', '"')
+		list = append(list, cp.Cursor...) // a cursor is digits after a letter: no escapes
+		list = append(list, '"', ']')
+	}
+	list = append(list, ']')
 	var lost []int
 	err := s.writeTx(ctx, func(tx *sql.Tx) error {
-		lost = lost[:0]
-		for _, cp := range cps {
-			res, err := tx.ExecContext(ctx, `UPDATE event_group_partitions SET cursor = ? WHERE grp = ? AND part = ? AND owner = ? AND token = ?`,
-				string(cp.Cursor), group, cp.Partition, member, cp.Token)
-			if err != nil {
+		rows, err := tx.QueryContext(ctx, `UPDATE event_group_partitions AS g SET cursor = c.value ->> 2 FROM json_each(?) AS c
+			WHERE g.grp = ? AND g.owner = ? AND g.part = c.value ->> 0 AND g.token = c.value ->> 1 RETURNING part`, string(list), group, member)
+		if err != nil {
+			return err
+		}
+		held := make(map[int]bool, len(cps))
+		for rows.Next() {
+			var p int
+			if err := rows.Scan(&p); err != nil {
+				rows.Close()
 				return err
 			}
-			if n, err := res.RowsAffected(); err != nil {
-				return err
-			} else if n == 0 {
+			held[p] = true
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return err
+		}
+		lost = lost[:0]
+		for _, cp := range cps {
+			if !held[cp.Partition] {
 				lost = append(lost, cp.Partition)
 			}
 		}
@@ -265,12 +296,13 @@ func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor
 		return nil, s.fail(ctx, "read partitions", err)
 	}
 	defer rows.Close()
-	var out []store.Record
+	page := decode.GetPage()
 	for rows.Next() {
 		var w row
 		var isNull bool
 		if err := rows.Scan(&w.position, &w.id, &w.topic, &w.kind, &w.aggregateID, &w.version, &w.timeUS,
 			&w.metadata, &w.payloadType, &w.contentType, &w.payload, &isNull, &w.part); err != nil {
+			page.Discard()
 			return nil, s.fail(ctx, "read partitions", err)
 		}
 		if w.payload == nil && !isNull {
@@ -278,14 +310,17 @@ func (s *Store) ReadPartitions(ctx context.Context, from []store.PartitionCursor
 		}
 		r, err := w.record()
 		if err != nil {
+			page.Discard()
 			return nil, s.fail(ctx, "read partitions", err)
 		}
 		r.Cursor = encodeCursor(r.Position)
-		out = append(out, r)
+		*page.Add() = r
 	}
 	if err := rows.Err(); err != nil {
+		page.Discard()
 		return nil, s.fail(ctx, "read partitions", err)
 	}
+	out := page.Records()
 	// The read covered the log up to its last record, or to the end if it
 	// came back short: no partition asked has a record there that it did
 	// not return, and none a record it returned after. (Every position up
@@ -327,10 +362,43 @@ func partitionArgs(args []any, from []store.PartitionCursor, afters []int64, lim
 }
 
 // readPartitions reads up to maxCompound partitions in one statement.
+//
+// When a quarter of the log's partitions or more are at one cursor, as
+// nearly all of a member's are at light load (at the end of the log),
+// those are read by one term: the log after that cursor in position
+// order, keeping the records of a partition in a mask of them. The term
+// reads at most four records per one it keeps, and a read takes a few
+// arguments instead of three per partition, which database/sql converts
+// one by one. The others take a term each, as when no cursor is shared.
 func (s *Store) readPartitions(ctx context.Context, tx *sql.Tx, from []store.PartitionCursor, afters []int64, limit int) (*sql.Rows, error) {
-	args := append(partitionArgs(make([]any, 0, 3*len(from)+1), from, afters, limit), limit)
-	stmt, err := s.partitionStmt(ctx, partRead{n: len(from)}, func(q *strings.Builder) {
+	base, shared := majorityPosition(afters)
+	masked := shared >= max(2, s.cfg.partitions/4)
+	args := make([]any, 0, 3*len(from)+4)
+	if masked {
+		mask := []byte(strings.Repeat("0", s.cfg.partitions))
+		for i, f := range from {
+			if afters[i] == base {
+				mask[f.Partition] = '1'
+			}
+		}
+		args = append(args, base, string(mask), limit)
+		rest, restAfters := make([]store.PartitionCursor, 0, len(from)-shared), make([]int64, 0, len(from)-shared)
+		for i, f := range from {
+			if afters[i] != base {
+				rest, restAfters = append(rest, f), append(restAfters, afters[i])
+			}
+		}
+		from, afters = rest, restAfters
+	}
+	args = append(partitionArgs(args, from, afters, limit), limit)
+	stmt, err := s.partitionStmt(ctx, partRead{n: len(from), masked: masked}, func(q *strings.Builder) {
 		q.WriteString(`SELECT ` + recordColumns + `, part FROM event_log WHERE position IN (SELECT position FROM (`)
+		if masked {
+			q.WriteString(`SELECT * FROM (SELECT position FROM event_log NOT INDEXED WHERE position > ? AND substr(?, part + 1, 1) = '1' ORDER BY position LIMIT ?)`)
+			if len(from) > 0 {
+				q.WriteString(` UNION ALL `)
+			}
+		}
 		partitionTerms(q, len(from))
 		q.WriteString(`) ORDER BY position LIMIT ?) ORDER BY position`)
 	})
@@ -452,9 +520,35 @@ func (s *Store) Group(ctx context.Context, group string) (store.GroupInfo, error
 	return info, nil
 }
 
+// majorityPosition returns the position that more than half of afters
+// are, if one is (Boyer and Moore's vote), or else one of them, and how
+// many are at it.
+func majorityPosition(afters []int64) (int64, int) {
+	var m int64
+	votes := 0
+	for _, a := range afters {
+		switch {
+		case votes == 0:
+			m, votes = a, 1
+		case a == m:
+			votes++
+		default:
+			votes--
+		}
+	}
+	n := 0
+	for _, a := range afters {
+		if a == m {
+			n++
+		}
+	}
+	return m, n
+}
+
 // partRead names a statement of ReadPartitions.
 type partRead struct {
-	n          int  // partitions read
+	masked     bool // the partitions at one cursor read by a mask (see readPartitions)
+	n          int  // partitions read by a term each
 	positions  bool // of their positions only (see readManyPartitions)
 	byPosition bool // the records at a list of positions
 }
