@@ -40,11 +40,15 @@ func (n *Names) Get(b []byte) string {
 	}
 	n.mu.RLock()
 	v, ok := n.m[string(b)]
+	full := len(n.m) >= MaxNames
 	n.mu.RUnlock()
 	if ok {
 		return v
 	}
 	v = string(b)
+	if full {
+		return v // without queueing on the lock to learn it again
+	}
 	n.mu.Lock()
 	if n.m == nil {
 		n.m = make(map[string]string)

@@ -362,6 +362,7 @@ func (s *Store) readGroup(ctx context.Context, conn *pgx.Conn, params [][]byte) 
 		out, b, err := s.decodeGroupRead(rr)
 		var pgErr *pgconn.PgError
 		if !errors.As(err, &pgErr) || pgErr.Code != notReadCommitted {
+			s.forgetStatement(ctx, conn, s.sql.readPartitions, err)
 			return out, b, err
 		}
 		// This connection's transactions are of a stricter isolation,
@@ -379,6 +380,7 @@ func (s *Store) readGroup(ctx context.Context, conn *pgx.Conn, params [][]byte) 
 	}
 	out, b, err := s.decodeGroupRead(rr)
 	if err != nil {
+		s.forgetStatement(ctx, conn, s.sql.readPartitions, err)
 		return nil, groupBounds{}, err
 	}
 	if err := pc.Exec(ctx, "COMMIT").Close(); err != nil {
@@ -557,6 +559,7 @@ func (s *Store) saveCheckpoints(ctx context.Context, group, member string, cps [
 		buf = append(binary.BigEndian.AppendUint32(buf, uint32(len(cp.Cursor))), cp.Cursor...)
 	}
 	at[5] = len(buf)
+	sc.params = [7][]byte{}
 	for i := range 5 {
 		sc.params[i] = buf[at[i]:at[i+1]:at[i+1]]
 	}
@@ -570,7 +573,25 @@ func (s *Store) saveCheckpoints(ctx context.Context, group, member string, cps [
 	if err != nil {
 		return pgconn.CommandTag{}, err
 	}
-	return rr.Close()
+	tag, err := rr.Close()
+	s.forgetStatement(ctx, conn.Conn(), s.sql.commit, err)
+	return tag, err
+}
+
+// forgetStatement drops the statement of sql that execBinary prepared on
+// conn when err says the server has lost it (26000, after DISCARD ALL or a
+// pooler's reset) or its plan no longer fits (0A000, after the function
+// it calls was redefined): pgx drops its own cached statements on such
+// errors, but not those prepared by name, and every later call on the
+// connection would fail the same way. The next call prepares it again.
+func (s *Store) forgetStatement(ctx context.Context, conn *pgx.Conn, sql string, err error) {
+	var pgErr *pgconn.PgError
+	if !s.prepare || !errors.As(err, &pgErr) || (pgErr.Code != "26000" && pgErr.Code != "0A000") {
+		return
+	}
+	if conn.Deallocate(context.WithoutCancel(ctx), sql) != nil {
+		conn.Close(context.WithoutCancel(ctx)) // the pool then replaces it
+	}
 }
 
 // execBinary runs sql on conn with params in binary, the results in the
@@ -580,9 +601,9 @@ func (s *Store) saveCheckpoints(ctx context.Context, group, member string, cps [
 // columns, no allocation for the result's description. In the other
 // modes, which are for poolers that do not keep statements between
 // transactions, it sends sql with its parameters as an unnamed statement,
-// still one round trip. The statement is named by its SQL's hash, as
-// pgx names those of its cache; no statement that goes through here is
-// also run through pgx's Query or Exec.
+// still one round trip. The statement is named by its SQL's hash, as pgx
+// names a statement that Prepare is given by its SQL; no statement that
+// goes through here is also run through pgx's Query or Exec.
 func (s *Store) execBinary(ctx context.Context, conn *pgx.Conn, sql string, params [][]byte, results []int16) (*pgconn.ResultReader, error) {
 	if !s.prepare {
 		return conn.PgConn().ExecParams(ctx, sql, params, nil, binaryFormat, results), nil

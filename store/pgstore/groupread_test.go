@@ -169,3 +169,72 @@ func TestGroupReadOnEveryConnection(t *testing.T) {
 		})
 	}
 }
+
+// TestGroupReadAfterStatementsLost checks that group reads and commits
+// recover on a connection whose prepared statements the server dropped
+// (DEALLOCATE ALL, as a pooler's reset does): at most one call fails,
+// and the next prepares again.
+func TestGroupReadAfterStatementsLost(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	cfg, err := pgxpool.ParseConfig(pgtest.DSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = 1 // one connection, so that the reset reaches the prepared one
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	s, err := pgstore.New(ctx, pool, pgstore.WithPartitions(4))
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if err := s.Append(ctx, []store.Record{rec("x1"), rec("x2")}); err != nil {
+		t.Fatalf("Append: %v", err)
+	}
+	a, err := s.Claim(ctx, "g", "m1", time.Minute)
+	if err != nil {
+		t.Fatalf("Claim: %v", err)
+	}
+	from := func() []store.PartitionCursor {
+		var f []store.PartitionCursor
+		for _, l := range a.Leases {
+			f = append(f, store.PartitionCursor{Partition: l.Partition})
+		}
+		return f
+	}
+	cps := func() []store.Checkpoint {
+		var c []store.Checkpoint
+		for _, l := range a.Leases {
+			c = append(c, store.Checkpoint{Partition: l.Partition, Token: l.Token})
+		}
+		return c
+	}
+	for round := range 3 {
+		if page, err := s.ReadPartitions(ctx, from(), 10); err != nil || len(page) != 2 {
+			t.Fatalf("round %d: ReadPartitions = %d records, %v", round, len(page), err)
+		}
+		if err := s.Commit(ctx, "g", "m1", cps()...); err != nil {
+			t.Fatalf("round %d: Commit: %v", round, err)
+		}
+		conn, err := pool.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = conn.Conn().PgConn().Exec(ctx, "DEALLOCATE ALL").ReadAll()
+		conn.Release()
+		if err != nil {
+			t.Fatalf("DEALLOCATE ALL: %v", err)
+		}
+		// The first call after the reset may fail; the one after must not.
+		if _, err := s.ReadPartitions(ctx, from(), 10); err != nil {
+			t.Logf("round %d: ReadPartitions after the reset: %v", round, err)
+		}
+		if err := s.Commit(ctx, "g", "m1", cps()...); err != nil {
+			t.Logf("round %d: Commit after the reset: %v", round, err)
+		}
+	}
+}
