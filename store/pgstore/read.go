@@ -346,6 +346,11 @@ func (s *Store) readSQL(q store.Query, after key, limit int) (string, []any, boo
 		where.WriteString(" AND time >= " + arg(ceilMicro(store.ClampTime(q.Since))))
 	}
 	filtered := where.Len() > 0
+	chunked := filtered && q.AggregateID == ""
+	var scan string // the placeholder of a chunked read's scan bound
+	if chunked {
+		scan = arg(max(10*limit, s.minScan))
+	}
 	// The statement's text follows from the filters' placeholders (where)
 	// and whether the read starts after a cursor: made once per shape,
 	// as it is some kilobytes.
@@ -354,15 +359,13 @@ func (s *Store) readSQL(q store.Query, after key, limit int) (string, []any, boo
 	sql, ok := s.readSQLs[shape]
 	s.readSQLMu.RUnlock()
 	if !ok {
-		sql = s.buildReadSQL(q, where.String(), after, filtered, arg, limit)
+		sql = s.buildReadSQL(where.String(), scan, after, filtered)
 		s.readSQLMu.Lock()
 		if s.readSQLs == nil {
 			s.readSQLs = map[readShape]string{}
 		}
 		s.readSQLs[shape] = sql
 		s.readSQLMu.Unlock()
-	} else if filtered && q.AggregateID == "" {
-		arg(max(10*limit, s.minScan)) // the scan's bound, which the text refers to
 	}
 	return sql, params, filtered, q.AggregateID == ""
 }
@@ -373,10 +376,11 @@ type readShape struct {
 	after bool
 }
 
-// buildReadSQL writes the Read statement for readSQL, adding the scan's
-// bound to the parameters through arg when it has one.
-func (s *Store) buildReadSQL(q store.Query, where string, after key, filtered bool, arg func(any) string, limit int) string {
-	chunked := filtered && q.AggregateID == ""
+// buildReadSQL writes the Read statement for readSQL: a chunked read
+// (filtered, not by aggregate) when scan, its scan bound's placeholder,
+// is set.
+func (s *Store) buildReadSQL(where, scan string, after key, filtered bool) string {
+	chunked := scan != ""
 	const cols = "txid, position, id, topic, kind, aggregate_id, version, time, metadata, payload_type, content_type, payload"
 	const blank = ", ''::text, ''::text, ''::text, ''::text, 0::bigint, 'epoch'::timestamptz, NULL::jsonb, ''::text, ''::text, ''::bytea"
 	rng := "(txid, position) > ($1::xid8, $2::bigint) AND txid < current_setting('" + horizonGUC + "')::xid8"
@@ -384,7 +388,6 @@ func (s *Store) buildReadSQL(q store.Query, where string, after key, filtered bo
 	var b strings.Builder
 	switch {
 	case chunked:
-		scan := arg(max(10*limit, s.minScan))
 		chunk := "(SELECT " + cols + " FROM " + events + " WHERE " + rng + " ORDER BY txid, position LIMIT " + scan + ") AS c"
 		b.WriteString("WITH page AS (SELECT " + cols + " FROM " + chunk + " WHERE true" + where + " ORDER BY txid, position LIMIT $3) ")
 		b.WriteString("SELECT 0, " + cols + " FROM page")
