@@ -2,6 +2,7 @@ package event
 
 import (
 	"fmt"
+	"maps"
 	"reflect"
 	"runtime/debug"
 	"strings"
@@ -16,9 +17,14 @@ import (
 // whose metadata uses one is refused, and they are removed from an
 // event's Metadata when it is decoded.
 const (
-	MetaPrefix        = "event."
-	MetaCorrelationID = "event.correlation_id" // the event's CorrelationID, as text
-	MetaCausationID   = "event.causation_id"   // the event's CausationID, as text, if it has one
+	MetaPrefix = "event."
+	// MetaCorrelationID holds the event's CorrelationID, as text, when it
+	// is not the event's own ID. An event that starts its own correlation,
+	// as every event published outside a handler does by default, stores
+	// none: a record without it is its own correlation.
+	MetaCorrelationID = "event.correlation_id"
+	// MetaCausationID holds the event's CausationID, as text, if it has one.
+	MetaCausationID = "event.causation_id"
 )
 
 // encode turns an envelope into a record for the store. The record keeps
@@ -39,13 +45,18 @@ func (b *Bus[T]) encode(ev *Event[T]) (store.Record, error) {
 	if err != nil {
 		return store.Record{}, fmt.Errorf("encode %T payload: %w", ev.Payload, err)
 	}
-	meta := make(map[string]string, len(ev.Metadata)+2)
-	for k, v := range ev.Metadata {
-		meta[k] = v
-	}
-	meta[MetaCorrelationID] = ev.CorrelationID.String()
-	if ev.CausationID != (uuid.UUID{}) {
-		meta[MetaCausationID] = ev.CausationID.String()
+	// Most events start their own correlation and have no cause nor
+	// metadata of their own; they store none (see MetaCorrelationID).
+	var meta map[string]string
+	if len(ev.Metadata) > 0 || ev.CorrelationID != ev.ID || ev.CausationID != (uuid.UUID{}) {
+		meta = make(map[string]string, len(ev.Metadata)+2)
+		maps.Copy(meta, ev.Metadata)
+		if ev.CorrelationID != ev.ID {
+			meta[MetaCorrelationID] = ev.CorrelationID.String()
+		}
+		if ev.CausationID != (uuid.UUID{}) {
+			meta[MetaCausationID] = ev.CausationID.String()
+		}
 	}
 	return store.Record{
 		ID:          ev.ID.String(),
@@ -113,6 +124,9 @@ func (b *Bus[T]) decode(rec *store.Record) (Event[T], error) {
 			}
 			ev.Metadata[k] = v
 		}
+	}
+	if ev.CorrelationID == (uuid.UUID{}) {
+		ev.CorrelationID = id
 	}
 	if rec.ContentType != "" && rec.ContentType != b.codec.ContentType() {
 		return ev, fmt.Errorf("event %s: payload is %s, but the bus's codec reads %s", rec.ID, rec.ContentType, b.codec.ContentType())

@@ -66,7 +66,7 @@ func envelope(rec *store.Record) Envelope {
 		Cursor:        string(rec.Cursor),
 		Time:          rec.Time.UTC(),
 		Metadata:      userMetadata(rec.Metadata),
-		CorrelationID: rec.Metadata[metaCorrelation],
+		CorrelationID: correlation(rec),
 		CausationID:   rec.Metadata[metaCausation],
 	}
 	if e.Metadata == nil {
@@ -84,6 +84,15 @@ func envelope(rec *store.Record) Envelope {
 		e.Data, _ = json.Marshal(rec.Payload)
 	}
 	return e
+}
+
+// correlation returns a record's correlation ID: the one its metadata
+// holds, or, without one, its own ID (see event.MetaCorrelationID).
+func correlation(rec *store.Record) string {
+	if c, ok := rec.Metadata[metaCorrelation]; ok {
+		return c
+	}
+	return rec.ID
 }
 
 // isJSON reports whether a record's content type is JSON. Records without

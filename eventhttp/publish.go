@@ -339,7 +339,7 @@ func (m *message) sameAs(rec *store.Record) bool {
 	if len(um) != len(m.metadata) || (len(um) > 0 && !maps.Equal(um, m.metadata)) {
 		return false
 	}
-	if m.correlation != (uuid.UUID{}) && rec.Metadata[metaCorrelation] != m.correlation.String() {
+	if m.correlation != (uuid.UUID{}) && correlation(rec) != m.correlation.String() {
 		return false
 	}
 	if isJSON(rec.ContentType) {
