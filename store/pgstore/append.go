@@ -133,18 +133,18 @@ func appendPlainSQL(schema, channel string, partitions int, notify bool) string 
 SELECT position, version FROM ins` + notifyRow(channel, notify)
 }
 
-// appendStatement returns the statement that stores a and its parameters.
-// It sends the NOTIFY if notify.
-func (s *Store) appendStatement(a *args, notify bool) (string, []any) {
+// appendStatement returns the statement that stores a and how many of
+// a's parameters it takes (see args.params). It sends the NOTIFY if notify.
+func (s *Store) appendStatement(a *args, notify bool) (string, int) {
 	switch {
 	case a.plain() && notify:
-		return s.sql.appendPlain, a.params()[:9]
+		return s.sql.appendPlain, 9
 	case a.plain():
-		return s.sql.appendPlainQuiet, a.params()[:9]
+		return s.sql.appendPlainQuiet, 9
 	case notify:
-		return s.sql.append, a.params()
+		return s.sql.append, 12
 	}
-	return s.sql.appendQuiet, a.params()
+	return s.sql.appendQuiet, 12
 }
 
 // plain reports whether appendPlainSQL can store a.
@@ -433,8 +433,8 @@ func appendJSONString(b []byte, s string) []byte {
 // callAppend runs the append statement on a and returns the records'
 // positions and versions in batch order.
 func (s *Store) callAppend(ctx context.Context, q querier, a *args) ([]result, error) {
-	sql, params := s.appendStatement(a, true)
-	rows, err := q.Query(ctx, sql, params...)
+	sql, n := s.appendStatement(a, true)
+	rows, err := q.Query(ctx, sql, a.params()[:n]...)
 	if err != nil {
 		return nil, err
 	}
@@ -518,29 +518,16 @@ const txSavepoint = "event_append_tx"
 // unique index, and the caller then takes the careful path. On failure the
 // savepoint is rolled back, so tx stays usable.
 func (s *Store) appendTxPipelined(ctx context.Context, tx pgx.Tx, a *args) ([]result, error) {
-	sql, params := s.appendStatement(a, true)
-	var b pgx.Batch
-	b.Queue("SAVEPOINT " + txSavepoint)
-	b.Queue(sql, params...)
-	b.Queue("RELEASE SAVEPOINT " + txSavepoint)
-	br := tx.SendBatch(ctx, &b)
-	if _, err := br.Exec(); err != nil {
-		br.Close()
-		return nil, txBroken{err} // the savepoint was not made: tx is in trouble
-	}
-	var res []result
-	rows, err := br.Query()
-	if err == nil {
-		res, err = collectAppend(rows, a)
-	}
-	if err == nil {
-		_, err = br.Exec()
-	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
+	conn := tx.Conn()
+	// The caller's transaction may be on a connection of its own, whose
+	// mode says whether it keeps prepared statements (see execBinary).
+	prepare := conn.Config().DefaultQueryExecMode == pgx.QueryExecModeCacheStatement
+	res, failed, err := s.execAppend(ctx, conn, prepare, a, true, "SAVEPOINT "+txSavepoint, "RELEASE SAVEPOINT "+txSavepoint)
 	if err == nil {
 		return res, nil
+	}
+	if failed == 0 {
+		return nil, txBroken{err} // the savepoint was not made: tx is in trouble
 	}
 	// The statement failed inside the savepoint, which the batch's release
 	// could not then release: roll back to it, and release it.

@@ -67,4 +67,15 @@
 //
 // [Store.AppendTx] appends in the caller's own pgx transaction, so a domain
 // write and its events commit or roll back together.
+//
+// # Statements and poolers
+//
+// The statements on the hot paths (appends, [Store.ReadPartitions] and
+// [Store.Commit]) go through the connection's pgconn with their
+// parameters encoded by this package, so a pgx tracer ([pgx.QueryTracer],
+// [pgx.BatchTracer]) does not see them. They are prepared once per
+// connection when the connection's default query mode keeps prepared
+// statements (pgx's default), and sent unnamed otherwise: behind a pooler
+// that does not keep them between transactions (PgBouncer in transaction
+// mode), set default_query_exec_mode=exec in the connection string.
 package pgstore

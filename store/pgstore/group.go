@@ -578,19 +578,28 @@ func (s *Store) saveCheckpoints(ctx context.Context, group, member string, cps [
 	return tag, err
 }
 
-// forgetStatement drops the statement of sql that execBinary prepared on
-// conn when err says the server has lost it (26000, after DISCARD ALL or a
-// pooler's reset) or its plan no longer fits (0A000, after the function
-// it calls was redefined): pgx drops its own cached statements on such
-// errors, but not those prepared by name, and every later call on the
-// connection would fail the same way. The next call prepares it again.
+// forgetStatement makes conn prepare the statements of execBinary and
+// execAppend again when err says the server has lost them (26000, after
+// DISCARD ALL or a pooler's reset) or that sql's plan no longer fits
+// (0A000, after the function it calls was redefined): pgx drops its own
+// cached statements on such errors, but not those prepared by name, and
+// every later call on the connection would fail the same way. A server
+// that lost one statement lost them all: outside a transaction the
+// connection forgets every one (pgx's own included); inside one, which
+// the error may have aborted, it forgets sql's. The next call prepares
+// them again.
 func (s *Store) forgetStatement(ctx context.Context, conn *pgx.Conn, sql string, err error) {
 	var pgErr *pgconn.PgError
 	if !s.prepare || !errors.As(err, &pgErr) || (pgErr.Code != "26000" && pgErr.Code != "0A000") {
 		return
 	}
-	if conn.Deallocate(context.WithoutCancel(ctx), sql) != nil {
-		conn.Close(context.WithoutCancel(ctx)) // the pool then replaces it
+	ctx = context.WithoutCancel(ctx)
+	forget := func() error { return conn.Deallocate(ctx, sql) }
+	if pgErr.Code == "26000" && conn.PgConn().TxStatus() == 'I' {
+		forget = func() error { return conn.DeallocateAll(ctx) }
+	}
+	if forget() != nil {
+		conn.Close(ctx) // the pool then replaces it
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"runtime"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ncore-io/event/internal/pgtest"
 	"github.com/ncore-io/event/store"
@@ -1052,21 +1054,29 @@ func TestEmptyReadAllocatesNoPage(t *testing.T) {
 	}
 }
 
-// roundTrips counts what a connection sends: each query and each batch is
-// one round trip to the server.
-type roundTrips struct{ n atomic.Int64 }
+// countWrites wraps cfg's dialer so that n counts what its connections
+// send: each is one flight of messages to the server, which answers it
+// before the next when the client waits for the answer, as an append does.
+func countWrites(cfg *pgx.ConnConfig, n *atomic.Int64) {
+	dial := cfg.DialFunc
+	cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return writeCounter{c, n}, nil
+	}
+}
 
-func (r *roundTrips) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
-	r.n.Add(1)
-	return ctx
+type writeCounter struct {
+	net.Conn
+	n *atomic.Int64
 }
-func (r *roundTrips) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
-func (r *roundTrips) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
-	r.n.Add(1)
-	return ctx
+
+func (w writeCounter) Write(p []byte) (int, error) {
+	w.n.Add(1)
+	return w.Conn.Write(p)
 }
-func (r *roundTrips) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
-func (r *roundTrips) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
 
 // An append in the caller's transaction, the outbox, costs one round trip
 // when its IDs are new; a retry of stored IDs still succeeds, and a failed
@@ -1083,8 +1093,8 @@ func TestAppendTxRoundTrips(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rt roundTrips
-	cfg.Tracer = &rt
+	var writes atomic.Int64
+	countWrites(cfg, &writes)
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -1095,13 +1105,15 @@ func TestAppendTxRoundTrips(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tx.Rollback(context.Background())
-	for i := range 3 {
-		before := rt.n.Load()
+	// The first call on a connection prepares the statement (one round
+	// trip more); every other takes one.
+	for i := range 4 {
+		before := writes.Load()
 		if err := s.AppendTx(ctx, tx, []store.Record{rec(fmt.Sprint("tx-", i))}, store.Expect{AggregateID: "none-" + fmt.Sprint(i), Version: 0}); err != nil {
 			t.Fatal(err)
 		}
-		if n := rt.n.Load() - before; n != 1 {
-			t.Errorf("AppendTx %d took %d round trips, want 1", i, n)
+		if n := writes.Load() - before; n != 1 && (i > 0 || n != 2) {
+			t.Errorf("AppendTx %d took %d round trips, want 1 (2 for the first)", i, n)
 		}
 	}
 	retry := []store.Record{rec("tx-1")}
@@ -1275,5 +1287,65 @@ func TestMetadataEncoding(t *testing.T) {
 	}
 	if !maps.Equal(stored.Metadata, m) {
 		t.Errorf("stored metadata %q, want %q", stored.Metadata, m)
+	}
+}
+
+// TestAppendAfterStatementsLost checks that appends go on after the
+// server forgets the connection's prepared statements (DEALLOCATE ALL, as
+// a pooler's reset does): a group commit at once, and an append in the
+// caller's transaction from the next transaction on.
+func TestAppendAfterStatementsLost(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	cfg, err := pgxpool.ParseConfig(pgtest.DSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = 1 // one connection, so that the reset reaches the prepared one
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	s, err := pgstore.New(ctx, pool)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	reset := func() {
+		t.Helper()
+		conn, err := pool.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Release()
+		if _, err := conn.Conn().PgConn().Exec(ctx, "DEALLOCATE ALL").ReadAll(); err != nil {
+			t.Fatalf("DEALLOCATE ALL: %v", err)
+		}
+	}
+	inTx := func(id string) error {
+		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			return s.AppendTx(ctx, tx, []store.Record{rec(id)})
+		})
+	}
+	for round := range 3 {
+		if err := s.Append(ctx, []store.Record{rec(fmt.Sprint("a", round))}); err != nil {
+			t.Fatalf("round %d: Append: %v", round, err)
+		}
+		if err := inTx(fmt.Sprint("tx", round)); err != nil {
+			t.Fatalf("round %d: AppendTx: %v", round, err)
+		}
+		reset()
+		if err := s.Append(ctx, []store.Record{rec(fmt.Sprint("b", round))}); err != nil {
+			t.Fatalf("round %d: Append after the reset: %v", round, err)
+		}
+		reset()
+		// The first after the reset may fail; the one after must not.
+		if err := inTx(fmt.Sprint("tx-lost", round)); err != nil {
+			t.Logf("round %d: AppendTx after the reset: %v", round, err)
+		}
+		if err := inTx(fmt.Sprint("tx-again", round)); err != nil {
+			t.Fatalf("round %d: AppendTx after a failed one: %v", round, err)
+		}
 	}
 }

@@ -287,24 +287,13 @@ func (s *Store) commitGroup(group []*request) {
 // than running it. The two statements share the pipeline's implicit
 // transaction, to which the setting is local.
 func (s *Store) appendGroup(ctx context.Context, a *args) ([]result, error) {
-	b := &pgx.Batch{}
-	b.Queue(genericPlanSQL)
-	sql, params := s.appendStatement(a, false)
-	b.Queue(sql, params...)
-	br := s.pool.SendBatch(ctx, b)
-	defer br.Close()
-	if _, err := br.Exec(); err != nil {
-		return nil, err
-	}
-	rows, err := br.Query()
+	c, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
-	res, err := collectAppend(rows, a)
+	defer c.Release()
+	res, _, err := s.execAppend(ctx, c.Conn(), s.prepare, a, false, genericPlanSQL, "")
 	if err != nil {
-		return nil, err
-	}
-	if err := br.Close(); err != nil {
 		return nil, err
 	}
 	s.notes.kick()

@@ -1,0 +1,222 @@
+package pgstore
+
+import (
+	"cmp"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// The append statement's arrays go to PostgreSQL encoded here, in binary,
+// through pgconn: pgx's encoding of twelve arrays (through reflection, an
+// allocation or more per element) cost more of a group commit's time than
+// the statement's round trip, and a PublishTx of one event allocated about
+// a hundred times.
+
+// appendParams is the scratch space of one append statement: its
+// parameters, in one buffer.
+type appendParams struct {
+	buf    []byte
+	params [12][]byte
+}
+
+var appendScratch = sync.Pool{New: func() any { return new(appendParams) }}
+
+// maxKeptScratch is the largest buffer that goes back to the pool: one
+// large batch should not hold its memory for the small ones after it.
+const maxKeptScratch = 1 << 20
+
+func (p *appendParams) release() {
+	if cap(p.buf) > maxKeptScratch {
+		p.buf = nil
+	}
+	p.params = [12][]byte{}
+	appendScratch.Put(p)
+}
+
+// Element type OIDs of the append statement's arrays, besides rows.go's.
+const (
+	oidBytea       = 17
+	oidTimestamptz = 1184
+	oidJSONB       = 3802
+)
+
+// jsonbVersion is the first byte of a jsonb value in binary: the format's
+// version, followed by the JSON text.
+const jsonbVersion = 1
+
+// encode returns a's first n parameters (9 for appendPlainSQL, 12 for
+// appendSQL) in binary, in p's buffer.
+func (p *appendParams) encode(a *args, n int) [][]byte {
+	k := a.len()
+	size := 9*20 + 9*4*k + 8*k + k // headers, lengths, times, jsonb versions
+	for i := range k {
+		size += len(a.ids[i]) + len(a.topics[i]) + len(a.kinds[i]) + len(a.aggs[i]) +
+			len(a.ptypes[i]) + len(a.ctypes[i]) + len(a.metas[i]) + len(a.payloads[i])
+	}
+	if n > 9 {
+		size += 3*20 + len(a.eaggs)*(4+4+8+4+4)
+		for _, e := range a.eaggs {
+			size += len(e)
+		}
+	}
+	buf := slices.Grow(p.buf[:0], size)
+	var at [13]int
+	texts := func(col []string) {
+		buf = appendArrayHeader(buf, oidText, len(col))
+		for _, s := range col {
+			buf = append(binary.BigEndian.AppendUint32(buf, uint32(len(s))), s...)
+		}
+	}
+	for i, col := range [...][]string{a.ids, a.topics, a.kinds, a.aggs} {
+		at[i] = len(buf)
+		texts(col)
+	}
+	at[4] = len(buf)
+	buf = appendArrayHeader(buf, oidTimestamptz, k)
+	for _, t := range a.times {
+		buf = binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint32(buf, 8), uint64(t.UnixMicro()-pgEpochMicros))
+	}
+	at[5] = len(buf)
+	buf = appendNullable(buf, oidJSONB, a.metas, jsonbVersion)
+	at[6] = len(buf)
+	texts(a.ptypes)
+	at[7] = len(buf)
+	texts(a.ctypes)
+	at[8] = len(buf)
+	buf = appendNullable(buf, oidBytea, a.payloads, -1)
+	at[9] = len(buf)
+	if n > 9 {
+		texts(a.eaggs)
+		at[10] = len(buf)
+		buf = appendArrayHeader(buf, oidInt8, len(a.evers))
+		for _, v := range a.evers {
+			buf = binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint32(buf, 8), uint64(v))
+		}
+		at[11] = len(buf)
+		buf = appendArrayHeader(buf, oidInt4, len(a.eords))
+		for _, o := range a.eords {
+			buf = binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(buf, 4), uint32(o))
+		}
+		at[12] = len(buf)
+	}
+	for i := range n {
+		p.params[i] = buf[at[i]:at[i+1]:at[i+1]]
+	}
+	p.buf = buf
+	return p.params[:n]
+}
+
+// appendNullable appends col as an array of oid whose nil elements are
+// NULL, each other one after the byte prefix, if it is not -1.
+func appendNullable[E ~[]byte](buf []byte, oid uint32, col []E, prefix int) []byte {
+	start := len(buf)
+	buf = appendArrayHeader(buf, oid, len(col))
+	extra := 0
+	if prefix >= 0 {
+		extra = 1
+	}
+	for _, v := range col {
+		if v == nil {
+			buf[start+7] = 1 // the header's "has NULLs" flag
+			buf = binary.BigEndian.AppendUint32(buf, 0xFFFFFFFF)
+			continue
+		}
+		buf = binary.BigEndian.AppendUint32(buf, uint32(extra+len(v)))
+		if prefix >= 0 {
+			buf = append(buf, byte(prefix))
+		}
+		buf = append(buf, v...)
+	}
+	return buf
+}
+
+// execAppend runs the append statement that stores a on conn, with its
+// parameters in binary, after the statement before and before the
+// statement after (neither with parameters, either may be empty), all in
+// one round trip. It returns the records' positions and versions in batch
+// order. A statement that fails ends the round trip; failed says which
+// (0 for before, 1 for the append, 2 for after), and is 0 too when
+// preparing the append statement failed, before the round trip.
+//
+// prepare says whether conn keeps prepared statements (see execBinary).
+func (s *Store) execAppend(ctx context.Context, conn *pgx.Conn, prepare bool, a *args, notify bool, before, after string) (res []result, failed int, err error) {
+	sql, n := s.appendStatement(a, notify)
+	p := appendScratch.Get().(*appendParams)
+	defer p.release()
+	values := p.encode(a, n)
+
+	var b pgconn.Batch
+	stmts := []int{0, 1, 2}[:0:3] // which statements the batch holds, in order
+	if before != "" {
+		b.ExecParams(before, nil, nil, nil, nil)
+		stmts = append(stmts, 0)
+	}
+	if prepare {
+		sd, err := conn.Prepare(ctx, sql, sql)
+		if err != nil {
+			return nil, 0, err
+		}
+		b.ExecStatement(sd, values, binaryFormat, binaryFormat)
+	} else {
+		b.ExecParams(sql, values, nil, binaryFormat, binaryFormat)
+	}
+	stmts = append(stmts, 1)
+	if after != "" {
+		b.ExecParams(after, nil, nil, nil, nil)
+		stmts = append(stmts, 2)
+	}
+
+	mrr := conn.PgConn().ExecBatch(ctx, &b)
+	res = make([]result, 0, a.len())
+	var rowErr error
+	done := 0 // statements that completed
+	for mrr.NextResult() {
+		rr := mrr.ResultReader()
+		if done < len(stmts) && stmts[done] == 1 {
+			for rr.NextRow() {
+				v := rr.Values()
+				if len(v) != 2 || len(v[0]) != 8 || len(v[1]) != 8 {
+					rowErr = fmt.Errorf("append statement returned a row of %d columns, want two 8-byte integers", len(v))
+					continue
+				}
+				if pos := int64(binary.BigEndian.Uint64(v[0])); pos >= 0 { // not the NOTIFY row
+					res = append(res, result{pos, int64(binary.BigEndian.Uint64(v[1]))})
+				}
+			}
+		}
+		if _, err := rr.Close(); err != nil {
+			break
+		}
+		done++
+	}
+	err = mrr.Close()
+	if err == nil && done < len(stmts) {
+		err = errors.New("append statement: the server answered fewer statements than were sent")
+	}
+	if err != nil {
+		if done < len(stmts) {
+			failed = stmts[done]
+		}
+		if failed == 1 {
+			s.forgetStatement(ctx, conn, sql, err)
+		}
+		return nil, failed, err
+	}
+	if rowErr != nil {
+		return nil, 1, rowErr
+	}
+	if len(res) != a.len() {
+		return nil, 1, fmt.Errorf("append statement returned %d rows for %d records", len(res), a.len())
+	}
+	// Positions follow batch order (the statement inserts in that order);
+	// rows need not.
+	slices.SortFunc(res, func(x, y result) int { return cmp.Compare(x.pos, y.pos) })
+	return res, 0, nil
+}
