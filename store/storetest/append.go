@@ -100,6 +100,31 @@ func (s suite) testRoundTrip(t *testing.T) {
 			t.Errorf("Read: record %s has an empty Cursor", got[i].ID)
 		}
 	}
+
+	// Each record again, under another ID, appended alone: a driver may
+	// store a batch of one record another way.
+	version := int64(2) // order-1's, after the batch
+	for i, r := range in {
+		r.ID += "-alone"
+		one := []store.Record{r}
+		if err := st.Append(ctx, one); err != nil {
+			t.Fatalf("Append(%s) alone: %v", r.ID, err)
+		}
+		w := want[i]
+		w.ID, w.Position = r.ID, one[0].Position
+		if w.AggregateID != "" {
+			version++
+			w.Version = version
+		}
+		if one[0].Version != w.Version {
+			t.Fatalf("record %s appended alone got Version %d, want %d", r.ID, one[0].Version, w.Version)
+		}
+		got, err := st.Load(ctx, r.ID)
+		if err != nil {
+			t.Fatalf("Load(%s): %v", r.ID, err)
+		}
+		checkRecord(t, "Load of a record appended alone", got, w)
+	}
 }
 
 // testConcurrentVersions appends to one aggregate from many goroutines
