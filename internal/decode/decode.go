@@ -156,8 +156,12 @@ func skipSpace(b []byte, i int) int {
 // goroutine; get one with GetPage and end it with Records or Discard.
 type Page struct{ buf []store.Record }
 
-// maxPooledPage is the largest buffer kept for reuse, in records.
-const maxPooledPage = 1024
+// maxPooledPage is the largest buffer kept for reuse, in records: more
+// than the pages of a replay (2,000 records), which would otherwise grow
+// a buffer anew, twice their size, for every page. A record is about 200
+// bytes, so a pooled buffer holds at most about 800 KB, and only until
+// the pool is cleared, at the second collection after it was put back.
+const maxPooledPage = 4096
 
 var pages = sync.Pool{New: func() any { return new(Page) }}
 
@@ -168,6 +172,12 @@ func GetPage() *Page { return pages.Get().(*Page) }
 func (p *Page) Add() *store.Record {
 	p.buf = append(p.buf, store.Record{})
 	return &p.buf[len(p.buf)-1]
+}
+
+// Drop removes the last record added; p must not be empty.
+func (p *Page) Drop() {
+	p.buf[len(p.buf)-1] = store.Record{}
+	p.buf = p.buf[:len(p.buf)-1]
 }
 
 // Len is how many records p holds.

@@ -2,6 +2,7 @@ package pgstore
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/ncore-io/event/internal/decode"
 	"github.com/ncore-io/event/store"
@@ -225,87 +227,122 @@ type readResult struct {
 func (s *Store) readPage(ctx context.Context, q store.Query, after key, limit int) (readResult, error) {
 	rs := readResult{after: after}
 	sql, params, filtered, ordered := s.readSQL(q, after, limit)
-	b := &pgx.Batch{}
-	b.Queue("BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY")
-	if ordered {
-		b.Queue(s.sql.setHorizonOrdered)
-	} else {
-		b.Queue(s.sql.setHorizon)
-	}
-	b.Queue(sql, params...)
-	b.Queue("COMMIT")
-	br := s.pool.SendBatch(ctx, b)
-	defer br.Close()
-	for range 2 {
-		if _, err := br.Exec(); err != nil {
-			return rs, err
-		}
-	}
-	rows, err := br.Query()
+	c, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return rs, err
 	}
-	defer rows.Close()
+	defer c.Release() // the pool drops it if the transaction is left open
+	conn := c.Conn()
+	var b pgconn.Batch
+	b.ExecParams("BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY", nil, nil, nil, nil)
+	if ordered {
+		b.ExecParams(s.sql.setHorizonOrdered, nil, nil, nil, nil)
+	} else {
+		b.ExecParams(s.sql.setHorizon, nil, nil, nil, nil)
+	}
+	if s.prepare {
+		sd, err := conn.Prepare(ctx, sql, sql)
+		if err != nil {
+			return rs, err
+		}
+		b.ExecStatement(sd, params, binaryFormat, binaryFormat)
+	} else {
+		b.ExecParams(sql, params, nil, binaryFormat, binaryFormat)
+	}
+	b.ExecParams("COMMIT", nil, nil, nil, nil)
+
 	page := decode.GetPage()
 	defer func() {
 		if page != nil { // failed
 			page.Discard()
 		}
 	}()
-
 	var tail key
-	var kind int
-	var k key
-	var meta []byte
-	var r store.Record
-	dest := []any{&kind, &k.txid, &k.pos, &r.ID, &r.Topic, &r.Kind, &r.AggregateID, &r.Version, &r.Time, &meta, &r.PayloadType, &r.ContentType, &r.Payload}
-	for rows.Next() {
-		r, meta = store.Record{}, nil
-		if err := rows.Scan(dest...); err != nil {
-			return rs, err
-		}
-		switch kind {
-		case rowTail:
-			tail = k
-			continue
-		case rowExpired:
-			rs.expired = true
-			continue
-		case rowAhead:
-			rs.ahead = true
-			continue
-		case rowHidden:
-			rs.hidden = true
-			continue
-		}
-		if err := finishRecord(&r, meta); err != nil {
-			return rs, err
-		}
-		// The SQL filter is exact; this guards the translation of the
-		// pattern, and a record dropped here still moves the cursor.
-		if q.Topic != "" && !store.MatchTopic(q.Topic, r.Topic) {
-			if rs.after.less(k) {
-				rs.after = k
+	var rowErr error
+	done := 0 // statements that completed
+	mrr := conn.PgConn().ExecBatch(ctx, &b)
+	for mrr.NextResult() {
+		rr := mrr.ResultReader()
+		if done == 2 { // the page
+			for rr.NextRow() && rowErr == nil {
+				rowErr = s.readRow(rr.Values(), q, page, &rs, &tail)
 			}
-			continue
 		}
-		r.Position = k.pos
-		r.Cursor = s.cursor(k)
-		*page.Add() = r
-		rs.after = k
+		if _, err := rr.Close(); err != nil {
+			break
+		}
+		done++
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	err = mrr.Close()
+	if err == nil && done < 4 {
+		err = errors.New("the server answered fewer statements than were sent")
+	}
+	if err != nil {
+		if done == 2 {
+			s.forgetStatement(ctx, conn, sql, err)
+		}
 		return rs, err
 	}
-	if _, err := br.Exec(); err != nil {
-		return rs, err
+	if rowErr != nil {
+		return rs, rowErr
 	}
 	if filtered && page.Len() < limit && rs.after.less(tail) {
 		rs.after = tail
 	}
 	rs.recs, page = page.Records(), nil
 	return rs, nil
+}
+
+// readRowCols is how many columns a row of a Read statement has: its
+// kind, then the record's (see decodeRecord).
+const readRowCols = 1 + recordRowCols
+
+// readRow takes in one row of a Read statement (see buildReadSQL): a
+// record goes on the page and moves rs.after, the other kinds set what
+// they say.
+func (s *Store) readRow(v [][]byte, q store.Query, page *decode.Page, rs *readResult, tail *key) error {
+	if len(v) != readRowCols || len(v[0]) != 4 {
+		return fmt.Errorf("a row of %d columns, want %d, the first an int4", len(v), readRowCols)
+	}
+	switch binary.BigEndian.Uint32(v[0]) {
+	case rowTail:
+		txid, err := decodeXid8(v[1])
+		if err != nil {
+			return fmt.Errorf("tail: %w", err)
+		}
+		pos, err := decodeInt8(v[2])
+		if err != nil {
+			return fmt.Errorf("tail: %w", err)
+		}
+		*tail = key{txid, pos}
+		return nil
+	case rowExpired:
+		rs.expired = true
+		return nil
+	case rowAhead:
+		rs.ahead = true
+		return nil
+	case rowHidden:
+		rs.hidden = true
+		return nil
+	}
+	r := page.Add() // decoded in place
+	k, err := s.decodeRecord(v[1:], r)
+	if err != nil {
+		return err
+	}
+	// The SQL filter is exact; this guards the translation of the
+	// pattern, and a record dropped here still moves the cursor.
+	if q.Topic != "" && !store.MatchTopic(q.Topic, r.Topic) {
+		page.Drop()
+		if rs.after.less(k) {
+			rs.after = k
+		}
+		return nil
+	}
+	r.Cursor = s.cursor(k)
+	rs.after = k
+	return nil
 }
 
 // readSQL builds the Read statement: the page in a UNION ALL with, for a
@@ -318,38 +355,37 @@ func (s *Store) readPage(ctx context.Context, q store.Query, after key, limit in
 // its records, however few, and the estimate for an equality is sound.
 // Other filtered reads scan the log in index order, at most scan rows of it
 // (a subquery with its own LIMIT, which the filter cannot be pushed into).
-func (s *Store) readSQL(q store.Query, after key, limit int) (string, []any, bool, bool) {
-	params := []any{after.txid, after.pos, limit}
+func (s *Store) readSQL(q store.Query, after key, limit int) (string, [][]byte, bool, bool) {
+	var p readParams
+	p.int8(int64(after.txid)) // $1, an xid8: the same eight bytes
+	p.int8(after.pos)
+	p.int8(int64(limit)) // LIMIT takes a bigint
 	var where strings.Builder
-	arg := func(v any) string {
-		params = append(params, v)
-		return "$" + strconv.Itoa(len(params))
-	}
 	switch {
 	case q.Topic == "" || q.Topic == ">":
 	case store.IsLiteral(q.Topic):
-		where.WriteString(" AND topic = " + arg(q.Topic))
+		where.WriteString(" AND topic = " + p.text(q.Topic))
 	default:
-		if p := store.LiteralPrefix(q.Topic); p != "" {
-			where.WriteString(" AND topic LIKE " + arg(likePrefix(p)))
+		if lp := store.LiteralPrefix(q.Topic); lp != "" {
+			where.WriteString(" AND topic LIKE " + p.text(likePrefix(lp)))
 		}
-		where.WriteString(" AND topic ~ " + arg(topicRegexp(q.Topic)))
+		where.WriteString(" AND topic ~ " + p.text(topicRegexp(q.Topic)))
 	}
 	if q.AggregateID != "" {
 		// The redundant test lets a generic plan use the partial index.
-		where.WriteString(" AND aggregate_id = " + arg(q.AggregateID) + " AND aggregate_id <> ''")
+		where.WriteString(" AND aggregate_id = " + p.text(q.AggregateID) + " AND aggregate_id <> ''")
 	}
 	if q.Kind != "" {
-		where.WriteString(" AND kind = " + arg(q.Kind))
+		where.WriteString(" AND kind = " + p.text(q.Kind))
 	}
 	if !q.Since.IsZero() {
-		where.WriteString(" AND time >= " + arg(ceilMicro(store.ClampTime(q.Since))))
+		where.WriteString(" AND time >= " + p.int8(ceilMicro(store.ClampTime(q.Since)).UnixMicro()-pgEpochMicros)) // a timestamptz
 	}
 	filtered := where.Len() > 0
 	chunked := filtered && q.AggregateID == ""
 	var scan string // the placeholder of a chunked read's scan bound
 	if chunked {
-		scan = arg(max(10*limit, s.minScan))
+		scan = p.int8(int64(max(10*limit, s.minScan)))
 	}
 	// The statement's text follows from the filters' placeholders (where)
 	// and whether the read starts after a cursor: made once per shape,
@@ -367,7 +403,45 @@ func (s *Store) readSQL(q store.Query, after key, limit int) (string, []any, boo
 		s.readSQLs[shape] = sql
 		s.readSQLMu.Unlock()
 	}
-	return sql, params, filtered, q.AggregateID == ""
+	return sql, p.values(), filtered, q.AggregateID == ""
+}
+
+// readParams collects the parameters of a Read statement in binary, in
+// one buffer. Each type is the one PostgreSQL infers from where the
+// statement uses it: xid8 and bigint (eight bytes each), text, and
+// timestamptz (microseconds since 2000, eight bytes).
+type readParams struct {
+	buf  []byte
+	ends []int
+}
+
+// int8 adds an eight-byte parameter and returns its placeholder.
+func (p *readParams) int8(v int64) string {
+	p.buf = binary.BigEndian.AppendUint64(p.buf, uint64(v))
+	return p.next()
+}
+
+// text adds a text parameter and returns its placeholder.
+func (p *readParams) text(v string) string {
+	p.buf = append(p.buf, v...)
+	return p.next()
+}
+
+func (p *readParams) next() string {
+	p.ends = append(p.ends, len(p.buf))
+	return "$" + strconv.Itoa(len(p.ends))
+}
+
+// values returns the parameters. None is nil (the first is eight bytes,
+// so the buffer is not), which pgconn would send as NULL.
+func (p *readParams) values() [][]byte {
+	out := make([][]byte, len(p.ends))
+	start := 0
+	for i, end := range p.ends {
+		out[i] = p.buf[start:end:end]
+		start = end
+	}
+	return out
 }
 
 // readShape identifies the text of a Read statement; see readSQL.

@@ -84,11 +84,23 @@ const groupRecordCols = 13
 // decodeGroupRecord decodes a record row of read_partitions into r,
 // returning its key.
 func (s *Store) decodeGroupRecord(v [][]byte, r *store.Record) (key, error) {
+	if len(v) != groupRecordCols {
+		return key{}, fmt.Errorf("a row of %d columns, want %d", len(v), groupRecordCols)
+	}
+	return s.decodeRecord(v[:recordRowCols], r)
+}
+
+// recordRowCols is how many columns decodeRecord reads: txid, then
+// recordCols.
+const recordRowCols = 12
+
+// decodeRecord decodes the columns txid, position, id, topic, kind,
+// aggregate_id, version, time, metadata, payload_type, content_type and
+// payload into r, returning its key. Strings that recur (topics, kinds,
+// types) are interned; the rest is copied out of v.
+func (s *Store) decodeRecord(v [][]byte, r *store.Record) (key, error) {
 	var k key
 	var err error
-	if len(v) != groupRecordCols {
-		return k, fmt.Errorf("a row of %d columns, want %d", len(v), groupRecordCols)
-	}
 	if k.txid, err = decodeXid8(v[0]); err != nil {
 		return k, fmt.Errorf("txid: %w", err)
 	}
