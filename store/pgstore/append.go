@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -20,9 +19,11 @@ import (
 
 // appendSQL is the statement that stores a batch and returns each record's
 // position and version (rows in any order; positions follow batch order).
-// Parameters $1 … $9 hold one array element per record; expectation k
-// says aggregate $10[k] must be at version $11[k] just before record
-// $12[k] (1-based), which lets one statement carry the batches of several
+// Parameters $1 … $10 hold one array element per record, the last its
+// partition (store.Partition, computed by the caller rather than in SQL,
+// where it cost the server a twentieth of an insert); expectation k says
+// aggregate $11[k] must be at version $12[k] just before record $13[k]
+// (1-based), which lets one statement carry the batches of several
 // callers one after the other. A stored ID fails with unique_violation on
 // events_id_key, a failed expectation with SQLSTATE EV409; either way the
 // statement has changed nothing. A NULL payload is a nil one, kept apart
@@ -56,13 +57,13 @@ import (
 func appendSQL(schema, channel string, partitions int, notify bool) string {
 	return `WITH r AS MATERIALIZED (
 	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
-	                     $6::jsonb[], $7::text[], $8::text[], $9::bytea[])
-	         WITH ORDINALITY AS r(id, topic, kind, agg, t, m, pt, ct, p, i)
+	                     $6::jsonb[], $7::text[], $8::text[], $9::bytea[], $10::int[])
+	         WITH ORDINALITY AS r(id, topic, kind, agg, t, m, pt, ct, p, part, i)
 ), c AS MATERIALIZED (
 	SELECT x.agg, sum(x.n)::bigint AS n
 	FROM (SELECT r.agg, 1 AS n FROM r WHERE r.agg <> ''
 	      UNION ALL
-	      SELECT a, 0 FROM unnest($10::text[]) AS a) AS x
+	      SELECT a, 0 FROM unnest($11::text[]) AS a) AS x
 	GROUP BY x.agg
 ), u AS (
 	INSERT INTO ` + schema + `.aggregates AS t (aggregate_id, version, txid)
@@ -78,7 +79,7 @@ func appendSQL(schema, channel string, partitions int, notify bool) string {
 	SELECT r.id, r.topic, r.kind, r.agg,
 	       CASE WHEN r.agg = '' THEN 0
 	            ELSE o.old + row_number() OVER (PARTITION BY r.agg ORDER BY r.i) END,
-	       r.t, r.m, r.pt, r.ct, r.p, ` + partSQL("r.agg", "r.id", partitions) + `
+	       r.t, r.m, r.pt, r.ct, r.p, r.part
 	FROM r LEFT JOIN o ON o.agg = r.agg
 	WHERE r.agg = '' OR o.agg IS NOT NULL -- the statement fails for the others
 	ORDER BY r.i
@@ -89,7 +90,7 @@ UNION ALL
 SELECT ` + schema + `.version_conflict(e.agg, e.ver, e.actual), 0
 FROM (SELECT x.agg, x.ver,
              o.old + (SELECT count(*) FROM r WHERE r.agg = x.agg AND r.i < x.ord) AS actual
-      FROM unnest($10::text[], $11::bigint[], $12::integer[]) AS x(agg, ver, ord)
+      FROM unnest($11::text[], $12::bigint[], $13::integer[]) AS x(agg, ver, ord)
       JOIN o ON o.agg = x.agg) AS e
 WHERE e.actual <> e.ver
 UNION ALL
@@ -107,26 +108,19 @@ UNION ALL
 SELECT -1, -1 FROM (SELECT pg_notify(` + quoteLiteral(channel) + `, '')) AS n`
 }
 
-// partSQL computes store.Partition in SQL: the first 32 bits of the MD5
-// digest of the aggregate ID (or the ID), modulo the partition count.
-func partSQL(agg, id string, partitions int) string {
-	return "((('x' || left(md5(CASE WHEN " + agg + " = '' THEN " + id + " ELSE " + agg + " END), 8))::bit(32)::bigint % " +
-		strconv.Itoa(partitions) + ")::int)"
-}
-
 // appendPlainSQL is appendSQL for a batch whose records have no aggregate
 // and that has no expectations, the common case of events that are facts
 // about no entity: it only inserts, and so skips the statement's other
-// parts, which cost as much again. It takes appendSQL's first nine
+// parts, which cost as much again. It takes appendSQL's first ten
 // parameters (the aggregate IDs, all empty, are not used).
 func appendPlainSQL(schema, channel string, partitions int, notify bool) string {
 	return `WITH ins AS (
 	INSERT INTO ` + schema + `.events AS ev
 		(id, topic, kind, aggregate_id, version, time, metadata, payload_type, content_type, payload, part)
-	SELECT r.id, r.topic, r.kind, '', 0, r.t, r.m, r.pt, r.ct, r.p, ` + partSQL("''", "r.id", partitions) + `
+	SELECT r.id, r.topic, r.kind, '', 0, r.t, r.m, r.pt, r.ct, r.p, r.part
 	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
-	            $6::jsonb[], $7::text[], $8::text[], $9::bytea[])
-	     WITH ORDINALITY AS r(id, topic, kind, agg, t, m, pt, ct, p, i)
+	            $6::jsonb[], $7::text[], $8::text[], $9::bytea[], $10::int[])
+	     WITH ORDINALITY AS r(id, topic, kind, agg, t, m, pt, ct, p, part, i)
 	ORDER BY r.i
 	RETURNING ev.position, ev.version
 )
@@ -138,13 +132,13 @@ SELECT position, version FROM ins` + notifyRow(channel, notify)
 func (s *Store) appendStatement(a *args, notify bool) (string, int) {
 	switch {
 	case a.plain() && notify:
-		return s.sql.appendPlain, 9
+		return s.sql.appendPlain, 10
 	case a.plain():
-		return s.sql.appendPlainQuiet, 9
+		return s.sql.appendPlainQuiet, 10
 	case notify:
-		return s.sql.append, 12
+		return s.sql.append, 13
 	}
-	return s.sql.appendQuiet, 12
+	return s.sql.appendQuiet, 13
 }
 
 // plain reports whether appendPlainSQL can store a.
@@ -270,6 +264,7 @@ type args struct {
 	// them as bytea, which the statement cannot cast to jsonb.
 	metas    []json.RawMessage
 	payloads [][]byte
+	parts    []int32 // see store.Partition
 	eaggs    []string
 	evers    []int64
 	eords    []int32
@@ -278,7 +273,7 @@ type args struct {
 func (a *args) len() int { return len(a.ids) }
 
 func (a *args) params() []any {
-	return []any{a.ids, a.topics, a.kinds, a.aggs, a.times, a.metas, a.ptypes, a.ctypes, a.payloads, a.eaggs, a.evers, a.eords}
+	return []any{a.ids, a.topics, a.kinds, a.aggs, a.times, a.metas, a.ptypes, a.ctypes, a.payloads, a.parts, a.eaggs, a.evers, a.eords}
 }
 
 // newArgs returns args for n records and m expectations, with the arrays
@@ -289,7 +284,7 @@ func newArgs(n, m int) *args {
 		ids: text[:n:n], topics: text[n : 2*n : 2*n], kinds: text[2*n : 3*n : 3*n],
 		aggs: text[3*n : 4*n : 4*n], ptypes: text[4*n : 5*n : 5*n], ctypes: text[5*n:],
 		times: make([]time.Time, n),
-		metas: make([]json.RawMessage, n), payloads: make([][]byte, n),
+		metas: make([]json.RawMessage, n), payloads: make([][]byte, n), parts: make([]int32, n),
 		eaggs: make([]string, 0, m), evers: make([]int64, 0, m), eords: make([]int32, 0, m),
 	}
 }
@@ -315,6 +310,7 @@ func merge(group []*request) *args {
 		copy(a.times[off:], b.times)
 		copy(a.metas[off:], b.metas)
 		copy(a.payloads[off:], b.payloads)
+		copy(a.parts[off:], b.parts)
 		a.eaggs = append(a.eaggs, b.eaggs...)
 		a.evers = append(a.evers, b.evers...)
 		for _, o := range b.eords {
@@ -338,6 +334,7 @@ func (a *args) subset(idx []int) *args {
 		b.times = append(b.times, a.times[i])
 		b.metas = append(b.metas, a.metas[i])
 		b.payloads = append(b.payloads, a.payloads[i])
+		b.parts = append(b.parts, a.parts[i])
 	}
 	return b
 }
@@ -364,6 +361,7 @@ func (s *Store) encode(recs []store.Record, expect []store.Expect) (*args, error
 		a.ids[i], a.topics[i], a.kinds[i], a.aggs[i] = r.ID, r.Topic, r.Kind, r.AggregateID
 		a.ptypes[i], a.ctypes[i] = r.PayloadType, r.ContentType
 		a.times[i] = r.Time.UTC().Truncate(time.Microsecond)
+		a.parts[i] = int32(store.Partition(r.AggregateID, r.ID, s.partitions))
 		if len(r.Metadata) > 0 {
 			start := len(buf)
 			buf = appendMetadata(buf, r.Metadata)

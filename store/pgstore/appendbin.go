@@ -23,7 +23,7 @@ import (
 // parameters, in one buffer.
 type appendParams struct {
 	buf    []byte
-	params [12][]byte
+	params [13][]byte
 }
 
 var appendScratch = sync.Pool{New: func() any { return new(appendParams) }}
@@ -36,7 +36,7 @@ func (p *appendParams) release() {
 	if cap(p.buf) > maxKeptScratch {
 		p.buf = nil
 	}
-	p.params = [12][]byte{}
+	p.params = [13][]byte{}
 	appendScratch.Put(p)
 }
 
@@ -51,23 +51,23 @@ const (
 // version, followed by the JSON text.
 const jsonbVersion = 1
 
-// encode returns a's first n parameters (9 for appendPlainSQL, 12 for
+// encode returns a's first n parameters (10 for appendPlainSQL, 13 for
 // appendSQL) in binary, in p's buffer.
 func (p *appendParams) encode(a *args, n int) [][]byte {
 	k := a.len()
-	size := 9*20 + 9*4*k + 8*k + k // headers, lengths, times, jsonb versions
+	size := 10*20 + 10*4*k + 8*k + k + 4*k // headers, lengths, times, jsonb versions, partitions
 	for i := range k {
 		size += len(a.ids[i]) + len(a.topics[i]) + len(a.kinds[i]) + len(a.aggs[i]) +
 			len(a.ptypes[i]) + len(a.ctypes[i]) + len(a.metas[i]) + len(a.payloads[i])
 	}
-	if n > 9 {
+	if n > 10 {
 		size += 3*20 + len(a.eaggs)*(4+4+8+4+4)
 		for _, e := range a.eaggs {
 			size += len(e)
 		}
 	}
 	buf := slices.Grow(p.buf[:0], size)
-	var at [13]int
+	var at [14]int
 	texts := func(col []string) {
 		buf = appendArrayHeader(buf, oidText, len(col))
 		for _, s := range col {
@@ -92,19 +92,24 @@ func (p *appendParams) encode(a *args, n int) [][]byte {
 	at[8] = len(buf)
 	buf = appendNullable(buf, oidBytea, a.payloads, -1)
 	at[9] = len(buf)
-	if n > 9 {
+	buf = appendArrayHeader(buf, oidInt4, k)
+	for _, v := range a.parts {
+		buf = binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(buf, 4), uint32(v))
+	}
+	at[10] = len(buf)
+	if n > 10 {
 		texts(a.eaggs)
-		at[10] = len(buf)
+		at[11] = len(buf)
 		buf = appendArrayHeader(buf, oidInt8, len(a.evers))
 		for _, v := range a.evers {
 			buf = binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint32(buf, 8), uint64(v))
 		}
-		at[11] = len(buf)
+		at[12] = len(buf)
 		buf = appendArrayHeader(buf, oidInt4, len(a.eords))
 		for _, o := range a.eords {
 			buf = binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(buf, 4), uint32(o))
 		}
-		at[12] = len(buf)
+		at[13] = len(buf)
 	}
 	for i := range n {
 		p.params[i] = buf[at[i]:at[i+1]:at[i+1]]
