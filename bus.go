@@ -38,13 +38,12 @@ type Bus[T any] struct {
 	keys  keyTable[T]       // per-aggregate order
 	pool  sync.Pool         // of *delivery[T], recycled once run (see recycle)
 
-	state    atomic.Int32
-	inflight atomic.Int64  // what Close waits for; see queue.go
-	drained  chan struct{} // closed when a closing bus has nothing in flight
-	drainMu  sync.Once
-	abort    context.Context // cancelled when Close gives up
-	cancel   context.CancelFunc
-	running  group // the bus's goroutines: workers, durable runners, retention
+	flight                // the state and what Close waits for; see queue.go
+	drained chan struct{} // closed when a closing bus has nothing in flight
+	drainMu sync.Once
+	abort   context.Context // cancelled when Close gives up
+	cancel  context.CancelFunc
+	running group // the bus's goroutines: workers, durable runners, retention
 
 	stats counters
 
@@ -157,7 +156,7 @@ func (b *Bus[T]) Close(ctx context.Context) error {
 	case <-b.drained:
 	case <-ctx.Done():
 		b.cancel()
-		return fmt.Errorf("event: close: gave up waiting for %d publishes and deliveries in flight: %w", max(b.inflight.Load(), 0), ctx.Err())
+		return fmt.Errorf("event: close: gave up waiting for %d publishes and deliveries in flight: %w", max(b.inFlight(), 0), ctx.Err())
 	}
 	// Stops the durable runners too (their contexts derive from bg), each
 	// after the event in hand; Subscribe refuses new ones under subMu.
