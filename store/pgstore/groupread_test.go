@@ -170,6 +170,29 @@ func TestGroupReadOnEveryConnection(t *testing.T) {
 	}
 }
 
+// oneConnStore opens a store on a pool of one connection, so that what a
+// test does to the pool's connection reaches the one the store prepared
+// its statements on.
+func oneConnStore(t *testing.T, opts ...pgstore.Option) (*pgstore.Store, *pgxpool.Pool) {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(pgtest.DSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = 1
+	pool, err := pgxpool.NewWithConfig(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	s, err := pgstore.New(t.Context(), pool, opts...)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, pool
+}
+
 // TestGroupReadAfterStatementsLost checks that group reads and commits
 // recover on a connection whose prepared statements the server dropped
 // (DEALLOCATE ALL, as a pooler's reset does): at most one call fails,
@@ -177,21 +200,7 @@ func TestGroupReadOnEveryConnection(t *testing.T) {
 func TestGroupReadAfterStatementsLost(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	cfg, err := pgxpool.ParseConfig(pgtest.DSN(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.MaxConns = 1 // one connection, so that the reset reaches the prepared one
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	s, err := pgstore.New(ctx, pool, pgstore.WithPartitions(4))
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s, pool := oneConnStore(t, pgstore.WithPartitions(4))
 	if err := s.Append(ctx, []store.Record{rec("x1"), rec("x2")}); err != nil {
 		t.Fatalf("Append: %v", err)
 	}

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ncore-io/event/internal/pgtest"
 	"github.com/ncore-io/event/store"
@@ -1297,21 +1296,7 @@ func TestMetadataEncoding(t *testing.T) {
 func TestAppendAfterStatementsLost(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	cfg, err := pgxpool.ParseConfig(pgtest.DSN(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.MaxConns = 1 // one connection, so that the reset reaches the prepared one
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	s, err := pgstore.New(ctx, pool)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s, pool := oneConnStore(t)
 	reset := func() {
 		t.Helper()
 		conn, err := pool.Acquire(ctx)
