@@ -54,7 +54,7 @@ import (
 //     (-1, -1) that sends the NOTIFY, delivered at commit and once per
 //     transaction. Group commits leave it out and notify after committing
 //     (see notifier).
-func appendSQL(schema, channel string, partitions int, notify bool) string {
+func appendSQL(schema, channel string, notify bool) string {
 	return `WITH r AS MATERIALIZED (
 	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
 	                     $6::jsonb[], $7::text[], $8::text[], $9::bytea[], $10::int[])
@@ -113,7 +113,7 @@ SELECT -1, -1 FROM (SELECT pg_notify(` + quoteLiteral(channel) + `, '')) AS n`
 // about no entity: it only inserts, and so skips the statement's other
 // parts, which cost as much again. It takes appendSQL's first ten
 // parameters (the aggregate IDs, all empty, are not used).
-func appendPlainSQL(schema, channel string, partitions int, notify bool) string {
+func appendPlainSQL(schema, channel string, notify bool) string {
 	return `WITH ins AS (
 	INSERT INTO ` + schema + `.events AS ev
 		(id, topic, kind, aggregate_id, version, time, metadata, payload_type, content_type, payload, part)
@@ -517,15 +517,14 @@ const txSavepoint = "event_append_tx"
 // savepoint is rolled back, so tx stays usable.
 func (s *Store) appendTxPipelined(ctx context.Context, tx pgx.Tx, a *args) ([]result, error) {
 	conn := tx.Conn()
-	// The caller's transaction may be on a connection of its own, whose
-	// mode says whether it keeps prepared statements (see execBinary).
-	prepare := conn.Config().DefaultQueryExecMode == pgx.QueryExecModeCacheStatement
-	res, failed, err := s.execAppend(ctx, conn, prepare, a, true, "SAVEPOINT "+txSavepoint, "RELEASE SAVEPOINT "+txSavepoint)
+	res, failed, err := s.execAppend(ctx, conn, s.txModes.prepares(conn), a, true, "SAVEPOINT "+txSavepoint, "RELEASE SAVEPOINT "+txSavepoint)
 	if err == nil {
 		return res, nil
 	}
-	if failed == 0 {
-		return nil, txBroken{err} // the savepoint was not made: tx is in trouble
+	if failed == failedBefore || failed == failedAnswer {
+		// The savepoint was not made, or was released with what the
+		// statement stored: tx is in trouble.
+		return nil, txBroken{err}
 	}
 	// The statement failed inside the savepoint, which the batch's release
 	// could not then release: roll back to it, and release it.

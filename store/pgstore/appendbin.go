@@ -6,15 +6,17 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
+	"weak"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // The append statement's arrays go to PostgreSQL encoded here, in binary,
-// through pgconn: pgx's encoding of twelve arrays (through reflection, an
+// through pgconn: pgx's encoding of its arrays (through reflection, an
 // allocation or more per element) cost more of a group commit's time than
 // the statement's round trip, and a PublishTx of one event allocated about
 // a hundred times.
@@ -142,40 +144,48 @@ func appendNullable[E ~[]byte](buf []byte, oid uint32, col []E, prefix int) []by
 	return buf
 }
 
+// failedAt is how far a failed execAppend got.
+type failedAt uint8
+
+const (
+	failedBefore failedAt = iota // before the append: preparing it, or the statement before
+	failedAppend                 // the append statement, which changed nothing
+	failedAfter                  // the statement after
+	failedAnswer                 // every statement ran, but the answer was not what was sent for
+)
+
 // execAppend runs the append statement that stores a on conn, with its
 // parameters in binary, after the statement before and before the
 // statement after (neither with parameters, either may be empty), all in
 // one round trip. It returns the records' positions and versions in batch
-// order. A statement that fails ends the round trip; failed says which
-// (0 for before, 1 for the append, 2 for after), and is 0 too when
-// preparing the append statement failed, before the round trip.
+// order. On error, failed says how far it got: see the failed constants.
 //
 // prepare says whether conn keeps prepared statements (see execBinary).
-func (s *Store) execAppend(ctx context.Context, conn *pgx.Conn, prepare bool, a *args, notify bool, before, after string) (res []result, failed int, err error) {
+func (s *Store) execAppend(ctx context.Context, conn *pgx.Conn, prepare bool, a *args, notify bool, before, after string) (res []result, failed failedAt, err error) {
 	sql, n := s.appendStatement(a, notify)
 	p := appendScratch.Get().(*appendParams)
 	defer p.release()
 	values := p.encode(a, n)
 
 	var b pgconn.Batch
-	stmts := []int{0, 1, 2}[:0:3] // which statements the batch holds, in order
+	stmts := []failedAt{0, 1, 2}[:0:3] // which statements the batch holds, in order
 	if before != "" {
 		b.ExecParams(before, nil, nil, nil, nil)
-		stmts = append(stmts, 0)
+		stmts = append(stmts, failedBefore)
 	}
 	if prepare {
 		sd, err := conn.Prepare(ctx, sql, sql)
 		if err != nil {
-			return nil, 0, err
+			return nil, failedBefore, err
 		}
 		b.ExecStatement(sd, values, binaryFormat, binaryFormat)
 	} else {
 		b.ExecParams(sql, values, nil, binaryFormat, binaryFormat)
 	}
-	stmts = append(stmts, 1)
+	stmts = append(stmts, failedAppend)
 	if after != "" {
 		b.ExecParams(after, nil, nil, nil, nil)
-		stmts = append(stmts, 2)
+		stmts = append(stmts, failedAfter)
 	}
 
 	mrr := conn.PgConn().ExecBatch(ctx, &b)
@@ -184,7 +194,7 @@ func (s *Store) execAppend(ctx context.Context, conn *pgx.Conn, prepare bool, a 
 	done := 0 // statements that completed
 	for mrr.NextResult() {
 		rr := mrr.ResultReader()
-		if done < len(stmts) && stmts[done] == 1 {
+		if done < len(stmts) && stmts[done] == failedAppend {
 			for rr.NextRow() {
 				v := rr.Values()
 				if len(v) != 2 || len(v[0]) != 8 || len(v[1]) != 8 {
@@ -206,22 +216,62 @@ func (s *Store) execAppend(ctx context.Context, conn *pgx.Conn, prepare bool, a 
 		err = errors.New("append statement: the server answered fewer statements than were sent")
 	}
 	if err != nil {
+		failed = failedAnswer
 		if done < len(stmts) {
 			failed = stmts[done]
 		}
-		if failed == 1 {
-			s.forgetStatement(ctx, conn, sql, err)
+		if failed == failedAppend {
+			s.forgetStatement(ctx, conn, prepare, sql, err)
 		}
 		return nil, failed, err
 	}
 	if rowErr != nil {
-		return nil, 1, rowErr
+		return nil, failedAnswer, rowErr
 	}
 	if len(res) != a.len() {
-		return nil, 1, fmt.Errorf("append statement returned %d rows for %d records", len(res), a.len())
+		return nil, failedAnswer, fmt.Errorf("append statement returned %d rows for %d records", len(res), a.len())
 	}
 	// Positions follow batch order (the statement inserts in that order);
 	// rows need not.
 	slices.SortFunc(res, func(x, y result) int { return cmp.Compare(x.pos, y.pos) })
 	return res, 0, nil
+}
+
+// connModes remembers whether the connections of callers' transactions
+// (AppendTx) keep prepared statements, as pgx's default mode does (see
+// execBinary): a transaction may be on a connection of the caller's own,
+// of another mode than the store's pool, and pgx copies a connection's
+// whole configuration, a few hundred bytes, on every read of its mode. An
+// entry goes when its connection is collected. It is safe for concurrent
+// use.
+type connModes struct {
+	mu sync.Mutex
+	m  map[weak.Pointer[pgx.Conn]]bool
+}
+
+func (c *connModes) prepares(conn *pgx.Conn) bool {
+	k := weak.Make(conn)
+	c.mu.Lock()
+	p, ok := c.m[k]
+	c.mu.Unlock()
+	if ok {
+		return p
+	}
+	p = conn.Config().DefaultQueryExecMode == pgx.QueryExecModeCacheStatement
+	c.mu.Lock()
+	if c.m == nil {
+		c.m = map[weak.Pointer[pgx.Conn]]bool{}
+	}
+	if _, ok := c.m[k]; !ok {
+		c.m[k] = p
+		runtime.AddCleanup(conn, c.forget, k)
+	}
+	c.mu.Unlock()
+	return p
+}
+
+func (c *connModes) forget(k weak.Pointer[pgx.Conn]) {
+	c.mu.Lock()
+	delete(c.m, k)
+	c.mu.Unlock()
 }

@@ -70,8 +70,8 @@
 //
 // # Statements and poolers
 //
-// The statements on the hot paths (appends, [Store.ReadPartitions] and
-// [Store.Commit]) go through the connection's pgconn with their
+// The statements on the hot paths (appends, [Store.Read],
+// [Store.ReadPartitions] and [Store.Commit]) go through the connection's pgconn with their
 // parameters encoded by this package, so a pgx tracer ([pgx.QueryTracer],
 // [pgx.BatchTracer]) does not see them. They are prepared once per
 // connection when the connection's default query mode keeps prepared

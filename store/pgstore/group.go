@@ -362,7 +362,7 @@ func (s *Store) readGroup(ctx context.Context, conn *pgx.Conn, params [][]byte) 
 		out, b, err := s.decodeGroupRead(rr)
 		var pgErr *pgconn.PgError
 		if !errors.As(err, &pgErr) || pgErr.Code != notReadCommitted {
-			s.forgetStatement(ctx, conn, s.sql.readPartitions, err)
+			s.forgetStatement(ctx, conn, s.prepare, s.sql.readPartitions, err)
 			return out, b, err
 		}
 		// This connection's transactions are of a stricter isolation,
@@ -380,7 +380,7 @@ func (s *Store) readGroup(ctx context.Context, conn *pgx.Conn, params [][]byte) 
 	}
 	out, b, err := s.decodeGroupRead(rr)
 	if err != nil {
-		s.forgetStatement(ctx, conn, s.sql.readPartitions, err)
+		s.forgetStatement(ctx, conn, s.prepare, s.sql.readPartitions, err)
 		return nil, groupBounds{}, err
 	}
 	if err := pc.Exec(ctx, "COMMIT").Close(); err != nil {
@@ -574,7 +574,7 @@ func (s *Store) saveCheckpoints(ctx context.Context, group, member string, cps [
 		return pgconn.CommandTag{}, err
 	}
 	tag, err := rr.Close()
-	s.forgetStatement(ctx, conn.Conn(), s.sql.commit, err)
+	s.forgetStatement(ctx, conn.Conn(), s.prepare, s.sql.commit, err)
 	return tag, err
 }
 
@@ -587,10 +587,11 @@ func (s *Store) saveCheckpoints(ctx context.Context, group, member string, cps [
 // that lost one statement lost them all: outside a transaction the
 // connection forgets every one (pgx's own included); inside one, which
 // the error may have aborted, it forgets sql's. The next call prepares
-// them again.
-func (s *Store) forgetStatement(ctx context.Context, conn *pgx.Conn, sql string, err error) {
+// them again. prepared says whether conn prepares statements (see
+// execBinary); one that does not has nothing to forget.
+func (s *Store) forgetStatement(ctx context.Context, conn *pgx.Conn, prepared bool, sql string, err error) {
 	var pgErr *pgconn.PgError
-	if !s.prepare || !errors.As(err, &pgErr) || (pgErr.Code != "26000" && pgErr.Code != "0A000") {
+	if !prepared || !errors.As(err, &pgErr) || (pgErr.Code != "26000" && pgErr.Code != "0A000") {
 		return
 	}
 	ctx = context.WithoutCancel(ctx)
@@ -611,8 +612,10 @@ func (s *Store) forgetStatement(ctx context.Context, conn *pgx.Conn, sql string,
 // modes, which are for poolers that do not keep statements between
 // transactions, it sends sql with its parameters as an unnamed statement,
 // still one round trip. The statement is named by its SQL's hash, as pgx
-// names a statement that Prepare is given by its SQL; no statement that
-// goes through here is also run through pgx's Query or Exec.
+// names a statement that Prepare is given by its SQL. pgx's Query and Exec
+// run a statement so prepared when given its SQL (the append's careful
+// path does); an error there is not forgotten, and the next call here
+// fails on it once more and forgets it.
 func (s *Store) execBinary(ctx context.Context, conn *pgx.Conn, sql string, params [][]byte, results []int16) (*pgconn.ResultReader, error) {
 	if !s.prepare {
 		return conn.PgConn().ExecParams(ctx, sql, params, nil, binaryFormat, results), nil

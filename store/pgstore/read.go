@@ -51,10 +51,10 @@ func buildQueries(schema, channel string, partitions int) queries {
 	horizon := horizonSQL(schema)
 	return queries{
 		schema:           schema,
-		append:           appendSQL(schema, channel, partitions, true),
-		appendPlain:      appendPlainSQL(schema, channel, partitions, true),
-		appendQuiet:      appendSQL(schema, channel, partitions, false),
-		appendPlainQuiet: appendPlainSQL(schema, channel, partitions, false),
+		append:           appendSQL(schema, channel, true),
+		appendPlain:      appendPlainSQL(schema, channel, true),
+		appendQuiet:      appendSQL(schema, channel, false),
+		appendPlainQuiet: appendPlainSQL(schema, channel, false),
 		loadIDs:          "SELECT " + recordCols + " FROM " + schema + ".events WHERE id = ANY($1)",
 		load:             "SELECT " + recordCols + " FROM " + schema + ".events WHERE id = $1",
 		loadAggregate:    "SELECT " + recordCols + " FROM " + schema + ".events WHERE aggregate_id = $1 AND version >= $2 ORDER BY version",
@@ -278,9 +278,8 @@ func (s *Store) readPage(ctx context.Context, q store.Query, after key, limit in
 		err = errors.New("the server answered fewer statements than were sent")
 	}
 	if err != nil {
-		if done == 2 {
-			s.forgetStatement(ctx, conn, sql, err)
-		}
+		// The failed transaction is still open, so the pool closes the
+		// connection on release: none of its statements need forgetting.
 		return rs, err
 	}
 	if rowErr != nil {

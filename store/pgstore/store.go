@@ -35,6 +35,7 @@ type Store struct {
 	sql         queries
 	names       decode.Names // strings that recur in records; see decodeGroupRecord
 	prepare     bool         // the pool's connections keep prepared statements; see execBinary
+	txModes     connModes    // the same of the connections of callers' transactions
 	readSQLMu   sync.RWMutex
 	readSQLs    map[readShape]string // Read statements, by shape; see readSQL
 	// groupReadTx: read_partitions was refused outside a READ COMMITTED

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ncore-io/event/internal/pgtest"
 	"github.com/ncore-io/event/store"
@@ -1330,6 +1331,56 @@ func TestAppendAfterStatementsLost(t *testing.T) {
 			t.Logf("round %d: AppendTx after the reset: %v", round, err)
 		}
 		if err := inTx(fmt.Sprint("tx-again", round)); err != nil {
+			t.Fatalf("round %d: AppendTx after a failed one: %v", round, err)
+		}
+	}
+}
+
+// TestAppendTxOnConnectionOfOtherMode checks AppendTx in a transaction on
+// a connection of the caller's own that prepares statements, while the
+// store's pool does not (as set up for a pooler): after the server forgets
+// the connection's statements, the next transaction appends again.
+func TestAppendTxOnConnectionOfOtherMode(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	dsn := pgtest.DSN(t)
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	s, err := pgstore.New(ctx, pool)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	conn, err := pgx.Connect(ctx, dsn) // the default mode: it prepares
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	inTx := func(id string) error {
+		return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			return s.AppendTx(ctx, tx, []store.Record{rec(id)})
+		})
+	}
+	for round := range 3 {
+		if err := inTx(fmt.Sprint("own", round)); err != nil {
+			t.Fatalf("round %d: AppendTx: %v", round, err)
+		}
+		if _, err := conn.PgConn().Exec(ctx, "DEALLOCATE ALL").ReadAll(); err != nil {
+			t.Fatalf("DEALLOCATE ALL: %v", err)
+		}
+		// The first after the reset may fail; the one after must not.
+		if err := inTx(fmt.Sprint("own-lost", round)); err != nil {
+			t.Logf("round %d: AppendTx after the reset: %v", round, err)
+		}
+		if err := inTx(fmt.Sprint("own-again", round)); err != nil {
 			t.Fatalf("round %d: AppendTx after a failed one: %v", round, err)
 		}
 	}
