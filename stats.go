@@ -3,11 +3,13 @@ package event
 import "sync/atomic"
 
 // counters are the bus's running totals. Publisher-side and worker-side
-// counters sit on separate cache lines so the two sides do not contend.
+// counters sit on separate cache lines (cacheLine apart, and apart from
+// the fields around them) so the two sides do not contend.
 type counters struct {
+	_            [cacheLine]byte
 	published    atomic.Uint64
 	noSubscriber atomic.Uint64
-	_            [48]byte
+	_            [cacheLine - 16]byte
 	delivered    atomic.Uint64
 	processed    atomic.Uint64
 	failed       atomic.Uint64
@@ -16,6 +18,7 @@ type counters struct {
 	dropped      atomic.Uint64
 	storeErrors  atomic.Uint64
 	takeovers    atomic.Uint64
+	_            [cacheLine - 64]byte
 }
 
 // Stats is a snapshot of a bus's counters, as returned by [Bus.Stats]. Its
