@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"runtime"
 	"slices"
@@ -49,9 +48,9 @@ const (
 	oidJSONB       = 3802
 )
 
-// jsonbVersion is the first byte of a jsonb value in binary: the format's
-// version, followed by the JSON text.
-const jsonbVersion = 1
+// jsonbPrefix comes before a jsonb value's JSON text in binary: the
+// format's version, 1.
+var jsonbPrefix = []byte{1}
 
 // encode returns a's first n parameters (10 for appendPlainSQL, 13 for
 // appendSQL) in binary, in p's buffer.
@@ -86,13 +85,13 @@ func (p *appendParams) encode(a *args, n int) [][]byte {
 		buf = binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint32(buf, 8), uint64(t.UnixMicro()-pgEpochMicros))
 	}
 	at[5] = len(buf)
-	buf = appendNullable(buf, oidJSONB, a.metas, jsonbVersion)
+	buf = appendNullable(buf, oidJSONB, a.metas, jsonbPrefix)
 	at[6] = len(buf)
 	texts(a.ptypes)
 	at[7] = len(buf)
 	texts(a.ctypes)
 	at[8] = len(buf)
-	buf = appendNullable(buf, oidBytea, a.payloads, -1)
+	buf = appendNullable(buf, oidBytea, a.payloads, nil)
 	at[9] = len(buf)
 	buf = appendArrayHeader(buf, oidInt4, k)
 	for _, v := range a.parts {
@@ -121,25 +120,18 @@ func (p *appendParams) encode(a *args, n int) [][]byte {
 }
 
 // appendNullable appends col as an array of oid whose nil elements are
-// NULL, each other one after the byte prefix, if it is not -1.
-func appendNullable[E ~[]byte](buf []byte, oid uint32, col []E, prefix int) []byte {
+// NULL, each other one after prefix.
+func appendNullable[E ~[]byte](buf []byte, oid uint32, col []E, prefix []byte) []byte {
 	start := len(buf)
 	buf = appendArrayHeader(buf, oid, len(col))
-	extra := 0
-	if prefix >= 0 {
-		extra = 1
-	}
 	for _, v := range col {
 		if v == nil {
 			buf[start+7] = 1 // the header's "has NULLs" flag
 			buf = binary.BigEndian.AppendUint32(buf, 0xFFFFFFFF)
 			continue
 		}
-		buf = binary.BigEndian.AppendUint32(buf, uint32(extra+len(v)))
-		if prefix >= 0 {
-			buf = append(buf, byte(prefix))
-		}
-		buf = append(buf, v...)
+		buf = binary.BigEndian.AppendUint32(buf, uint32(len(prefix)+len(v)))
+		buf = append(append(buf, prefix...), v...)
 	}
 	return buf
 }
@@ -168,19 +160,13 @@ func (s *Store) execAppend(ctx context.Context, conn *pgx.Conn, prepare bool, a 
 	values := p.encode(a, n)
 
 	var b pgconn.Batch
-	stmts := []failedAt{0, 1, 2}[:0:3] // which statements the batch holds, in order
+	stmts := make([]failedAt, 0, 3) // which statements the batch holds, in order
 	if before != "" {
 		b.ExecParams(before, nil, nil, nil, nil)
 		stmts = append(stmts, failedBefore)
 	}
-	if prepare {
-		sd, err := conn.Prepare(ctx, sql, sql)
-		if err != nil {
-			return nil, failedBefore, err
-		}
-		b.ExecStatement(sd, values, binaryFormat, binaryFormat)
-	} else {
-		b.ExecParams(sql, values, nil, binaryFormat, binaryFormat)
+	if err := queueBinary(ctx, &b, conn, prepare, sql, values); err != nil {
+		return nil, failedBefore, err
 	}
 	stmts = append(stmts, failedAppend)
 	if after != "" {
@@ -188,33 +174,16 @@ func (s *Store) execAppend(ctx context.Context, conn *pgx.Conn, prepare bool, a 
 		stmts = append(stmts, failedAfter)
 	}
 
-	mrr := conn.PgConn().ExecBatch(ctx, &b)
 	res = make([]result, 0, a.len())
-	var rowErr error
-	done := 0 // statements that completed
-	for mrr.NextResult() {
-		rr := mrr.ResultReader()
-		if done < len(stmts) && stmts[done] == failedAppend {
-			for rr.NextRow() {
-				v := rr.Values()
-				if len(v) != 2 || len(v[0]) != 8 || len(v[1]) != 8 {
-					rowErr = fmt.Errorf("append statement returned a row of %d columns, want two 8-byte integers", len(v))
-					continue
-				}
-				if pos := int64(binary.BigEndian.Uint64(v[0])); pos >= 0 { // not the NOTIFY row
-					res = append(res, result{pos, int64(binary.BigEndian.Uint64(v[1]))})
-				}
-			}
+	done, rowErr, err := runBatch(ctx, conn, &b, len(stmts), slices.Index(stmts, failedAppend), func(v [][]byte) error {
+		if len(v) != 2 || len(v[0]) != 8 || len(v[1]) != 8 {
+			return fmt.Errorf("append statement returned a row of %d columns, want two 8-byte integers", len(v))
 		}
-		if _, err := rr.Close(); err != nil {
-			break
+		if pos := int64(binary.BigEndian.Uint64(v[0])); pos >= 0 { // not the NOTIFY row
+			res = append(res, result{pos, int64(binary.BigEndian.Uint64(v[1]))})
 		}
-		done++
-	}
-	err = mrr.Close()
-	if err == nil && done < len(stmts) {
-		err = errors.New("append statement: the server answered fewer statements than were sent")
-	}
+		return nil
+	})
 	if err != nil {
 		failed = failedAnswer
 		if done < len(stmts) {
@@ -235,6 +204,48 @@ func (s *Store) execAppend(ctx context.Context, conn *pgx.Conn, prepare bool, a 
 	// rows need not.
 	slices.SortFunc(res, func(x, y result) int { return cmp.Compare(x.pos, y.pos) })
 	return res, 0, nil
+}
+
+// queueBinary adds sql to b with its parameters in binary and binary
+// results: prepared on conn, once per connection, if prepare (see
+// execBinary), and unnamed otherwise.
+func queueBinary(ctx context.Context, b *pgconn.Batch, conn *pgx.Conn, prepare bool, sql string, params [][]byte) error {
+	if !prepare {
+		b.ExecParams(sql, params, nil, binaryFormat, binaryFormat)
+		return nil
+	}
+	sd, err := conn.Prepare(ctx, sql, sql)
+	if err != nil {
+		return err
+	}
+	b.ExecStatement(sd, params, binaryFormat, binaryFormat)
+	return nil
+}
+
+// runBatch sends b, n statements, on conn and reads their results, handing
+// each row of statement rows (0-based) to row; the first error row returns
+// is rowErr, and row sees no more rows. It returns how many statements
+// completed, and err, the error that ended the batch, if any: a statement
+// that fails ends it, as PostgreSQL skips the rest.
+func runBatch(ctx context.Context, conn *pgx.Conn, b *pgconn.Batch, n, rows int, row func([][]byte) error) (done int, rowErr, err error) {
+	mrr := conn.PgConn().ExecBatch(ctx, b)
+	for mrr.NextResult() {
+		rr := mrr.ResultReader()
+		if done == rows {
+			for rowErr == nil && rr.NextRow() {
+				rowErr = row(rr.Values())
+			}
+		}
+		if _, err := rr.Close(); err != nil {
+			break
+		}
+		done++
+	}
+	err = mrr.Close()
+	if err == nil && done < n {
+		err = fmt.Errorf("the server answered %d of %d statements", done, n)
+	}
+	return done, rowErr, err
 }
 
 // connModes remembers whether the connections of callers' transactions

@@ -240,14 +240,8 @@ func (s *Store) readPage(ctx context.Context, q store.Query, after key, limit in
 	} else {
 		b.ExecParams(s.sql.setHorizon, nil, nil, nil, nil)
 	}
-	if s.prepare {
-		sd, err := conn.Prepare(ctx, sql, sql)
-		if err != nil {
-			return rs, err
-		}
-		b.ExecStatement(sd, params, binaryFormat, binaryFormat)
-	} else {
-		b.ExecParams(sql, params, nil, binaryFormat, binaryFormat)
+	if err := queueBinary(ctx, &b, conn, s.prepare, sql, params); err != nil {
+		return rs, err
 	}
 	b.ExecParams("COMMIT", nil, nil, nil, nil)
 
@@ -258,25 +252,9 @@ func (s *Store) readPage(ctx context.Context, q store.Query, after key, limit in
 		}
 	}()
 	var tail key
-	var rowErr error
-	done := 0 // statements that completed
-	mrr := conn.PgConn().ExecBatch(ctx, &b)
-	for mrr.NextResult() {
-		rr := mrr.ResultReader()
-		if done == 2 { // the page
-			for rr.NextRow() && rowErr == nil {
-				rowErr = s.readRow(rr.Values(), q, page, &rs, &tail)
-			}
-		}
-		if _, err := rr.Close(); err != nil {
-			break
-		}
-		done++
-	}
-	err = mrr.Close()
-	if err == nil && done < 4 {
-		err = errors.New("the server answered fewer statements than were sent")
-	}
+	_, rowErr, err := runBatch(ctx, conn, &b, 4, 2, func(v [][]byte) error { // the page is the third
+		return s.readRow(v, q, page, &rs, &tail)
+	})
 	if err != nil {
 		// The failed transaction is still open, so the pool closes the
 		// connection on release: none of its statements need forgetting.
