@@ -10,10 +10,18 @@ import (
 
 // idGen makes UUIDv7s. Its zero value is ready; it is safe for concurrent
 // use.
+//
+// last is on a cache line of its own: the publishing goroutine writes it
+// once per event, and a variable that shared its line (the linker puts
+// small variables side by side, and the time package's startNano, which
+// every clock read loads, landed on it) would move that line between the
+// cores of the publisher and of every goroutine reading the clock.
 type idGen struct {
+	_ [cacheLine]byte
 	// last packs the millisecond timestamp (high 48 bits) and a 16-bit
 	// sequence of the last UUIDv7 handed out.
 	last atomic.Uint64
+	_    [cacheLine - 8]byte
 }
 
 // ids is the process's generator, behind every event ID it makes.

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/google/uuid"
 )
@@ -113,5 +114,17 @@ func TestWallNanosFollowsTheClock(t *testing.T) {
 		if got < before-int64(time.Millisecond) || got > after+int64(time.Millisecond) {
 			t.Fatalf("wallNanos %d not within [%d, %d]", got, before, after)
 		}
+	}
+}
+
+// TestIDGenHasItsCacheLine checks that the generator's counter, written
+// once per event, shares no cache line with whatever the linker puts next
+// to the generator.
+func TestIDGenHasItsCacheLine(t *testing.T) {
+	var g idGen
+	before := unsafe.Offsetof(g.last)
+	after := unsafe.Sizeof(g) - before - unsafe.Sizeof(g.last)
+	if before < cacheLine || after < cacheLine-unsafe.Sizeof(g.last) {
+		t.Errorf("idGen.last has %d bytes before it and %d after, want %d and %d at least", before, after, cacheLine, cacheLine-8)
 	}
 }
