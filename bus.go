@@ -32,11 +32,9 @@ type Bus[T any] struct {
 	subMu  sync.Mutex // serialises changes to routes and durables
 	routes atomic.Pointer[routes[T]]
 
-	queue chan *delivery[T] // events waiting for a worker
-	spill spill[T]          // overflow of queue for events that must not wait
-	wake  chan struct{}     // tells an idle worker to look at the spill; unbuffered queues only
-	keys  keyTable[T]       // per-aggregate order
-	pool  sync.Pool         // of *delivery[T], recycled once run (see recycle)
+	queue workQueue[T] // events waiting for a worker, and idle workers
+	keys  keyTable[T]  // per-aggregate order
+	pool  sync.Pool    // of *delivery[T], recycled once run (see recycle)
 
 	flight                // the state and what Close waits for; see queue.go
 	drained chan struct{} // closed when a closing bus has nothing in flight
@@ -98,10 +96,7 @@ func New[T any](opts ...Option) (*Bus[T], error) {
 		return b, nil
 	}
 	b.keys.init()
-	b.queue = make(chan *delivery[T], cfg.bufferSize)
-	if cfg.bufferSize == 0 {
-		b.wake = make(chan struct{}, 1)
-	}
+	b.queue.init(cfg.bufferSize)
 	for range cfg.workers {
 		b.running.Go(b.work)
 	}

@@ -667,6 +667,71 @@ func TestBackpressureFailFast(t *testing.T) {
 	}
 }
 
+// TestUnbufferedPublishWaitsForAFreeWorker checks WithBufferSize(0):
+// Publish returns once a worker is free to take the event, and waits (until
+// its context is done) while none is.
+func TestUnbufferedPublishWaitsForAFreeWorker(t *testing.T) {
+	t.Parallel()
+	var handled record[int]
+	b := newBus[int](t, event.WithBufferSize(0), event.WithWorkers(1))
+	entered := make(chan struct{}, 1)
+	gate := make(chan struct{})
+	subscribe(t, b, "q", func(_ context.Context, ev event.Event[int]) error {
+		if ev.Payload == 1 {
+			entered <- struct{}{}
+			<-gate
+		}
+		handled.add(ev.Payload)
+		return nil
+	})
+	publish(t, b, "q", 1)
+	recv(t, entered, "the first handler")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if err := b.Publish(ctx, "q", 2); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Publish while the only worker is busy = %v, want DeadlineExceeded", err)
+	}
+	if st := b.Stats(); st.QueueDepth != 0 {
+		t.Errorf("Stats.QueueDepth = %d after the refused event, want 0", st.QueueDepth)
+	}
+	done := make(chan error, 1)
+	go func() { done <- b.Publish(context.Background(), "q", 3) }()
+	close(gate)
+	if err := recv(t, done, "Publish once the worker is free"); err != nil {
+		t.Fatalf("Publish once the worker is free: %v", err)
+	}
+	closeBus(t, b)
+	if got := handled.get(); fmt.Sprint(got) != "[1 3]" {
+		t.Errorf("handled %v, want [1 3]", got)
+	}
+}
+
+// TestSlowHandlersGetEveryWorker checks that events queued behind running
+// handlers wake the idle workers: each of n events whose handler waits for
+// all n to be running at once must get a worker of its own.
+func TestSlowHandlersGetEveryWorker(t *testing.T) {
+	t.Parallel()
+	const n = 4
+	b := newBus[int](t, event.WithWorkers(n))
+	var running atomic.Int32
+	all := make(chan struct{})
+	subscribe(t, b, "q", func(ctx context.Context, ev event.Event[int]) error {
+		if running.Add(1) == n {
+			close(all)
+		}
+		select {
+		case <-all:
+		case <-ctx.Done():
+		}
+		return nil
+	})
+	for i := range n {
+		publish(t, b, "q", i)
+	}
+	recv(t, all, fmt.Sprintf("%d handlers running at once", n))
+	closeBus(t, b)
+}
+
 // TestSyncMode checks that with WithSync every handler, retries included,
 // runs in the publisher's goroutine before Publish returns.
 func TestSyncMode(t *testing.T) {

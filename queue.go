@@ -111,9 +111,7 @@ func (b *Bus[T]) finishDrain() {
 		// Stopped with nothing in flight: no caller can be between admit
 		// and a send, so the queue can be closed.
 		b.drainMu.Do(func() {
-			if b.queue != nil {
-				close(b.queue)
-			}
+			b.queue.close()
 			close(b.drained)
 		})
 	}
@@ -316,7 +314,7 @@ func (o *outboxSeen) seen(id uuid.UUID) bool {
 }
 
 // enqueue queues d for the workers, with a unit of its own. With noWait it
-// never waits for room: d spills over a full queue instead.
+// never waits for room: d goes past the queue's limit instead.
 func (b *Bus[T]) enqueue(ctx context.Context, d *delivery[T], noWait bool) error {
 	if d.ev.AggregateID != "" {
 		b.keys.reserve(d)
@@ -338,79 +336,165 @@ func (b *Bus[T]) enqueue(ctx context.Context, d *delivery[T], noWait bool) error
 }
 
 func (b *Bus[T]) send(ctx context.Context, d *delivery[T], noWait bool) error {
-	select {
-	case b.queue <- d:
-		return nil
-	default:
-	}
-	if noWait {
-		b.spill.push(d)
-		// Workers look at the spill before each wait, but one may be past
-		// that look and not yet waiting: make it look again.
-		b.nudge()
-		return nil
-	}
-	if b.cfg.failFast {
-		return ErrQueueFull
-	}
-	select {
-	case b.queue <- d:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// nudge makes an idle worker look at the spill.
-//
-// On a buffered queue a nil sent on the queue does it. The spill only
-// grows when the queue was full a moment ago, so either the nil finds
-// room (the queue has drained since, and a worker waiting on it wakes), or
-// the queue is still full and the worker that takes its last event looks
-// at the spill before waiting again. An unbuffered queue has no room for a
-// nil unless a worker already waits, so there workers also wait on a
-// wake-up channel, which costs every wait a second channel.
-func (b *Bus[T]) nudge() {
-	if b.wake == nil {
-		select {
-		case b.queue <- nil:
-		default:
-		}
-		return
-	}
-	select {
-	case b.wake <- struct{}{}:
-	default: // a wake-up is pending already: the worker taking it looks
-	}
-}
-
-// work runs queued events until the queue is closed.
-func (b *Bus[T]) work() {
+	q := &b.queue
 	for {
-		if d := b.spill.pop(); d != nil {
-			b.handle(d)
-			continue
+		q.mu.Lock()
+		if noWait || q.hasRoom() {
+			q.push(d)
+			q.wakeOneAndUnlock()
+			return nil
 		}
-		if b.wake == nil {
-			// One channel: a two-channel select locks both on every wait,
-			// and the queue's lock is the one publishers contend for.
-			d, ok := <-b.queue
-			if !ok {
-				return
-			}
-			if d != nil { // nil: a nudge to look at the spill
-				b.handle(d)
-			}
-			continue
+		if b.cfg.failFast {
+			q.mu.Unlock()
+			return ErrQueueFull
 		}
+		if q.room == nil {
+			q.room = make(chan struct{})
+		}
+		room := q.room
+		q.mu.Unlock()
 		select {
-		case d, ok := <-b.queue:
-			if !ok {
-				return
-			}
-			b.handle(d)
-		case <-b.wake:
+		case <-room:
+		case <-ctx.Done():
+			return ctx.Err()
 		}
+	}
+}
+
+// workQueue is the FIFO of asynchronous deliveries waiting for a worker,
+// and the set of workers waiting for deliveries.
+//
+// It is a ring under a mutex rather than a channel so that a publisher
+// wakes a worker only when none is already awake to take its event: a
+// worker that finishes an event looks at the queue before it parks, so
+// while events keep coming the awake workers take them without a wake-up
+// each, and the publisher and the workers meet only on the mutex. A worker
+// that leaves events behind when it takes one wakes another if no other
+// is awake, so that slow handlers still get every worker.
+//
+// Ordinary publishers wait while the queue holds limit events (or, with
+// limit 0, while no worker is free to take one more); events that must not
+// wait go past the limit, and the ring grows for them.
+type workQueue[T any] struct {
+	mu      sync.Mutex
+	buf     []*delivery[T] // a ring of n events from head
+	head, n int
+	limit   int             // the buffer size
+	awake   int             // workers awake and not running a delivery
+	idle    []chan struct{} // the wake-up channels of parked workers, last parked last
+	room    chan struct{}   // closed when room appears; nil while no publisher waits
+	closed  bool            // no more events: workers exit once it is empty
+}
+
+func (q *workQueue[T]) init(limit int) {
+	q.limit = limit
+	q.buf = make([]*delivery[T], max(limit, minRing))
+}
+
+// minRing is the least length of the ring.
+const minRing = 16
+
+// hasRoom reports whether an ordinary publisher may queue an event.
+func (q *workQueue[T]) hasRoom() bool {
+	if q.limit == 0 {
+		return q.n < q.awake+len(q.idle)
+	}
+	return q.n < q.limit
+}
+
+func (q *workQueue[T]) push(d *delivery[T]) {
+	if q.n == len(q.buf) {
+		grown := make([]*delivery[T], 2*len(q.buf))
+		k := copy(grown, q.buf[q.head:])
+		copy(grown[k:], q.buf[:q.head])
+		q.buf, q.head = grown, 0
+	}
+	q.buf[(q.head+q.n)%len(q.buf)] = d
+	q.n++
+}
+
+func (q *workQueue[T]) pop() *delivery[T] {
+	d := q.buf[q.head]
+	q.buf[q.head] = nil
+	q.head = (q.head + 1) % len(q.buf)
+	q.n--
+	if q.n == 0 {
+		q.head = 0
+		if len(q.buf) > 4*max(q.limit, minRing) {
+			// A burst past the limit grew the ring: let it go.
+			q.buf = make([]*delivery[T], max(q.limit, minRing))
+		}
+	}
+	return d
+}
+
+// wakeOneAndUnlock wakes a parked worker if there is an event and no
+// worker is awake to take it, and unlocks q.
+func (q *workQueue[T]) wakeOneAndUnlock() {
+	var wake chan struct{}
+	if q.n > 0 && q.awake == 0 && len(q.idle) > 0 {
+		wake = q.idle[len(q.idle)-1]
+		q.idle = q.idle[:len(q.idle)-1]
+		q.awake++ // on the woken worker's behalf, so that no one else wakes another
+	}
+	var room chan struct{}
+	if q.room != nil && q.hasRoom() {
+		room, q.room = q.room, nil
+	}
+	q.mu.Unlock()
+	if wake != nil {
+		wake <- struct{}{} // buffered: one wake-up per park
+	}
+	if room != nil {
+		close(room)
+	}
+}
+
+// close makes the workers exit once the queue is empty, waking the parked
+// ones.
+func (q *workQueue[T]) close() {
+	q.mu.Lock()
+	q.closed = true
+	idle := q.idle
+	q.idle = nil
+	q.awake += len(idle)
+	q.mu.Unlock()
+	for _, w := range idle {
+		w <- struct{}{}
+	}
+}
+
+func (q *workQueue[T]) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.n
+}
+
+// work runs queued events until the queue is closed and empty.
+func (b *Bus[T]) work() {
+	q := &b.queue
+	wake := make(chan struct{}, 1)
+	q.mu.Lock()
+	q.awake++
+	for {
+		if q.n > 0 {
+			d := q.pop()
+			q.awake--
+			q.wakeOneAndUnlock()
+			b.handle(d)
+			q.mu.Lock()
+			q.awake++
+			continue
+		}
+		q.awake--
+		if q.closed {
+			q.mu.Unlock()
+			return
+		}
+		q.idle = append(q.idle, wake)
+		q.wakeOneAndUnlock() // with limit 0, a parked worker is room
+		<-wake
+		q.mu.Lock() // awake was counted by the waker
 	}
 }
 
@@ -465,36 +549,3 @@ func (b *Bus[T]) runOne(d *delivery[T]) (next *delivery[T]) {
 	b.deliverAll(d)
 	return nil
 }
-
-// spill is an unbounded FIFO for events that must not wait for room in the
-// queue: those that handlers publish, and those already stored.
-type spill[T any] struct {
-	n  atomic.Int32
-	mu sync.Mutex
-	q  []*delivery[T]
-}
-
-func (s *spill[T]) push(d *delivery[T]) {
-	s.mu.Lock()
-	s.q = append(s.q, d)
-	s.n.Add(1)
-	s.mu.Unlock()
-}
-
-func (s *spill[T]) pop() *delivery[T] {
-	if s.n.Load() == 0 {
-		return nil
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.q) == 0 {
-		return nil
-	}
-	d := s.q[0]
-	s.q[0] = nil
-	s.q = s.q[1:]
-	s.n.Add(-1)
-	return d
-}
-
-func (s *spill[T]) len() int { return int(s.n.Load()) }

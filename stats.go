@@ -94,7 +94,7 @@ func (b *Bus[T]) Stats() Stats {
 	st.NoSubscriber = b.stats.noSubscriber.Load()
 	st.Published = b.stats.published.Load()
 	st.InFlight = int(st.Delivered - st.Processed - st.Failed - st.Dropped)
-	st.QueueDepth = len(b.queue) + b.spill.len() + b.keys.parkedCount()
+	st.QueueDepth = b.queue.len() + b.keys.parkedCount()
 	st.Subscribers = make(map[string]int)
 	for _, s := range b.routes.Load().subs {
 		st.Subscribers[s.pattern]++
